@@ -1,0 +1,39 @@
+# nlpkit developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format bench clean
+
+help: ## list the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install nlpkit (editable, dev extras); idempotent
+
+train: $(STAMP) ## train the default BiLSTM document classifier on the built-in dataset
+	$(PY) -m nlpkit.train task=doc_cls model=bilstm
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check nlpkit tests scripts
+	$(VENV)/bin/ruff format --check nlpkit tests scripts
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix nlpkit tests scripts
+	$(VENV)/bin/ruff format nlpkit tests scripts
+
+bench: $(STAMP) ## training-loop overhead benchmark (nlpkit vs a hand-written loop)
+	$(PY) scripts/bench_train_overhead.py
+
+clean: ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .cache .pytest_cache
