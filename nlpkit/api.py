@@ -1,0 +1,57 @@
+"""Python API for notebooks: ``compose`` a config, ``train`` it, ``load`` a run and predict."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nlpkit.errors import ArtifactError
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train", output_dir: str | None = None) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with Hydra overrides, as the CLI would.
+
+    ``paths.output_dir`` is set to ``output_dir`` or a fresh timestamped directory under ``paths.log_dir``.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nlpkit.train import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    with open_dict(cfg):
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
+        elif not cfg.paths.get("output_dir"):
+            stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+            cfg.paths.output_dir = str(Path(cfg.paths.log_dir) / "runs" / stamp)
+    return cfg
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train from a composed config; see :func:`nlpkit.train.train`."""
+    from nlpkit.train import train as _train
+
+    return _train(cfg)
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not found; is {run_dir} an nlpkit run directory?")
+    return OmegaConf.load(path)
+
+
+def load(run_dir: str | Path):
+    """Reload a trained run as a predictor with ``.predict(["text", ...])``."""
+    from nlpkit.tasks import get_task
+
+    cfg = load_run_config(run_dir)
+    return get_task(cfg.task.name).predictor(cfg, Path(run_dir))

@@ -1,0 +1,193 @@
+"""Typed config schemas and validation: a misspelled key or bad value fails before training starts.
+
+Sections without ``_target_`` (``task``, ``data``, ``optim``, ``paths``) have dataclass schemas
+here; nodes with ``_target_`` (model components, trainer, callbacks, loggers) are checked against
+the signature of the class they build. Every error names the valid keys or choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nlpkit.data.featurizer import FeaturizerConfig
+from nlpkit.errors import ConfigError
+from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
+
+
+def choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass
+class TaskConfig:
+    """Which task runs, and which validation metric selects the best checkpoint.
+
+    name: task registry key (``doc_cls``).
+    monitor: metric logged by the task that early stopping and checkpointing follow.
+    monitor_mode: ``max`` or ``min``.
+    """
+
+    name: str = "doc_cls"
+    monitor: str = "val/accuracy"
+    monitor_mode: str = field(default="max", metadata=choices("max", "min"))
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is read, featurized and batched.
+
+    format: reader: ``builtin`` (generated), ``tsv``, ``csv``, ``jsonl``, ``label_text``.
+    train_path/val_path/test_path: split files; without ``val_path`` a seeded ``val_fraction`` of
+        train is held out; without ``test_path`` there is no test evaluation.
+    text_field/label_field: column or JSON field names.
+    has_header/columns: delimited files without a header name their columns with ``columns``.
+    delimiter: override the format's delimiter.
+    label_delimiter: set (e.g. ``","``) for multi-label data: labels split on it.
+    on_bad_row: ``error`` stops at the first bad row naming file and line; ``skip`` counts and reports.
+    """
+
+    format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
+    train_path: str | None = None
+    val_path: str | None = None
+    test_path: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    has_header: bool = True
+    columns: list[str] | None = None
+    delimiter: str | None = None
+    label_delimiter: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    bucket_pool_batches: int = 50
+    num_workers: int = 0
+    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
+    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    name: ``adam``, ``adamw``, ``sgd`` or ``adadelta``.
+    scheduler: ``none``, ``cosine`` or ``linear`` decay over all steps, or ``plateau`` on the monitor.
+    warmup_steps: linear warmup before the schedule (0 = none).
+    """
+
+    name: str = field(default="adam", metadata=choices(*OPTIMIZERS))
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    momentum: float = 0.0
+    scheduler: str = field(default="none", metadata=choices(*SCHEDULERS))
+    warmup_steps: int = 0
+
+
+@dataclass
+class PathsConfig:
+    """root_dir: project root; data_dir: external datasets (env ``NLPKIT_DATA_DIR``);
+    builtin_dir: where the generated dataset is written; log_dir: parent of run directories;
+    output_dir: this run's directory (set by Hydra, or by ``nlpkit.compose``)."""
+
+    root_dir: str = "."
+    data_dir: str = "."
+    builtin_dir: str = ".cache/nlpkit/builtin"
+    log_dir: str = "outputs"
+    output_dir: str | None = None
+
+
+SCHEMAS: dict[str, type] = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "paths": PathsConfig}
+TOP_LEVEL_KEYS = {
+    "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
+    "optimized_metric", "test_after_training", "run_test", "hydra", "tags",
+}  # fmt: skip
+RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# Passed by the framework at build time, so never required from the config.
+INJECTED = {"vocab_size", "padding_idx", "vocab", "input_dim", "output_dim", "num_labels"}
+
+
+def _check_schema(node: DictConfig, schema: type, where: str) -> None:
+    valid = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in valid:
+            raise ConfigError(f"unknown key {where}.{key}; valid keys: {', '.join(sorted(valid))}")
+        spec = valid[key]
+        value = node[key]
+        allowed = spec.metadata.get("choices")
+        if allowed and value not in allowed:
+            raise ConfigError(f"{where}.{key}={value!r} is not a valid choice; choose one of {', '.join(allowed)}")
+        if dataclasses.is_dataclass(spec.default_factory if spec.default_factory is not dataclasses.MISSING else None):
+            if not isinstance(value, DictConfig):
+                raise ConfigError(f"{where}.{key} must be a mapping with keys {[f.name for f in dataclasses.fields(spec.default_factory)]}")
+            _check_schema(value, spec.default_factory, f"{where}.{key}")
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"_target_ {path!r} cannot be imported: {err}") from err
+
+
+def _check_targets(node: Any, where: str) -> None:
+    if isinstance(node, DictConfig):
+        target = node.get("_target_") if "_target_" in node else None
+        if target:
+            obj = _import(str(target))
+            signature = inspect.signature(obj)
+            params = signature.parameters
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                valid = [n for n in params if n not in ("self",)]
+                for key in node:
+                    if key not in RESERVED and key not in params:
+                        shown = [n for n in valid if n not in INJECTED]
+                        raise ConfigError(f"unknown key {where}.{key} for {target}; valid keys: {', '.join(shown)}")
+        for key in node:
+            if key != "hydra":
+                _check_targets(node[key], f"{where}.{key}" if where else str(key))
+    elif isinstance(node, ListConfig):
+        for index, item in enumerate(node):
+            _check_targets(item, f"{where}[{index}]")
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check ``cfg`` and return a typed copy (values converted to the schema types).
+
+    Raises ``ConfigError`` naming the valid keys or choices.
+    """
+    for key in cfg:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"unknown top-level key {key!r}; valid keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    for key in ("task", "data", "model", "optim", "trainer", "paths"):
+        if key not in cfg:
+            raise ConfigError(f"config has no {key!r} section (is conf/train.yaml's defaults list intact?)")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve config interpolation: {err}") from err
+    typed = cfg.copy()
+    with_flag = OmegaConf.is_struct(typed)
+    OmegaConf.set_struct(typed, False)
+    for key, schema in SCHEMAS.items():
+        _check_schema(cfg[key], schema, key)
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"invalid value in {key}: {err.msg if hasattr(err, 'msg') else err}") from err
+        typed[key] = merged
+    for key in ("embedding", "representation", "decoder", "output"):
+        if key not in cfg.model or "_target_" not in cfg.model[key]:
+            raise ConfigError(f"model.{key} must be a component config with a _target_ (pick one with {key}=...)")
+    _check_targets(cfg, "")
+    OmegaConf.set_struct(typed, with_flag)
+    return typed

@@ -1,0 +1,103 @@
+"""The featurizer: a word-level HF ``tokenizers`` tokenizer trained on the training split.
+
+The same ``tokenizer.json`` is used for training, evaluation, prediction and (later) export, so a
+model never sees a tokenization its serving path does not reproduce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
+
+from nlpkit.errors import ArtifactError
+from nlpkit.utils.io import write_text
+
+PAD = "<pad>"
+UNK = "<unk>"
+
+
+@dataclass
+class FeaturizerConfig:
+    """How raw text becomes token ids.
+
+    lowercase: apply Unicode lowercasing before splitting.
+    split_punctuation: split runs of punctuation from words (HF ``Whitespace`` pre-tokenizer,
+        ``\\w+|[^\\w\\s]+``); when false, split on whitespace only.
+    min_freq: a word seen fewer times than this in training maps to ``<unk>``.
+    max_vocab: keep at most this many entries (specials included), most frequent first.
+    max_length: truncate encodings to this many tokens.
+    """
+
+    lowercase: bool = True
+    split_punctuation: bool = True
+    min_freq: int = 1
+    max_vocab: int = 100_000
+    max_length: int = 128
+
+
+class Featurizer:
+    """Thin owner of a ``tokenizers.Tokenizer`` with nlpkit's pad/unk conventions."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.pad_id = self._special_id(PAD)
+        self.unk_id = self._special_id(UNK)
+
+    def _special_id(self, token: str) -> int:
+        token_id = self.tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ArtifactError(f"tokenizer has no {token!r} entry: not an nlpkit tokenizer")
+        return token_id
+
+    @classmethod
+    def train(cls, texts: Iterable[str], config: FeaturizerConfig) -> Featurizer:
+        tokenizer = Tokenizer(WordLevel(unk_token=UNK))
+        steps = [normalizers.NFC()]
+        if config.lowercase:
+            steps.append(normalizers.Lowercase())
+        tokenizer.normalizer = normalizers.Sequence(steps)
+        tokenizer.pre_tokenizer = (
+            pre_tokenizers.Whitespace() if config.split_punctuation else pre_tokenizers.WhitespaceSplit()
+        )
+        trainer = WordLevelTrainer(
+            vocab_size=config.max_vocab, min_frequency=config.min_freq, special_tokens=[PAD, UNK], show_progress=False
+        )
+        tokenizer.train_from_iterator(texts, trainer=trainer)
+        tokenizer.enable_truncation(max_length=config.max_length)
+        return cls(tokenizer)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Featurizer:
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: tokenizer file not found")
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as err:  # tokenizers raises a bare Exception on malformed JSON
+            raise ArtifactError(f"{path}: not a readable tokenizer file ({err})") from err
+
+    def save(self, path: str | Path) -> None:
+        write_text(path, self.tokenizer.to_str(pretty=True))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def vocab(self) -> list[str]:
+        """Tokens in id order."""
+        by_id = sorted(self.tokenizer.get_vocab().items(), key=lambda item: item[1])
+        return [token for token, _ in by_id]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text (batch-encoded in Rust). An empty encoding becomes ``[<unk>]``."""
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [enc.ids or [self.unk_id] for enc in encodings]
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.encode(text, add_special_tokens=False).tokens

@@ -1,0 +1,1 @@
+"""Models: plain ``nn.Module``s composed from ``nlpkit.modules`` components (no Lightning here)."""

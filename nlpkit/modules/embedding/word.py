@@ -1,0 +1,85 @@
+"""Trainable word embedding, optionally initialised from a word2vec/GloVe text file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def read_vectors(path: str | Path, wanted: set[str], dim: int) -> dict[str, torch.Tensor]:
+    """Vectors for the ``wanted`` words from a word2vec/GloVe text file (header line optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained embeddings file not found")
+    found: dict[str, torch.Tensor] = {}
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.rstrip("\n").rstrip().split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec header: "<count> <dim>"
+            if len(parts) != dim + 1:
+                raise ValueError(
+                    f"{path}:{number}: expected a word and {dim} numbers (embed_dim), got {len(parts) - 1} numbers"
+                )
+            word = parts[0]
+            if word in wanted and word not in found:
+                found[word] = torch.tensor([float(x) for x in parts[1:]])
+    return found
+
+
+class WordEmbedding(nn.Module):
+    """Lookup table over the featurizer's vocabulary; the padding row stays zero.
+
+    Args:
+        vocab_size: number of rows (from the featurizer).
+        embed_dim: width of each vector.
+        padding_idx: id of ``<pad>``.
+        pretrained_path: word2vec/GloVe text file to initialise known words from (others random).
+        freeze: keep the vectors fixed (only meaningful with ``pretrained_path``).
+        vocab: tokens in id order; needed to look words up in ``pretrained_path``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 200,
+        padding_idx: int = 0,
+        pretrained_path: str | None = None,
+        freeze: bool = False,
+        vocab: Sequence[str] | None = None,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.output_dim = embed_dim
+        self.coverage: float | None = None
+        if pretrained_path:
+            if vocab is None:
+                raise ValueError("WordEmbedding: pretrained_path needs the vocabulary (vocab=...)")
+            self.load_pretrained(pretrained_path, vocab)
+        self.embedding.weight.requires_grad_(not (freeze and pretrained_path))
+
+    @torch.no_grad()
+    def load_pretrained(self, path: str | Path, vocab: Sequence[str]) -> float:
+        """Copy vectors for known words (exact match, then lowercased); return and log coverage."""
+        wanted = set(vocab) | {w.lower() for w in vocab}
+        vectors = read_vectors(path, wanted, self.output_dim)
+        hits = 0
+        for index, word in enumerate(vocab):
+            if index == self.embedding.padding_idx:
+                continue
+            vector = vectors.get(word, vectors.get(word.lower()))
+            if vector is not None:
+                self.embedding.weight[index] = vector
+                hits += 1
+        self.coverage = hits / max(1, len(vocab) - 1)
+        log.info("pretrained embeddings %s: %d of %d words found (%.1f%% coverage)", path, hits, len(vocab) - 1, 100 * self.coverage)
+        return self.coverage
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embedding(tokens)  # [B, T] -> [B, T, embed_dim]

@@ -1,0 +1,22 @@
+"""Task registry: a task ties a data module, a model builder and a LightningModule together.
+
+Each task implements :class:`nlpkit.tasks.base.Task`; ``get_task(name)`` looks one up by the
+``task.name`` config value.
+"""
+
+from __future__ import annotations
+
+from nlpkit.errors import ConfigError
+from nlpkit.tasks.base import Task
+from nlpkit.tasks.doc_cls import DocClassificationTask
+
+TASKS: dict[str, type[Task]] = {DocClassificationTask.name: DocClassificationTask}
+
+
+def get_task(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "get_task"]

@@ -1,0 +1,94 @@
+"""Document classification: the LightningModule that trains a ``DocClassifier``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+)
+
+from nlpkit.models.doc_classifier import DocClassifier
+from nlpkit.training.optim import build_optimizer, build_scheduler
+
+
+def classification_metrics(num_labels: int, multilabel: bool) -> MetricCollection:
+    """``accuracy`` (micro; exact-match for multi-label) and ``macro_f1``."""
+    if multilabel:
+        return MetricCollection(
+            {
+                "accuracy": MultilabelExactMatch(num_labels=num_labels),
+                "label_accuracy": MultilabelAccuracy(num_labels=num_labels, average="micro"),
+                "macro_f1": MultilabelF1Score(num_labels=num_labels, average="macro"),
+            }
+        )
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(num_classes=num_labels, average="micro"),
+            "macro_f1": MulticlassF1Score(num_classes=num_labels, average="macro"),
+        }
+    )
+
+
+class DocClassificationModule(pl.LightningModule):
+    """Owns loss, metrics, logging and optimizers; the network itself is a plain ``DocClassifier``."""
+
+    def __init__(self, model: DocClassifier, label_names: Sequence[str], optim_cfg, monitor: str = "val/accuracy", monitor_mode: str = "max"):
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.optim_cfg = optim_cfg
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.multilabel = bool(getattr(model.output, "multilabel", False))
+        n = len(self.label_names)
+        self.metrics = torch.nn.ModuleDict(
+            {f"{stage}_metrics": classification_metrics(n, self.multilabel).clone(prefix=f"{stage}/") for stage in ("train", "val", "test")}
+        )
+        self.confusion = None if self.multilabel else MulticlassConfusionMatrix(num_classes=n)
+        self.test_confusion: torch.Tensor | None = None
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens, lengths)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["tokens"], batch["lengths"])
+        loss = self.model.output.loss(logits, batch["labels"])
+        predictions = self.model.output.predict(logits)
+        batch_size = batch["tokens"].size(0)
+        self.metrics[f"{stage}_metrics"].update(predictions, batch["labels"].long())
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=stage != "test", on_step=False, on_epoch=True)
+        self.log_dict(self.metrics[f"{stage}_metrics"], batch_size=batch_size, prog_bar=stage == "val", on_step=False, on_epoch=True)
+        if stage == "test" and self.confusion is not None:
+            self.confusion.update(predictions, batch["labels"])
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        if self.confusion is not None:
+            self.test_confusion = self.confusion.compute().cpu()
+            self.confusion.reset()
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
+        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

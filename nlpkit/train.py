@@ -1,0 +1,161 @@
+"""Training entry point: ``python -m nlpkit.train task=doc_cls model=bilstm`` or ``nlpkit.train(cfg)``.
+
+``train(cfg)`` is a plain function (notebooks call it); ``main`` is the thin Hydra wrapper that also
+keeps one failing job from aborting a multirun sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+
+import nlpkit
+from nlpkit.config import validate
+from nlpkit.errors import ConfigError, NlpkitError
+from nlpkit.tasks import get_task
+from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.utils.io import write_json, write_text
+
+log = logging.getLogger("nlpkit.train")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """Hydra's output dir when running under Hydra (so ``hydra.run.dir`` is honoured), else ``paths.output_dir``."""
+    if HydraConfig.initialized():
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    elif cfg.paths.output_dir:
+        run_dir = Path(cfg.paths.output_dir)
+    else:
+        raise ConfigError("paths.output_dir is not set (nlpkit.compose sets it; or pass paths.output_dir=DIR)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_probe"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise NlpkitError(f"run directory {run_dir} is not writable: {err.strerror or err}") from err
+    return run_dir
+
+
+def _callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        kwargs: dict[str, Any] = {}
+        target = str(node.get("_target_", ""))
+        if target.endswith("ModelCheckpoint"):
+            kwargs["dirpath"] = str(run_dir / "checkpoints")
+        callback = instantiate(node, **kwargs)
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(f"callbacks.{name} does not build a Lightning Callback")
+        if isinstance(callback, ProgressBar) and not cfg.trainer.get("enable_progress_bar", True):
+            continue  # trainer.enable_progress_bar=false wins over the configured bar
+        callbacks.append(callback)
+    return callbacks
+
+
+def _loggers(cfg: DictConfig, run_dir: Path) -> list:
+    return [instantiate(node, save_dir=str(run_dir)) for node in (cfg.get("logger") or {}).values() if node is not None]
+
+
+def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for result in results:
+        flat.update({k: float(v) for k, v in result.items()})
+    return flat
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, select the best checkpoint on the validation metric, test it, write the run directory.
+
+    Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric"}``.
+    """
+    cfg = validate(cfg)
+    run_dir = resolve_run_dir(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = get_task(cfg.task.name)
+    datamodule, module = task.build(cfg, run_dir)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    task.save_vocabularies(datamodule, run_dir)
+
+    callbacks = _callbacks(cfg, run_dir)
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        callbacks=callbacks,
+        logger=_loggers(cfg, run_dir) or False,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_seconds = time.perf_counter() - started
+
+    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    if trainer.interrupted:
+        raise NlpkitError("training was interrupted")
+    metrics = _flat_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+    if cfg.get("run_test", True) and "test" in datamodule.splits:
+        metrics.update(_flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)))
+        task.extra_artifacts(module, run_dir)
+    metrics["train_seconds"] = round(train_seconds, 3)
+    metrics["epochs"] = int(trainer.current_epoch)
+    metrics["global_steps"] = int(trainer.global_step)
+    metrics["data/skipped_rows"] = int(datamodule.policy.total_skipped)
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(
+        run_dir / "run.json",
+        {
+            "task": cfg.task.name,
+            "nlpkit_version": nlpkit.__version__,
+            "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+        },
+    )
+    if datamodule.policy.total_skipped:
+        log.warning("data: %s", datamodule.policy.report())
+    target = cfg.get("optimized_metric") or cfg.task.monitor
+    value = metrics.get(target, math.nan)
+    log.info("run directory: %s", run_dir)
+    log.info("%s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))))
+    return {"run_dir": str(run_dir), "metrics": metrics, "best_checkpoint": best, "optimized_metric": value}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point. Returns the optimized metric so sweepers (Optuna) can use it."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        return float(train(cfg)["optimized_metric"])
+    except NlpkitError as err:
+        log.error("%s", err)
+        if multirun:
+            write_text(Path(HydraConfig.get().runtime.output_dir) / "error.txt", f"{err}\n")
+            return math.nan
+        sys.exit(1)
+    except Exception as err:
+        if not multirun:
+            raise
+        # One failed job must not abort the sweep: record it and report NaN to the sweeper.
+        log.exception("job failed: %s", err)
+        write_text(Path(HydraConfig.get().runtime.output_dir) / "error.txt", f"{type(err).__name__}: {err}\n")
+        return math.nan
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    main()
