@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nlpkit.errors import ArtifactError
 
 
-def compose(overrides: Sequence[str] = (), config_name: str = "train", output_dir: str | None = None) -> DictConfig:
+def compose(
+    overrides: Sequence[str] = (), config_name: str = "train", output_dir: str | None = None
+) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with Hydra overrides, as the CLI would.
 
     ``paths.output_dir`` is set to ``output_dir`` or a fresh timestamped directory under ``paths.log_dir``.

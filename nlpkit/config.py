@@ -16,13 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlpkit.data.featurizer import FeaturizerConfig
+from nlpkit.data.config import choices
 from nlpkit.errors import ConfigError
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
-
-
-def choices(*values: str) -> dict:
-    return {"choices": values}
 
 
 @dataclass
@@ -37,40 +33,6 @@ class TaskConfig:
     name: str = "doc_cls"
     monitor: str = "val/accuracy"
     monitor_mode: str = field(default="max", metadata=choices("max", "min"))
-
-
-@dataclass
-class DataConfig:
-    """Where the data is and how it is read, featurized and batched.
-
-    format: reader: ``builtin`` (generated), ``tsv``, ``csv``, ``jsonl``, ``label_text``.
-    train_path/val_path/test_path: split files; without ``val_path`` a seeded ``val_fraction`` of
-        train is held out; without ``test_path`` there is no test evaluation.
-    text_field/label_field: column or JSON field names.
-    has_header/columns: delimited files without a header name their columns with ``columns``.
-    delimiter: override the format's delimiter.
-    label_delimiter: set (e.g. ``","``) for multi-label data: labels split on it.
-    on_bad_row: ``error`` stops at the first bad row naming file and line; ``skip`` counts and reports.
-    """
-
-    format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
-    train_path: str | None = None
-    val_path: str | None = None
-    test_path: str | None = None
-    text_field: str = "text"
-    label_field: str = "label"
-    has_header: bool = True
-    columns: list[str] | None = None
-    delimiter: str | None = None
-    label_delimiter: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    bucket_pool_batches: int = 50
-    num_workers: int = 0
-    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
-    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
 
 
 @dataclass
@@ -105,7 +67,7 @@ class PathsConfig:
     output_dir: str | None = None
 
 
-SCHEMAS: dict[str, type] = {"task": TaskConfig, "data": DataConfig, "optim": OptimConfig, "paths": PathsConfig}
+SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": PathsConfig}  # data: per task
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
     "optimized_metric", "test_after_training", "run_test", "hydra", "tags",
@@ -124,10 +86,16 @@ def _check_schema(node: DictConfig, schema: type, where: str) -> None:
         value = node[key]
         allowed = spec.metadata.get("choices")
         if allowed and value not in allowed:
-            raise ConfigError(f"{where}.{key}={value!r} is not a valid choice; choose one of {', '.join(allowed)}")
-        if dataclasses.is_dataclass(spec.default_factory if spec.default_factory is not dataclasses.MISSING else None):
+            raise ConfigError(
+                f"{where}.{key}={value!r} is not a valid choice; choose one of {', '.join(allowed)}"
+            )
+        if dataclasses.is_dataclass(
+            spec.default_factory if spec.default_factory is not dataclasses.MISSING else None
+        ):
             if not isinstance(value, DictConfig):
-                raise ConfigError(f"{where}.{key} must be a mapping with keys {[f.name for f in dataclasses.fields(spec.default_factory)]}")
+                raise ConfigError(
+                    f"{where}.{key} must be a mapping with keys {[f.name for f in dataclasses.fields(spec.default_factory)]}"
+                )
             _check_schema(value, spec.default_factory, f"{where}.{key}")
 
 
@@ -151,7 +119,9 @@ def _check_targets(node: Any, where: str) -> None:
                 for key in node:
                     if key not in RESERVED and key not in params:
                         shown = [n for n in valid if n not in INJECTED]
-                        raise ConfigError(f"unknown key {where}.{key} for {target}; valid keys: {', '.join(shown)}")
+                        raise ConfigError(
+                            f"unknown key {where}.{key} for {target}; valid keys: {', '.join(shown)}"
+                        )
         for key in node:
             if key != "hydra":
                 _check_targets(node[key], f"{where}.{key}" if where else str(key))
@@ -167,7 +137,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     """
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"unknown top-level key {key!r}; valid keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+            raise ConfigError(
+                f"unknown top-level key {key!r}; valid keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+            )
     for key in ("task", "data", "model", "optim", "trainer", "paths"):
         if key not in cfg:
             raise ConfigError(f"config has no {key!r} section (is conf/train.yaml's defaults list intact?)")
@@ -178,7 +150,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     typed = cfg.copy()
     with_flag = OmegaConf.is_struct(typed)
     OmegaConf.set_struct(typed, False)
-    for key, schema in SCHEMAS.items():
+    from nlpkit.tasks import get_task
+
+    schemas = dict(SCHEMAS, data=get_task(str(cfg.task.name)).data_schema)
+    for key, schema in schemas.items():
         _check_schema(cfg[key], schema, key)
         try:
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
@@ -187,7 +162,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         typed[key] = merged
     for key in ("embedding", "representation", "decoder", "output"):
         if key not in cfg.model or "_target_" not in cfg.model[key]:
-            raise ConfigError(f"model.{key} must be a component config with a _target_ (pick one with {key}=...)")
+            raise ConfigError(
+                f"model.{key} must be a component config with a _target_ (pick one with {key}=...)"
+            )
     _check_targets(cfg, "")
     OmegaConf.set_struct(typed, with_flag)
     return typed

@@ -28,7 +28,9 @@ class DocClassificationPredictor:
         ids = self.featurizer.encode_batch(list(texts))
         out = []
         for start in range(0, len(ids), batch_size):
-            tokens, lengths = pad_sequences([torch.tensor(x) for x in ids[start : start + batch_size]], self.featurizer.pad_id)
+            tokens, lengths = pad_sequences(
+                [torch.tensor(x) for x in ids[start : start + batch_size]], self.featurizer.pad_id
+            )
             out.append(self.model.output.scores(self.model(tokens, lengths)))
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 

@@ -40,7 +40,9 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     elif cfg.paths.output_dir:
         run_dir = Path(cfg.paths.output_dir)
     else:
-        raise ConfigError("paths.output_dir is not set (nlpkit.compose sets it; or pass paths.output_dir=DIR)")
+        raise ConfigError(
+            "paths.output_dir is not set (nlpkit.compose sets it; or pass paths.output_dir=DIR)"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_probe"
@@ -70,7 +72,11 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
 
 
 def _loggers(cfg: DictConfig, run_dir: Path) -> list:
-    return [instantiate(node, save_dir=str(run_dir)) for node in (cfg.get("logger") or {}).values() if node is not None]
+    return [
+        instantiate(node, save_dir=str(run_dir))
+        for node in (cfg.get("logger") or {}).values()
+        if node is not None
+    ]
 
 
 def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
@@ -111,7 +117,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise NlpkitError("training was interrupted")
     metrics = _flat_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     if cfg.get("run_test", True) and "test" in datamodule.splits:
-        metrics.update(_flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)))
+        metrics.update(
+            _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+        )
         task.extra_artifacts(module, run_dir)
     metrics["train_seconds"] = round(train_seconds, 3)
     metrics["epochs"] = int(trainer.current_epoch)
@@ -131,7 +139,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     target = cfg.get("optimized_metric") or cfg.task.monitor
     value = metrics.get(target, math.nan)
     log.info("run directory: %s", run_dir)
-    log.info("%s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))))
+    log.info(
+        "%s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
+    )
     return {"run_dir": str(run_dir), "metrics": metrics, "best_checkpoint": best, "optimized_metric": value}
 
 

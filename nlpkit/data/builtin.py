@@ -147,8 +147,10 @@ def ensure_builtin(directory: str | Path, seed: int = 13) -> Path:
     directory = Path(directory)
     marker = directory / "VERSION"
     expected = f"nlpkit-builtin v{BUILTIN_VERSION} seed={seed}\n"
-    if marker.is_file() and marker.read_text() == expected and all(
-        (directory / f"{split}.jsonl").is_file() for split in SPLITS
+    if (
+        marker.is_file()
+        and marker.read_text() == expected
+        and all((directory / f"{split}.jsonl").is_file() for split in SPLITS)
     ):
         return directory
     rng = random.Random(seed)

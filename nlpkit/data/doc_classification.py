@@ -89,7 +89,9 @@ class DocClassificationDataModule(pl.LightningDataModule):
                 if not raw[split]:
                     raise DataError(f"{path}: no usable examples in the {split} split")
         if "train" in raw and "val" not in raw:
-            raw["train"], raw["val"] = self._hold_out(raw["train"], float(cfg.val_fraction), int(cfg.split_seed))
+            raw["train"], raw["val"] = self._hold_out(
+                raw["train"], float(cfg.val_fraction), int(cfg.split_seed)
+            )
         if self.featurizer is None:
             fcfg = FeaturizerConfig(**dict(cfg.featurizer))
             self.featurizer = Featurizer.train((ex.text for ex in raw["train"]), fcfg)
@@ -106,14 +108,21 @@ class DocClassificationDataModule(pl.LightningDataModule):
             log.warning("data: %s", self.policy.report())
         self._loaded = True
 
-    def _hold_out(self, examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    def _hold_out(
+        self, examples: list[Example], fraction: float, seed: int
+    ) -> tuple[list[Example], list[Example]]:
         if not 0.0 < fraction < 1.0:
             raise DataError(f"no data.val_path and data.val_fraction={fraction} is not in (0, 1)")
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
         n_val = max(1, int(round(len(examples) * fraction)))
         held = set(order[:n_val])
-        log.info("data: no validation file; holding out %d of %d training examples (seed %d)", n_val, len(examples), seed)
+        log.info(
+            "data: no validation file; holding out %d of %d training examples (seed %d)",
+            n_val,
+            len(examples),
+            seed,
+        )
         return [ex for i, ex in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
     def target(self, labels: tuple[str, ...]) -> torch.Tensor:

@@ -65,7 +65,10 @@ class Featurizer:
             pre_tokenizers.Whitespace() if config.split_punctuation else pre_tokenizers.WhitespaceSplit()
         )
         trainer = WordLevelTrainer(
-            vocab_size=config.max_vocab, min_frequency=config.min_freq, special_tokens=[PAD, UNK], show_progress=False
+            vocab_size=config.max_vocab,
+            min_frequency=config.min_freq,
+            special_tokens=[PAD, UNK],
+            show_progress=False,
         )
         tokenizer.train_from_iterator(texts, trainer=trainer)
         tokenizer.enable_truncation(max_length=config.max_length)

@@ -70,7 +70,9 @@ def _decoded_lines(path: Path, policy: BadRowPolicy) -> Iterator[tuple[int, str]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                policy.bad(f"{path}:{number}", f"invalid UTF-8: byte {raw[err.start]:#04x} at column {err.start + 1}")
+                policy.bad(
+                    f"{path}:{number}", f"invalid UTF-8: byte {raw[err.start]:#04x} at column {err.start + 1}"
+                )
                 continue
             if number == 1:
                 line = line.lstrip("\ufeff")
@@ -115,7 +117,9 @@ def read_delimited(
     # Physical line numbers survive csv's multi-line quoted fields through this index.
     numbers = [number for number, _ in lines]
     reader = csv.reader(
-        (text for _, text in lines), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+        (text for _, text in lines),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE,
     )
     header: list[str] | None = None if has_header else list(columns or [])
     if not has_header and not header:
@@ -129,10 +133,14 @@ def read_delimited(
             header = [cell.strip() for cell in row]
             for name, role in ((text_field, "text_field"), (label_field, "label_field")):
                 if name not in header:
-                    raise DataError(f"{origin}: header has no column {name!r} (data.{role}); columns are {header}")
+                    raise DataError(
+                        f"{origin}: header has no column {name!r} (data.{role}); columns are {header}"
+                    )
             continue
         if len(row) != len(header):
-            policy.bad(origin, f"wrong column count: expected {len(header)} ({', '.join(header)}), got {len(row)}")
+            policy.bad(
+                origin, f"wrong column count: expected {len(header)} ({', '.join(header)}), got {len(row)}"
+            )
             continue
         record = dict(zip(header, row))
         if text_field not in record:

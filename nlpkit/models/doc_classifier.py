@@ -16,7 +16,9 @@ class DocClassifier(nn.Module):
     parameters of its own in the built-in choices, but it may.
     """
 
-    def __init__(self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module):
+    def __init__(
+        self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module
+    ):
         super().__init__()
         self.embedding = embedding
         self.representation = representation
@@ -24,7 +26,9 @@ class DocClassifier(nn.Module):
         self.output = output
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+        mask = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(
+            1
+        )  # [B, T]
         embedded = self.embedding(tokens)  # [B, T, E]
         document = self.representation(embedded, mask)  # [B, R]
         return self.decoder(document)  # [B, num_labels]

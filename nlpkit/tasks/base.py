@@ -14,9 +14,13 @@ class Task:
     a run needs to be reloaded, and reloads a run directory into a predictor."""
 
     name: ClassVar[str]
+    #: dataclass schema that validates the ``data`` config section for this task
+    data_schema: ClassVar[type]
 
     @classmethod
-    def build(cls, cfg: DictConfig, run_dir: Path | None = None) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    def build(
+        cls, cfg: DictConfig, run_dir: Path | None = None
+    ) -> tuple[pl.LightningDataModule, pl.LightningModule]:
         """Fresh training: read data, build vocabularies from train, build the model."""
         raise NotImplementedError
 
@@ -25,7 +29,9 @@ class Task:
         raise NotImplementedError
 
     @classmethod
-    def restore(cls, cfg: DictConfig, run_dir: Path, data_cfg: DictConfig | None = None) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    def restore(
+        cls, cfg: DictConfig, run_dir: Path, data_cfg: DictConfig | None = None
+    ) -> tuple[pl.LightningDataModule, pl.LightningModule]:
         """A trained run's vocabularies and weights, with a data module over ``data_cfg`` (default: the run's)."""
         raise NotImplementedError
 

@@ -41,7 +41,14 @@ def classification_metrics(num_labels: int, multilabel: bool) -> MetricCollectio
 class DocClassificationModule(pl.LightningModule):
     """Owns loss, metrics, logging and optimizers; the network itself is a plain ``DocClassifier``."""
 
-    def __init__(self, model: DocClassifier, label_names: Sequence[str], optim_cfg, monitor: str = "val/accuracy", monitor_mode: str = "max"):
+    def __init__(
+        self,
+        model: DocClassifier,
+        label_names: Sequence[str],
+        optim_cfg,
+        monitor: str = "val/accuracy",
+        monitor_mode: str = "max",
+    ):
         super().__init__()
         self.model = model
         self.label_names = list(label_names)
@@ -51,7 +58,10 @@ class DocClassificationModule(pl.LightningModule):
         self.multilabel = bool(getattr(model.output, "multilabel", False))
         n = len(self.label_names)
         self.metrics = torch.nn.ModuleDict(
-            {f"{stage}_metrics": classification_metrics(n, self.multilabel).clone(prefix=f"{stage}/") for stage in ("train", "val", "test")}
+            {
+                f"{stage}_metrics": classification_metrics(n, self.multilabel).clone(prefix=f"{stage}/")
+                for stage in ("train", "val", "test")
+            }
         )
         self.confusion = None if self.multilabel else MulticlassConfusionMatrix(num_classes=n)
         self.test_confusion: torch.Tensor | None = None
@@ -65,8 +75,21 @@ class DocClassificationModule(pl.LightningModule):
         predictions = self.model.output.predict(logits)
         batch_size = batch["tokens"].size(0)
         self.metrics[f"{stage}_metrics"].update(predictions, batch["labels"].long())
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=stage != "test", on_step=False, on_epoch=True)
-        self.log_dict(self.metrics[f"{stage}_metrics"], batch_size=batch_size, prog_bar=stage == "val", on_step=False, on_epoch=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            batch_size=batch_size,
+            prog_bar=stage != "test",
+            on_step=False,
+            on_epoch=True,
+        )
+        self.log_dict(
+            self.metrics[f"{stage}_metrics"],
+            batch_size=batch_size,
+            prog_bar=stage == "val",
+            on_step=False,
+            on_epoch=True,
+        )
         if stage == "test" and self.confusion is not None:
             self.confusion.update(predictions, batch["labels"])
         return loss

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from nlpkit.data.config import DocDataConfig
 from nlpkit.data.doc_classification import DocClassificationDataModule
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
@@ -14,7 +15,7 @@ from nlpkit.inference import DocClassificationPredictor
 from nlpkit.models.doc_classifier import build_doc_classifier
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_classification import DocClassificationModule
-from nlpkit.training.checkpoint import load_checkpoint, model_state
+from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 from nlpkit.utils.plots import save_confusion_matrix
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -23,18 +24,27 @@ LABELS_FILE = "labels.json"
 
 class DocClassificationTask(Task):
     name = "doc_cls"
+    data_schema = DocDataConfig
 
     @classmethod
-    def _module(cls, cfg: DictConfig, dm: DocClassificationDataModule, vocab: list[str] | None) -> DocClassificationModule:
+    def _module(
+        cls, cfg: DictConfig, dm: DocClassificationDataModule, vocab: list[str] | None
+    ) -> DocClassificationModule:
         model = build_doc_classifier(
-            cfg.model, vocab_size=dm.featurizer.vocab_size, pad_id=dm.featurizer.pad_id, num_labels=len(dm.labels), vocab=vocab
+            cfg.model,
+            vocab_size=dm.featurizer.vocab_size,
+            pad_id=dm.featurizer.pad_id,
+            num_labels=len(dm.labels),
+            vocab=vocab,
         )
         if bool(getattr(model.output, "multilabel", False)) != dm.multilabel:
             raise ConfigError(
                 "model.output and data disagree on multi-label: use output=multilabel with data.label_delimiter set, "
                 "or output=softmax without it"
             )
-        return DocClassificationModule(model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
+        return DocClassificationModule(
+            model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode
+        )
 
     @classmethod
     def build(cls, cfg, run_dir=None):
@@ -75,14 +85,3 @@ class DocClassificationTask(Task):
         path = run_dir / "confusion_matrix.png"
         save_confusion_matrix(module.test_confusion, module.label_names, path)
         return {"confusion_matrix": str(path)}
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    """``checkpoints/best.ckpt`` (the selected one), else ``last.ckpt``."""
-    for name in ("best.ckpt", "last.ckpt"):
-        path = run_dir / "checkpoints" / name
-        if path.is_file():
-            return path
-    from nlpkit.errors import ArtifactError
-
-    raise ArtifactError(f"{run_dir}/checkpoints: no best.ckpt or last.ckpt (did training finish?)")

@@ -28,7 +28,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"(nlpkit loads checkpoints with weights_only=True). First reason: {str(err).splitlines()[0]}"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ArtifactError(f"{path}: corrupted or truncated checkpoint ({type(err).__name__}: {err})") from err
+        raise ArtifactError(
+            f"{path}: corrupted or truncated checkpoint ({type(err).__name__}: {err})"
+        ) from err
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
@@ -43,7 +45,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         save_checkpoint(checkpoint, path)
 
-    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return load_checkpoint(path)
 
 
@@ -52,3 +56,12 @@ def model_state(checkpoint: dict[str, Any], prefix: str = "model.") -> dict[str,
     if "state_dict" not in checkpoint:
         raise ArtifactError("checkpoint has no 'state_dict': not a Lightning/nlpkit checkpoint")
     return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def best_checkpoint(run_dir: str | Path) -> Path:
+    """A run's selected checkpoint: ``checkpoints/best.ckpt``, else ``checkpoints/last.ckpt``."""
+    for name in ("best.ckpt", "last.ckpt"):
+        path = Path(run_dir) / "checkpoints" / name
+        if path.is_file():
+            return path
+    raise ArtifactError(f"{run_dir}/checkpoints: no best.ckpt or last.ckpt (did training finish?)")

@@ -15,9 +15,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Op
     params = [p for p in params if p.requires_grad]
     name = cfg.name
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+        return torch.optim.Adam(
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps
+        )
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps
+        )
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     if name == "adadelta":
@@ -25,7 +29,9 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Op
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int, monitor: str, mode: str) -> dict | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg, total_steps: int, monitor: str, mode: str
+) -> dict | None:
     """A Lightning ``lr_scheduler`` dict, or ``None`` for a constant rate. Warmup is linear."""
     name = cfg.scheduler
     warmup = int(cfg.warmup_steps)

@@ -78,7 +78,13 @@ class WordEmbedding(nn.Module):
                 self.embedding.weight[index] = vector
                 hits += 1
         self.coverage = hits / max(1, len(vocab) - 1)
-        log.info("pretrained embeddings %s: %d of %d words found (%.1f%% coverage)", path, hits, len(vocab) - 1, 100 * self.coverage)
+        log.info(
+            "pretrained embeddings %s: %d of %d words found (%.1f%% coverage)",
+            path,
+            hits,
+            len(vocab) - 1,
+            100 * self.coverage,
+        )
         return self.coverage
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

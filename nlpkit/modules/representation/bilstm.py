@@ -76,7 +76,11 @@ class BiLSTMRepresentation(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.encoder = BiLSTM(input_dim, hidden_dim, num_layers, dropout)
         self.pooling = make_pooling(
-            pooling, self.encoder.output_dim, attention_dim=attention_dim, n_hops=attention_hops, dropout=dropout
+            pooling,
+            self.encoder.output_dim,
+            attention_dim=attention_dim,
+            n_hops=attention_hops,
+            dropout=dropout,
         )
         self.output_dim = self.pooling.output_dim
 

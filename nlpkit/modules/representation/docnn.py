@@ -20,11 +20,17 @@ class DocNNRepresentation(nn.Module):
     """
 
     def __init__(
-        self, input_dim: int, kernel_sizes: tuple[int, ...] = (3, 4, 5), num_filters: int = 100, dropout: float = 0.5
+        self,
+        input_dim: int,
+        kernel_sizes: tuple[int, ...] = (3, 4, 5),
+        num_filters: int = 100,
+        dropout: float = 0.5,
     ):
         super().__init__()
         self.kernel_sizes = list(kernel_sizes)
-        self.convs = nn.ModuleList(nn.Conv1d(input_dim, num_filters, k, padding=k - 1) for k in self.kernel_sizes)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(input_dim, num_filters, k, padding=k - 1) for k in self.kernel_sizes
+        )
         self.dropout = nn.Dropout(dropout)
         self.output_dim = num_filters * len(self.kernel_sizes)
 

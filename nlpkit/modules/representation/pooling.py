@@ -69,7 +69,13 @@ POOLINGS = ("max", "mean", "last", "self_attention")
 
 
 def make_pooling(
-    name: str, input_dim: int, *, attention_dim: int = 128, n_hops: int = 1, dropout: float = 0.0, bidirectional: bool = True
+    name: str,
+    input_dim: int,
+    *,
+    attention_dim: int = 128,
+    n_hops: int = 1,
+    dropout: float = 0.0,
+    bidirectional: bool = True,
 ) -> nn.Module:
     if name == "max":
         return MaxPooling(input_dim)

@@ -1,0 +1,46 @@
+"""Typed schema of the ``data`` config section for text classification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nlpkit.data.featurizer import FeaturizerConfig
+
+
+def choices(*values: str) -> dict:
+    """Field metadata listing the allowed string values (checked by ``nlpkit.config.validate``)."""
+    return {"choices": values}
+
+
+@dataclass
+class DocDataConfig:
+    """Where the data is and how it is read, featurized and batched.
+
+    format: reader: ``builtin`` (generated), ``tsv``, ``csv``, ``jsonl``, ``label_text``.
+    train_path/val_path/test_path: split files; without ``val_path`` a seeded ``val_fraction`` of
+        train is held out; without ``test_path`` there is no test evaluation.
+    text_field/label_field: column or JSON field names.
+    has_header/columns: delimited files without a header name their columns with ``columns``.
+    delimiter: override the format's delimiter.
+    label_delimiter: set (e.g. ``","``) for multi-label data: labels split on it.
+    on_bad_row: ``error`` stops at the first bad row naming file and line; ``skip`` counts and reports.
+    """
+
+    format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
+    train_path: str | None = None
+    val_path: str | None = None
+    test_path: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    has_header: bool = True
+    columns: list[str] | None = None
+    delimiter: str | None = None
+    label_delimiter: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    bucket_pool_batches: int = 50
+    num_workers: int = 0
+    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
+    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
