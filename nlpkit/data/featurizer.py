@@ -1,11 +1,22 @@
 """The featurizer: a word-level HF ``tokenizers`` tokenizer trained on the training split.
 
-The same ``tokenizer.json`` is used for training, evaluation, prediction and (later) export, so a
+The same ``tokenizer.json`` is used for training, evaluation, prediction and ONNX export, so a
 model never sees a tokenization its serving path does not reproduce.
+
+The pipeline is deliberately limited to what a standard ONNX graph (onnxruntime's built-in
+``StringNormalizer``, ``com.microsoft.Tokenizer`` and ``ai.onnx.ml.LabelEncoder``) reproduces exactly,
+so ``python -m nlpkit.export`` can put the tokenizer inside ``model.onnx``:
+
+- no NFC normalization (no ONNX op composes Unicode): text is used as given;
+- ``İ`` (U+0130) is replaced by ``i`` before lowercasing: HF lowercases it to ``i`` + U+0307,
+  onnxruntime to ``i``;
+- the ``<pad>``/``<unk>`` entries live in the vocabulary only, not as "added tokens": HF would
+  otherwise cut a literal ``<pad>`` out of raw text before normalizing, which no ONNX op does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +30,15 @@ from nlpkit.utils.io import write_text
 
 PAD = "<pad>"
 UNK = "<unk>"
+#: HF ``Lowercase`` maps U+0130 to two characters (``i`` + U+0307); everything that must export maps it to ``i``.
+DOTTED_CAPITAL_I = "\u0130"
 
 
 @dataclass
 class FeaturizerConfig:
     """How raw text becomes token ids.
 
-    lowercase: apply Unicode lowercasing before splitting.
+    lowercase: apply Unicode lowercasing (``İ`` becomes ``i``) before splitting.
     split_punctuation: split runs of punctuation from words (HF ``Whitespace`` pre-tokenizer,
         ``\\w+|[^\\w\\s]+``); when false, split on whitespace only.
     min_freq: a word seen fewer times than this in training maps to ``<unk>``.
@@ -57,9 +70,9 @@ class Featurizer:
     @classmethod
     def train(cls, texts: Iterable[str], config: FeaturizerConfig) -> Featurizer:
         tokenizer = Tokenizer(WordLevel(unk_token=UNK))
-        steps = [normalizers.NFC()]
+        steps = []
         if config.lowercase:
-            steps.append(normalizers.Lowercase())
+            steps = [normalizers.Replace(DOTTED_CAPITAL_I, "i"), normalizers.Lowercase()]
         tokenizer.normalizer = normalizers.Sequence(steps)
         tokenizer.pre_tokenizer = (
             pre_tokenizers.Whitespace() if config.split_punctuation else pre_tokenizers.WhitespaceSplit()
@@ -72,7 +85,7 @@ class Featurizer:
         )
         tokenizer.train_from_iterator(texts, trainer=trainer)
         tokenizer.enable_truncation(max_length=config.max_length)
-        return cls(tokenizer)
+        return cls(_without_added_tokens(tokenizer))
 
     @classmethod
     def load(cls, path: str | Path) -> Featurizer:
@@ -104,3 +117,15 @@ class Featurizer:
 
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
+
+
+def _without_added_tokens(tokenizer: Tokenizer) -> Tokenizer:
+    """The same tokenizer with ``<pad>``/``<unk>`` kept in the vocabulary but not as added tokens.
+
+    The trainer registers its special tokens as added tokens, which HF matches in the raw text
+    before normalization (``"a<pad>b"`` becomes ``a``, ``<pad>``, ``b``). nlpkit never inserts them
+    into text, and an ONNX graph cannot reproduce that matching, so they are plain vocabulary entries.
+    """
+    spec = json.loads(tokenizer.to_str())
+    spec["added_tokens"] = []
+    return Tokenizer.from_str(json.dumps(spec))
