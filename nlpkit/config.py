@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -19,6 +20,9 @@ from omegaconf.errors import OmegaConfBaseException
 from nlpkit.data.config import choices
 from nlpkit.errors import ConfigError
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
+
+#: the project's config tree (``conf/`` beside the package)
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @dataclass

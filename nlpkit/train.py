@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 import nlpkit
-from nlpkit.config import validate
+from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
 from nlpkit.tasks import get_task
-from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.training.checkpoint import AtomicCheckpointIO, load_checkpoint, model_state
 from nlpkit.utils.io import write_json, write_text
 
 log = logging.getLogger("nlpkit.train")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -89,7 +89,8 @@ def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, select the best checkpoint on the validation metric, test it, write the run directory.
 
-    Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric"}``.
+    Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric", "model"}``; ``model`` is the
+    plain ``nn.Module`` holding the selected (best) weights.
     """
     cfg = validate(cfg)
     run_dir = resolve_run_dir(cfg)
@@ -142,7 +143,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "%s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
     )
-    return {"run_dir": str(run_dir), "metrics": metrics, "best_checkpoint": best, "optimized_metric": value}
+    if best:  # validate/test restored the best weights already; make sure without a test split too
+        module.model.load_state_dict(model_state(load_checkpoint(best)))
+    return {
+        "run_dir": str(run_dir),
+        "metrics": metrics,
+        "best_checkpoint": best,
+        "optimized_metric": value,
+        "model": module.model.eval(),
+    }
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -165,6 +174,15 @@ def main(cfg: DictConfig) -> float:
         write_text(Path(HydraConfig.get().runtime.output_dir) / "error.txt", f"{type(err).__name__}: {err}\n")
         return math.nan
 
+
+class _CallableModule(types.ModuleType):
+    """Lets ``nlpkit.train(cfg)`` work although ``nlpkit.train`` is also this module (for ``python -m``)."""
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        return train(cfg)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")

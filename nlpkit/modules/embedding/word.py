@@ -13,11 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def read_vectors(path: str | Path, wanted: set[str], dim: int) -> dict[str, torch.Tensor]:
-    """Vectors for the ``wanted`` words from a word2vec/GloVe text file (header line optional)."""
+    """Vectors for the ``wanted`` words from a word2vec/GloVe text file (header line optional).
+
+    A word matches exactly, or failing that case-insensitively (first such line wins).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained embeddings file not found")
     found: dict[str, torch.Tensor] = {}
+    exact: set[str] = set()
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.rstrip("\n").rstrip().split(" ")
@@ -28,8 +32,11 @@ def read_vectors(path: str | Path, wanted: set[str], dim: int) -> dict[str, torc
                     f"{path}:{number}: expected a word and {dim} numbers (embed_dim), got {len(parts) - 1} numbers"
                 )
             word = parts[0]
-            if word in wanted and word not in found:
+            if word in wanted and word not in exact:
                 found[word] = torch.tensor([float(x) for x in parts[1:]])
+                exact.add(word)
+            elif word.lower() in wanted and word.lower() not in found:
+                found[word.lower()] = torch.tensor([float(x) for x in parts[1:]])
     return found
 
 
@@ -66,9 +73,8 @@ class WordEmbedding(nn.Module):
 
     @torch.no_grad()
     def load_pretrained(self, path: str | Path, vocab: Sequence[str]) -> float:
-        """Copy vectors for known words (exact match, then lowercased); return and log coverage."""
-        wanted = set(vocab) | {w.lower() for w in vocab}
-        vectors = read_vectors(path, wanted, self.output_dim)
+        """Copy vectors for known words (exact match, then case-insensitive); return and log coverage."""
+        vectors = read_vectors(path, set(vocab) | {w.lower() for w in vocab}, self.output_dim)
         hits = 0
         for index, word in enumerate(vocab):
             if index == self.embedding.padding_idx:

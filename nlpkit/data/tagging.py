@@ -1,0 +1,269 @@
+"""Word tagging data: the ``data`` schema for ``task=tagging`` and its LightningDataModule.
+
+A batch is a dict: ``tokens [B, T]`` word ids, ``lengths [B]``, ``chars [B, T, C]`` character ids,
+``shapes [B, T]`` casing classes, ``tags [B, T]`` tag ids (0 at padding), and ``gold``: the gold tag
+strings per sentence, which is what spans are scored on (so a gold tag unseen in training still
+counts as a missed span instead of being dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nlpkit.data.batching import BucketBatchSampler, pad_sequences
+from nlpkit.data.builtin import ensure_builtin
+from nlpkit.data.config import choices
+from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.labels import LabelVocab
+from nlpkit.data.readers import BadRowPolicy
+from nlpkit.data.tag_schemes import SCHEMES
+from nlpkit.data.tagging_readers import TaggedSentence, read_tagged
+from nlpkit.data.token_features import (
+    CharVocab,
+    WordEncoder,
+    WordFeaturizerConfig,
+    train_word_featurizer,
+    word_shape,
+)
+from nlpkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaggingDataConfig:
+    """Where word-tagging data is and how it is read, featurized and batched.
+
+    format: ``builtin`` (generated, ``tokens``/``slots`` JSONL), ``jsonl``, ``conll`` (column files),
+        ``parallel`` (a directory with ``tokens_file`` and ``tags_file``, one sentence a line).
+    train_path/val_path/test_path: split files (directories for ``parallel``); without ``val_path`` a
+        seeded ``val_fraction`` of train is held out; without ``test_path`` there is no test evaluation.
+    tag_scheme: the files' scheme: ``BIO``, ``IOB1`` (converted to BIO on reading) or ``BIOES``.
+    token_column/tag_column: CoNLL column indices (negative counts from the end).
+    column_delimiter: CoNLL column separator (default: any whitespace).
+    tokens_file/tags_file: file names inside each ``parallel`` split directory.
+    tokens_field/tags_field: JSONL field names.
+    on_bad_row: ``error`` stops at the first bad sentence naming file and line; ``skip`` counts and reports.
+    """
+
+    format: str = field(default="builtin", metadata=choices("builtin", "jsonl", "conll", "parallel"))
+    train_path: str | None = None
+    val_path: str | None = None
+    test_path: str | None = None
+    tag_scheme: str = field(default="BIO", metadata=choices(*SCHEMES))
+    token_column: int = 0
+    tag_column: int = -1
+    column_delimiter: str | None = None
+    tokens_file: str = "seq.in"
+    tags_file: str = "seq.out"
+    tokens_field: str = "tokens"
+    tags_field: str = "slots"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    bucket_pool_batches: int = 50
+    num_workers: int = 0
+    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
+    featurizer: WordFeaturizerConfig = field(default_factory=WordFeaturizerConfig)
+
+
+@dataclass
+class EncodedSentence:
+    words: torch.Tensor  # [n]
+    chars: torch.Tensor  # [n, longest word]
+    shapes: torch.Tensor  # [n]
+    tags: torch.Tensor  # [n]
+    gold: tuple[str, ...]
+
+
+class TaggingFeatures:
+    """Turns token lists into model inputs; shared by the data module and the predictor."""
+
+    def __init__(self, featurizer: Featurizer, chars: CharVocab):
+        self.featurizer = featurizer
+        self.chars = chars
+        self.words = WordEncoder(featurizer)
+
+    def encode(self, tokens: tuple[str, ...] | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``words [n]``, ``chars [n, longest word]`` (padded), ``shapes [n]``."""
+        char_lists = [self.chars.encode(token) for token in tokens]
+        chars = torch.full((len(tokens), max(map(len, char_lists))), CharVocab.PAD_ID, dtype=torch.long)
+        for row, ids in enumerate(char_lists):
+            chars[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return (
+            torch.tensor(self.words.encode(tokens), dtype=torch.long),
+            chars,
+            torch.tensor([word_shape(token) for token in tokens], dtype=torch.long),
+        )
+
+    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Pad ``(words, chars, shapes)`` triples into ``tokens``, ``lengths``, ``chars``, ``shapes``."""
+        tokens, lengths = pad_sequences([words for words, _, _ in items], self.featurizer.pad_id)
+        shapes, _ = pad_sequences([shapes for _, _, shapes in items], 0)
+        width = max(chars.size(1) for _, chars, _ in items)
+        char_ids = torch.full((len(items), tokens.size(1), width), CharVocab.PAD_ID, dtype=torch.long)
+        for row, (_, chars, _) in enumerate(items):
+            char_ids[row, : chars.size(0), : chars.size(1)] = chars
+        return {"tokens": tokens, "lengths": lengths, "chars": char_ids, "shapes": shapes}
+
+
+class EncodedTagged(Dataset):
+    def __init__(self, items: list[EncodedSentence], sentences: list[TaggedSentence]):
+        self.items = items
+        self.sentences = sentences
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> EncodedSentence:
+        return self.items[index]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(item.words) for item in self.items]
+
+
+class TaggingCollator:
+    def __init__(self, features: TaggingFeatures):
+        self.features = features
+
+    def __call__(self, items: list[EncodedSentence]) -> dict:
+        batch = self.features.collate([(it.words, it.chars, it.shapes) for it in items])
+        batch["tags"], _ = pad_sequences([it.tags for it in items], 0)
+        batch["gold"] = [it.gold for it in items]
+        return batch
+
+
+class TaggingDataModule(pl.LightningDataModule):
+    """Reads train/val/test with the configured reader and encodes each split once.
+
+    Pass ``featurizer``, ``chars`` and ``labels`` to reuse a trained run's vocabularies; otherwise all
+    three are built from the training split.
+    """
+
+    def __init__(
+        self,
+        config,
+        featurizer: Featurizer | None = None,
+        chars: CharVocab | None = None,
+        labels: LabelVocab | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.featurizer = featurizer
+        self.chars = chars
+        self.labels = labels
+        self.policy = BadRowPolicy(str(config.on_bad_row))
+        self.splits: dict[str, EncodedTagged] = {}
+        self.unseen_tags: dict[str, int] = {}
+        self._loaded = False
+
+    @property
+    def features(self) -> TaggingFeatures:
+        return TaggingFeatures(self.featurizer, self.chars)
+
+    def _paths(self) -> dict[str, str | None]:
+        cfg = self.config
+        if str(cfg.format) == "builtin" and cfg.train_path:
+            ensure_builtin(Path(cfg.train_path).parent)
+        return {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+
+    def load(self) -> None:
+        """Read, split, build vocabularies (if not given) and encode. Idempotent."""
+        if self._loaded:
+            return
+        cfg = self.config
+        paths = self._paths()
+        if not paths["train"] and self.featurizer is None:
+            raise DataError("data.train_path is not set")
+        raw: dict[str, list[TaggedSentence]] = {}
+        for split, path in paths.items():
+            if path:
+                raw[split] = read_tagged(path, cfg, self.policy)
+                if not raw[split]:
+                    raise DataError(f"{path}: no usable sentences in the {split} split")
+        if "train" in raw and "val" not in raw:
+            raw["train"], raw["val"] = self._hold_out(raw["train"], float(cfg.val_fraction), int(cfg.split_seed))
+        fcfg = WordFeaturizerConfig(**dict(cfg.featurizer))
+        if self.featurizer is None:
+            self.featurizer = train_word_featurizer((s.tokens for s in raw["train"]), fcfg)
+        if self.chars is None:
+            self.chars = CharVocab.build((s.tokens for s in raw["train"]), fcfg.max_word_length)
+        if self.labels is None:
+            self.labels = LabelVocab.build(s.tags for s in raw["train"])
+        features = self.features
+        for split, sentences in raw.items():
+            self.splits[split] = self._encode(sentences, features)
+        if self.unseen_tags:
+            log.warning(
+                "data: gold tags not seen in training (scored as missed spans, trained as O): %s",
+                ", ".join(f"{tag} x{n}" for tag, n in sorted(self.unseen_tags.items())),
+            )
+        if self.policy.total_skipped:
+            log.warning("data: %s", self.policy.report())
+        self._loaded = True
+
+    def _hold_out(
+        self, sentences: list[TaggedSentence], fraction: float, seed: int
+    ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"no data.val_path and data.val_fraction={fraction} is not in (0, 1)")
+        order = list(range(len(sentences)))
+        random.Random(seed).shuffle(order)
+        held = set(order[: max(1, int(round(len(sentences) * fraction)))])
+        log.info("data: no validation file; holding out %d of %d training sentences", len(held), len(sentences))
+        return [s for i, s in enumerate(sentences) if i not in held], [sentences[i] for i in sorted(held)]
+
+    def _encode(self, sentences: list[TaggedSentence], features: TaggingFeatures) -> EncodedTagged:
+        fallback = self.labels.index.get("O", 0)
+        items = []
+        for sentence in sentences:
+            tag_ids = []
+            for tag in sentence.tags:
+                if tag not in self.labels:
+                    self.unseen_tags[tag] = self.unseen_tags.get(tag, 0) + 1
+                tag_ids.append(self.labels.index.get(tag, fallback))
+            words, chars, shapes = features.encode(sentence.tokens)
+            items.append(EncodedSentence(words, chars, shapes, torch.tensor(tag_ids), sentence.tags))
+        return EncodedTagged(items, sentences)
+
+    # ---------------------------------------------------------------- lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.splits:
+            raise DataError(f"no {split} split: set data.{split}_path")
+        dataset = self.splits[split]
+        cfg = self.config
+        sampler = BucketBatchSampler(
+            dataset.lengths,
+            int(cfg.batch_size if train else cfg.eval_batch_size),
+            shuffle=train,
+            seed=int(cfg.split_seed),
+            pool_batches=int(cfg.bucket_pool_batches),
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=TaggingCollator(self.features),
+            num_workers=int(cfg.num_workers),
+            persistent_workers=int(cfg.num_workers) > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,144 @@
+"""Per-token features for word-level tasks: one word id per dataset token, character ids, casing.
+
+Word ids come from an HF ``tokenizers`` WordLevel tokenizer (the same ``Featurizer`` class and
+``tokenizer.json`` artifact as document classification) whose pre-tokenizer splits on whitespace
+only, and dataset tokens are looked up one by one: each token gets exactly one id, so sub-word or
+punctuation splitting never changes which tokens carry tags. Characters keep their case (the word
+vocabulary may be lowercased); the casing class is a fixed, data-independent feature.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
+
+from nlpkit.data.featurizer import PAD, UNK, Featurizer
+from nlpkit.errors import ArtifactError
+from nlpkit.utils.io import write_json
+
+
+@dataclass
+class WordFeaturizerConfig:
+    """How dataset tokens become word ids (no splitting, no truncation: one id per token).
+
+    lowercase: lowercase before the vocabulary lookup (characters and casing features keep the case).
+    min_freq: a word seen fewer times than this in training maps to ``<unk>``.
+    max_vocab: keep at most this many entries (specials included), most frequent first.
+    max_word_length: characters kept per token for character features.
+    """
+
+    lowercase: bool = True
+    min_freq: int = 1
+    max_vocab: int = 100_000
+    max_word_length: int = 20
+
+
+def train_word_featurizer(token_lists: Iterable[Sequence[str]], config: WordFeaturizerConfig) -> Featurizer:
+    """A WordLevel tokenizer over whitespace-free dataset tokens (specials ``<pad>``, ``<unk>``)."""
+    tokenizer = Tokenizer(WordLevel(unk_token=UNK))
+    steps = [normalizers.NFC()]
+    if config.lowercase:
+        steps.append(normalizers.Lowercase())
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = WordLevelTrainer(
+        vocab_size=config.max_vocab,
+        min_frequency=config.min_freq,
+        special_tokens=[PAD, UNK],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator((" ".join(tokens) for tokens in token_lists), trainer=trainer)
+    return Featurizer(tokenizer)
+
+
+class WordEncoder:
+    """Maps each token to exactly one id with the tokenizer's normalizer and vocabulary."""
+
+    def __init__(self, featurizer: Featurizer):
+        self.featurizer = featurizer
+        self.vocab = featurizer.tokenizer.get_vocab()
+        self.normalizer = featurizer.tokenizer.normalizer
+        self._cache: dict[str, int] = {}
+
+    def word_id(self, token: str) -> int:
+        found = self._cache.get(token)
+        if found is None:
+            key = self.normalizer.normalize_str(token) if self.normalizer is not None else token
+            found = self.vocab.get(key, self.featurizer.unk_id)
+            self._cache[token] = found
+        return found
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        return [self.word_id(token) for token in tokens]
+
+
+class CharVocab:
+    """Characters seen in training (``<pad>`` = 0, ``<unk>`` = 1), saved as ``chars.json``."""
+
+    PAD_ID = 0
+    UNK_ID = 1
+
+    def __init__(self, chars: Sequence[str], max_word_length: int = 20):
+        self.chars = list(chars)
+        self.max_word_length = int(max_word_length)
+        self.index = {ch: i + 2 for i, ch in enumerate(self.chars)}
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]], max_word_length: int = 20) -> CharVocab:
+        counts: Counter = Counter()
+        for tokens in token_lists:
+            for token in tokens:
+                counts.update(token)
+        return cls(sorted(counts, key=lambda ch: (-counts[ch], ch)), max_word_length)
+
+    def __len__(self) -> int:
+        return len(self.chars) + 2
+
+    def encode(self, token: str) -> list[int]:
+        return [self.index.get(ch, self.UNK_ID) for ch in token[: self.max_word_length]] or [self.UNK_ID]
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, {"chars": self.chars, "max_word_length": self.max_word_length})
+
+    @classmethod
+    def load(cls, path: str | Path) -> CharVocab:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(data["chars"], data["max_word_length"])
+        except FileNotFoundError as err:
+            raise ArtifactError(f"{path}: character vocabulary not found") from err
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ArtifactError(f"{path}: not a valid character vocabulary ({err})") from err
+
+
+# Casing classes (Collobert et al. 2011; Lample et al. 2016); id 0 is padding.
+SHAPES = ("<pad>", "lower", "upper", "title", "mixed", "numeric", "has_digit", "punct", "other")
+NUM_SHAPES = len(SHAPES)
+
+
+def word_shape(token: str) -> int:
+    """Casing class id of a token (fixed, data-independent)."""
+    if token.isdigit():
+        return SHAPES.index("numeric")
+    if any(ch.isdigit() for ch in token):
+        return SHAPES.index("has_digit")
+    if not any(ch.isalnum() for ch in token):
+        return SHAPES.index("punct")
+    letters = [ch for ch in token if ch.isalpha()]
+    if not letters:
+        return SHAPES.index("other")
+    if all(ch.islower() for ch in letters):
+        return SHAPES.index("lower")
+    if all(ch.isupper() for ch in letters):
+        return SHAPES.index("upper")
+    if letters[0].isupper() and all(ch.islower() for ch in letters[1:]):
+        return SHAPES.index("title")
+    return SHAPES.index("mixed")

@@ -1,0 +1,55 @@
+"""Re-compute a trained run's metrics: ``python -m nlpkit.evaluate run_dir=DIR [data.test_path=FILE ...]``.
+
+``data.*`` overrides the run's own data config (e.g. another test file in the same format); the
+run's tokenizer and label vocabulary are reused. Writes ``DIR/eval/metrics.json`` (or ``output=``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import OmegaConf
+
+from nlpkit.api import load_run_config
+from nlpkit.cli import parse_args, run_cli
+from nlpkit.config import validate
+from nlpkit.tasks import get_task
+from nlpkit.utils.io import write_json
+
+log = logging.getLogger("nlpkit.evaluate")
+
+
+def evaluate(run_dir: str | Path, data_overrides: dict | None = None, output: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate the run's best checkpoint on its val and test splits; return and write flat metrics."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if data_overrides:
+        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
+    cfg = validate(cfg)
+    task = get_task(cfg.task.name)
+    datamodule, module = task.restore(cfg, run_dir)
+    datamodule.load()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics: dict[str, Any] = {}
+    for split, run in (("val", trainer.validate), ("test", trainer.test)):
+        if split in datamodule.splits:
+            for result in run(module, datamodule=datamodule, verbose=False):
+                metrics.update({k: float(v) for k, v in result.items()})
+    metrics["data/skipped_rows"] = int(datamodule.policy.total_skipped)
+    output = Path(output) if output else run_dir / "eval" / "metrics.json"
+    write_json(output, metrics)
+    log.info("wrote %s: %s", output, "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/" in k))
+    return metrics
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parse_args(argv, {"run_dir": "???", "output": None, "data": {}}, allow_prefixes=("data",))
+    evaluate(args.run_dir, OmegaConf.to_container(args.data) or None, args.output)
+
+
+if __name__ == "__main__":
+    run_cli(main)

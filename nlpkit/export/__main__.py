@@ -1,0 +1,53 @@
+"""``python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from omegaconf import OmegaConf
+
+from nlpkit.errors import NlpkitError
+
+USAGE = "usage: python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]"
+KEYS = {"run_dir", "quantize", "exporter", "out_dir"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    if any(arg in ("-h", "--help") for arg in argv) or any("=" not in arg for arg in argv):
+        print(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    args = OmegaConf.from_dotlist(argv)
+    unknown = set(args) - KEYS
+    if unknown or not args.get("run_dir"):
+        print(f"unknown option(s) {sorted(unknown)}\n{USAGE}" if unknown else USAGE, file=sys.stderr)
+        return 2
+    from nlpkit.export import export_run
+
+    try:
+        report = export_run(
+            str(args.run_dir),
+            quantize=bool(args.get("quantize", False)),
+            exporter=str(args.get("exporter", "torchscript")),
+            out_dir=args.get("out_dir"),
+        )
+    except NlpkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    summary = {
+        "files": report["files_written"],
+        "checks": {name: check["passed"] for name, check in report["checks"].items()},
+        "max_abs_score_diff": report["checks"]["scores"]["max_abs_diff"],
+        "accuracy": report.get("accuracy"),
+        "quantized": report.get("quantized"),
+        "timings": report["timings"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

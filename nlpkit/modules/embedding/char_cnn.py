@@ -1,0 +1,97 @@
+"""Character CNN with highway layers (Kim et al., 2016, "Character-Aware Neural Language Models").
+
+Each token's characters are embedded, convolved with filters of several widths, max-pooled over the
+characters, passed through highway layers and optionally projected: one vector per token that sees
+spelling, affixes and case, even for words outside the word vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Highway(nn.Module):
+    """``y = t * relu(W_h x) + (1 - t) * x`` with gate ``t = sigmoid(W_t x)``; the gate bias starts
+    negative so each layer begins close to the identity (Srivastava et al., 2015)."""
+
+    def __init__(self, dim: int, num_layers: int = 1, gate_bias: float = -2.0):
+        super().__init__()
+        self.transforms = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
+        self.gates = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
+        for gate in self.gates:
+            nn.init.constant_(gate.bias, gate_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for transform, gate in zip(self.transforms, self.gates):
+            t = torch.sigmoid(gate(x))
+            x = t * torch.relu(transform(x)) + (1.0 - t) * x
+        return x
+
+
+class CharCNNEmbedding(nn.Module):
+    """``forward(chars [B, T, C]) -> [B, T, output_dim]``; character id 0 is padding.
+
+    Args:
+        num_chars: character vocabulary size (from the data; injected).
+        char_dim: width of each character embedding.
+        kernel_sizes: convolution widths (characters), one filter bank each.
+        num_filters: filters per width: one number for all widths, or one per width.
+        highway_layers: highway layers after pooling (0 = none).
+        projection_dim: project to this width at the end (``null`` = keep the total filter count).
+        activation: ``tanh`` (Kim et al.) or ``relu`` after each convolution.
+    """
+
+    input_key = "chars"
+
+    def __init__(
+        self,
+        num_chars: int,
+        char_dim: int = 16,
+        kernel_sizes: Sequence[int] = (1, 2, 3, 4, 5, 6),
+        num_filters: int | Sequence[int] = 25,
+        highway_layers: int = 1,
+        projection_dim: int | None = None,
+        activation: str = "tanh",
+        padding_idx: int = 0,
+    ):
+        super().__init__()
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be tanh or relu, got {activation!r}")
+        self.kernel_sizes = [int(k) for k in kernel_sizes]
+        filters = (
+            [int(num_filters)] * len(self.kernel_sizes)
+            if isinstance(num_filters, int)
+            else [int(n) for n in num_filters]
+        )
+        if len(filters) != len(self.kernel_sizes):
+            raise ValueError(f"num_filters has {len(filters)} entries for {len(self.kernel_sizes)} kernel_sizes")
+        self.padding_idx = padding_idx
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=padding_idx)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(char_dim, n, k, padding=k - 1) for k, n in zip(self.kernel_sizes, filters)
+        )
+        self.activation = torch.tanh if activation == "tanh" else torch.relu
+        total = sum(filters)
+        self.highway = Highway(total, highway_layers) if highway_layers > 0 else nn.Identity()
+        self.projection = nn.Linear(total, projection_dim) if projection_dim else nn.Identity()
+        self.output_dim = int(projection_dim) if projection_dim else total
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        batch, steps, width = chars.shape
+        flat = chars.reshape(batch * steps, width)  # [N, C]
+        valid_chars = flat != self.padding_idx
+        lengths = valid_chars.long().sum(1, keepdim=True)  # [N, 1]
+        x = self.embedding(flat).transpose(1, 2)  # [N, E, C]
+        pooled = []
+        for k, conv in zip(self.kernel_sizes, self.convs):
+            features = self.activation(conv(x))  # [N, F, C + k - 1]
+            positions = torch.arange(features.size(-1), device=chars.device).unsqueeze(0)
+            valid = (positions < lengths + k - 1).unsqueeze(1)  # windows that cover a real character
+            pooled.append(features.masked_fill(~valid, -1e4).max(dim=-1).values)  # [N, F]
+        has_chars = (lengths > 0).to(x.dtype)  # padding tokens get a zero vector
+        words = torch.cat(pooled, dim=-1) * has_chars
+        words = self.projection(self.highway(words)) * has_chars
+        return words.reshape(batch, steps, -1)

@@ -1,0 +1,64 @@
+"""Batch prediction: ``python -m nlpkit.predict run_dir=DIR input=FILE output=FILE``.
+
+Input: one text per line, or JSONL with a ``text`` field (``text_field=`` to change it). Every input
+line gives one output line, in order: JSONL with the text, the predicted label and per-label scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from nlpkit.api import load
+from nlpkit.cli import parse_args, run_cli
+from nlpkit.errors import DataError
+from nlpkit.utils.io import atomic_open
+
+log = logging.getLogger("nlpkit.predict")
+
+
+def read_inputs(path: Path, text_field: str) -> list[str]:
+    """Texts from a plain-text (one per line) or ``.jsonl`` file, with file:line errors."""
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found")
+    texts = []
+    jsonl = path.suffix == ".jsonl"
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{number}: invalid UTF-8 at column {err.start + 1}") from err
+            if not jsonl:
+                texts.append(line)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: invalid JSON: {err.msg}") from err
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                raise DataError(f"{path}:{number}: missing string field {text_field!r} (text_field=)")
+            texts.append(record[text_field])
+    return texts
+
+
+def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, text_field: str = "text", batch_size: int = 64) -> int:
+    texts = read_inputs(Path(input_path), text_field)
+    predictor = load(run_dir)
+    predictions = predictor.predict(texts, batch_size=batch_size)
+    with atomic_open(output_path) as handle:
+        for text, prediction in zip(texts, predictions):
+            handle.write(json.dumps({"text": text, **prediction}, ensure_ascii=False) + "\n")
+    log.info("wrote %d predictions to %s", len(predictions), output_path)
+    return len(predictions)
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parse_args(argv, {"run_dir": "???", "input": "???", "output": "???", "text_field": "text", "batch_size": 64})
+    predict_file(args.run_dir, args.input, args.output, args.text_field, int(args.batch_size))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,130 @@
+"""Word tagging: the LightningModule that trains a ``WordTagger`` and scores spans like conlleval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from nlpkit.data.tag_schemes import span_counts, span_report
+from nlpkit.models.word_tagger import WordTagger, sequence_mask
+from nlpkit.training.optim import build_optimizer, build_scheduler
+
+
+class SpanScorer:
+    """Accumulates span and token counts over an epoch; ``report()`` gives conlleval's numbers."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.correct: dict[str, int] = {}
+        self.predicted: dict[str, int] = {}
+        self.gold: dict[str, int] = {}
+        self.tokens = 0
+        self.tokens_correct = 0
+
+    def update(self, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> None:
+        correct, pred, gold_counts = span_counts(zip(gold, predicted))
+        for total, part in ((self.correct, correct), (self.predicted, pred), (self.gold, gold_counts)):
+            for kind, n in part.items():
+                total[kind] = total.get(kind, 0) + n
+        for g, p in zip(gold, predicted):
+            self.tokens += len(g)
+            self.tokens_correct += sum(a == b for a, b in zip(g, p))
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return span_report(self.correct, self.predicted, self.gold)
+
+    @property
+    def token_accuracy(self) -> float:
+        return self.tokens_correct / self.tokens if self.tokens else 0.0
+
+
+class TaggingModule(pl.LightningModule):
+    """Owns loss, decoding, span metrics, logging and optimizers; the network is a plain ``WordTagger``.
+
+    Logs ``{stage}/loss``, and for val/test ``{stage}/span_f1``, ``span_precision``, ``span_recall``,
+    ``token_accuracy``. ``test_report`` holds the per-type report after testing.
+    """
+
+    def __init__(
+        self,
+        model: WordTagger,
+        label_names: Sequence[str],
+        optim_cfg,
+        monitor: str = "val/span_f1",
+        monitor_mode: str = "max",
+    ):
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.optim_cfg = optim_cfg
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.scorers = {"val": SpanScorer(), "test": SpanScorer()}
+        self.test_report: dict | None = None
+        self.val_report: dict | None = None
+
+    def forward(self, tokens, lengths, chars=None, shapes=None) -> torch.Tensor:
+        return self.model(tokens, lengths, chars, shapes)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        emissions = self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes"))
+        mask = sequence_mask(batch["tokens"], batch["lengths"])
+        loss = self.model.output.loss(emissions, batch["tags"], mask)
+        batch_size = batch["tokens"].size(0)
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=stage != "test", on_step=False, on_epoch=True)
+        if stage != "train":
+            predicted = self.model.output.decode(emissions, mask).cpu().tolist()
+            names = [
+                [self.label_names[i] for i in row[:n]]
+                for row, n in zip(predicted, batch["lengths"].tolist())
+            ]
+            self.scorers[stage].update(batch["gold"], names)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self.scorers["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.scorers["test"].reset()
+
+    def _log_spans(self, stage: str) -> dict:
+        scorer = self.scorers[stage]
+        report = scorer.report()
+        overall = report["overall"]
+        self.log_dict(
+            {
+                f"{stage}/span_f1": overall["f1"],
+                f"{stage}/span_precision": overall["precision"],
+                f"{stage}/span_recall": overall["recall"],
+                f"{stage}/token_accuracy": scorer.token_accuracy,
+            },
+            prog_bar=stage == "val",
+        )
+        return report
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_report = self._log_spans("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.test_report = self._log_spans("test")
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
+        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

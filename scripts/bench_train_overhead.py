@@ -1,0 +1,322 @@
+"""Training-loop overhead: nlpkit's Lightning path vs a hand-written PyTorch loop.
+
+Every variant trains the same ``DocClassifier`` (built with ``build_doc_classifier`` from the same
+composed config, after the same ``seed_everything``) on the same batches (the data module's own
+``train_dataloader``: bucketing sampler + padding collator), with the same optimizer
+(``build_optimizer`` from ``cfg.optim``) and the same gradient clipping, for the same number of epochs
+and so the same number of optimizer steps. Torch threads are fixed (``--threads``).
+
+Variants:
+
+* ``plain``: zero_grad / forward / loss / backward / clip_grad_norm_ / step. No metrics, no validation.
+* ``lightning_bare``: ``pl.Trainer.fit`` on nlpkit's ``DocClassificationModule`` + data module, with
+  validation, checkpointing, loggers, progress bar and model summary OFF. The module's own per-step
+  work stays on (torchmetrics update + ``self.log`` of train loss/accuracy/macro-F1), because that is
+  what nlpkit's training step does.
+* ``nlpkit_default``: as ``nlpkit.train`` configures the Trainer: the configured callbacks
+  (ModelCheckpoint best+last, EarlyStopping, LearningRateMonitor; the progress bar is off) and loggers
+  (TensorBoard + CSV), ``AtomicCheckpointIO``, validation every epoch. EarlyStopping's patience is raised
+  so that every variant runs all epochs. Because it validates, it is compared with ``plain`` +
+  ``plain_val`` (a plain ``no_grad`` pass over the same validation batches).
+
+Per-epoch wall time is the time between consecutive epoch starts (so it includes whatever happens at
+epoch end: metric compute, logging, validation, checkpoint writes). The first ``--warmup`` epochs of
+each variant are discarded; the median of the rest is reported. Variants run in interleaved rounds
+(``--rounds``) so that drift in machine load affects them alike.
+
+    python scripts/bench_train_overhead.py                  # built-in dataset, model=bilstm
+    python scripts/bench_train_overhead.py --data sst2 --epochs 2 --warmup 1 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf, open_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import nlpkit  # noqa: E402
+from nlpkit.config import validate  # noqa: E402
+from nlpkit.data.doc_classification import DocClassificationDataModule  # noqa: E402
+from nlpkit.models.doc_classifier import build_doc_classifier  # noqa: E402
+from nlpkit.tasks.doc_classification import DocClassificationModule  # noqa: E402
+from nlpkit.train import _callbacks, _loggers  # noqa: E402
+from nlpkit.training.checkpoint import AtomicCheckpointIO  # noqa: E402
+from nlpkit.training.optim import build_optimizer  # noqa: E402
+
+VARIANTS = ("plain", "plain_val", "lightning_bare", "nlpkit_default")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", choices=("builtin", "sst2"), default="builtin")
+    p.add_argument("--model", choices=("bilstm", "cnn"), default="bilstm")
+    p.add_argument("--epochs", type=int, default=3, help="measured epochs per variant and round")
+    p.add_argument("--warmup", type=int, default=1, help="discarded epochs at the start of each run")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of all variants")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None, help="override data.batch_size")
+    p.add_argument(
+        "--max-train-examples",
+        type=int,
+        default=None,
+        help="keep only the first N training examples (shorter epochs)",
+    )
+    p.add_argument("--skip-default", action="store_true", help="only plain vs lightning_bare")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    return p.parse_args(argv)
+
+
+def compose_cfg(args: argparse.Namespace, out_dir: Path):
+    overrides = [f"model={args.model}", f"seed={args.seed}", "trainer.enable_progress_bar=false"]
+    if args.data == "sst2":
+        overrides.append("experiment=sst2")
+    if args.batch_size:
+        overrides.append(f"data.batch_size={args.batch_size}")
+    cfg = nlpkit.compose(overrides, output_dir=str(out_dir))
+    with open_dict(cfg):
+        # Every variant must run every epoch: EarlyStopping stays (its cost is measured) but never fires.
+        if cfg.get("callbacks") and cfg.callbacks.get("early_stopping"):
+            cfg.callbacks.early_stopping.patience = 10**6
+    return validate(cfg)
+
+
+def load_data(cfg, max_train: int | None) -> DocClassificationDataModule:
+    dm = DocClassificationDataModule(cfg.data)
+    dm.load()
+    if max_train:
+        train = dm.splits["train"]
+        train.token_ids = train.token_ids[:max_train]
+        train.targets = train.targets[:max_train]
+        train.examples = train.examples[:max_train]
+    return dm
+
+
+def build_model(cfg, dm: DocClassificationDataModule):
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    return build_doc_classifier(
+        cfg.model,
+        vocab_size=dm.featurizer.vocab_size,
+        pad_id=dm.featurizer.pad_id,
+        num_labels=len(dm.labels),
+        vocab=dm.featurizer.vocab,
+    )
+
+
+def epoch_times(starts: list[float], end: float) -> list[float]:
+    marks = [*starts, end]
+    return [b - a for a, b in zip(marks, marks[1:])]
+
+
+# ------------------------------------------------------------------------------ plain PyTorch
+def run_plain(cfg, dm, n_epochs: int, validate_too: bool) -> dict:
+    """Hand-written loop. With ``validate_too`` also a no_grad pass over the val batches each epoch."""
+    model = build_model(cfg, dm)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    clip = cfg.trainer.get("gradient_clip_val")
+    train_loader = dm.train_dataloader()
+    val_loader = dm.val_dataloader() if validate_too else None
+    steps = 0
+    starts: list[float] = []
+    val_seconds: list[float] = []
+    for _ in range(n_epochs):
+        starts.append(time.perf_counter())
+        model.train()
+        for batch in train_loader:
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(batch["tokens"], batch["lengths"])
+            loss = model.output.loss(logits, batch["labels"])
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip))
+            optimizer.step()
+            steps += 1
+        if val_loader is not None:
+            started = time.perf_counter()
+            model.eval()
+            correct = total = 0
+            with torch.no_grad():
+                for batch in val_loader:
+                    predictions = model.output.predict(model(batch["tokens"], batch["lengths"]))
+                    correct += int((predictions == batch["labels"]).sum())
+                    total += int(batch["labels"].numel())
+            val_seconds.append(time.perf_counter() - started)
+    return {"epoch_s": epoch_times(starts, time.perf_counter()), "steps": steps, "val_s": val_seconds}
+
+
+# ------------------------------------------------------------------------------ Lightning
+class EpochClock(pl.Callback):
+    def __init__(self):
+        self.starts: list[float] = []
+        self.end: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, trainer, pl_module):
+        self.end = time.perf_counter()
+
+
+def run_lightning(cfg, dm, n_epochs: int, default: bool, run_dir: Path) -> dict:
+    model = build_model(cfg, dm)
+    module = DocClassificationModule(
+        model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode
+    )
+    clock = EpochClock()
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs.update(max_epochs=n_epochs, min_epochs=n_epochs)
+    if default:
+        # As nlpkit.train builds it (progress bar off, as in a batch job).
+        run_dir.mkdir(parents=True, exist_ok=True)
+        callbacks = [*_callbacks(cfg, run_dir), clock]
+        extra = dict(
+            logger=_loggers(cfg, run_dir) or False,
+            default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()],
+            enable_model_summary=False,
+        )
+    else:
+        callbacks = [clock]
+        extra = dict(
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=str(run_dir),
+        )
+    trainer_kwargs.update(extra)
+    trainer = pl.Trainer(**trainer_kwargs, callbacks=callbacks)
+    trainer.fit(module, datamodule=dm)
+    return {"epoch_s": epoch_times(clock.starts, clock.end), "steps": int(trainer.global_step)}
+
+
+# ------------------------------------------------------------------------------ main
+def pct(value: float, base: float) -> float:
+    return 100.0 * (value - base) / base
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+    tmp = Path(tempfile.mkdtemp(prefix="nlpkit_bench_"))
+    cfg = compose_cfg(args, tmp / "run")
+    torch.use_deterministic_algorithms(bool(cfg.trainer.get("deterministic", False)))
+    dm = load_data(cfg, args.max_train_examples)
+    n_epochs = args.warmup + args.epochs
+    variants = [v for v in VARIANTS if not (args.skip_default and v in ("plain_val", "nlpkit_default"))]
+    print(
+        f"data={args.data} model={args.model} train_examples={len(dm.splits['train'])} "
+        f"val_examples={len(dm.splits['val'])} batch_size={cfg.data.batch_size} "
+        f"steps/epoch={len(dm.train_dataloader())} threads={torch.get_num_threads()} "
+        f"epochs={args.warmup}+{args.epochs} rounds={args.rounds}",
+        flush=True,
+    )
+
+    measured: dict[str, list[float]] = {v: [] for v in variants}
+    val_measured: list[float] = []
+    steps: dict[str, int] = {}
+    for round_index in range(args.rounds):
+        for variant in variants:
+            if variant == "plain_val":
+                continue  # measured inside the "plain" validation run below
+            if variant == "plain":
+                out = run_plain(cfg, dm, n_epochs, validate_too=False)
+            elif variant == "lightning_bare":
+                out = run_lightning(cfg, dm, n_epochs, False, tmp / f"bare{round_index}")
+            else:
+                out = run_lightning(cfg, dm, n_epochs, True, tmp / f"default{round_index}")
+            measured[variant] += out["epoch_s"][args.warmup :]
+            steps[variant] = out["steps"]
+            print(
+                f"round {round_index} {variant:>15}: "
+                + " ".join(f"{t:.3f}" for t in out["epoch_s"])
+                + f" s/epoch (first {args.warmup} = warm-up), steps={out['steps']}",
+                flush=True,
+            )
+        if "plain_val" in variants:
+            out = run_plain(cfg, dm, n_epochs, validate_too=True)
+            measured["plain_val"] += out["epoch_s"][args.warmup :]
+            val_measured += out["val_s"][args.warmup :]
+            steps["plain_val"] = out["steps"]
+            print(
+                f"round {round_index} {'plain_val':>15}: "
+                + " ".join(f"{t:.3f}" for t in out["epoch_s"])
+                + f" s/epoch, of which validation median {statistics.median(out['val_s']):.3f} s",
+                flush=True,
+            )
+
+    if len(set(steps.values())) != 1:
+        raise SystemExit(f"variants ran different numbers of optimizer steps: {steps}")
+    median = {v: statistics.median(ts) for v, ts in measured.items()}
+    result = {
+        "bench": "train_overhead",
+        "data": args.data,
+        "model": args.model,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "python": platform.python_version(),
+        "train_examples": len(dm.splits["train"]),
+        "batch_size": int(cfg.data.batch_size),
+        "steps_per_variant": steps["plain"],
+        "measured_epochs_per_variant": len(measured["plain"]),
+        "median_epoch_s": {v: round(t, 4) for v, t in median.items()},
+        "overhead_pct": {
+            "lightning_bare_vs_plain": round(pct(median["lightning_bare"], median["plain"]), 2),
+        },
+        "target_pct": 10.0,
+    }
+    print()
+    print(f"median s/epoch over {len(measured['plain'])} measured epochs per variant:")
+    for v in variants:
+        print(f"  {v:>15}: {median[v]:.3f}")
+    print(
+        f"overhead lightning_bare vs plain:       "
+        f"{result['overhead_pct']['lightning_bare_vs_plain']:+.1f}%  (target <= 10%)"
+    )
+    if "nlpkit_default" in median:
+        result["overhead_pct"]["nlpkit_default_vs_plain_val"] = round(
+            pct(median["nlpkit_default"], median["plain_val"]), 2
+        )
+        result["overhead_pct"]["nlpkit_default_vs_plain"] = round(
+            pct(median["nlpkit_default"], median["plain"]), 2
+        )
+        result["plain_val_only_s"] = round(statistics.median(val_measured), 4)
+        print(
+            f"overhead nlpkit_default vs plain+val:   "
+            f"{result['overhead_pct']['nlpkit_default_vs_plain_val']:+.1f}%  "
+            f"(vs plain without validation: {result['overhead_pct']['nlpkit_default_vs_plain']:+.1f}%)"
+        )
+    result["within_target"] = result["overhead_pct"]["lightning_bare_vs_plain"] <= 10.0
+    line = json.dumps(result, sort_keys=True)
+    print(line)
+    if args.json_out:
+        args.json_out.write_text(line + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Shared fixtures: compose the real ``conf/`` tree, shrunk to tiny models, one run dir per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+import nlpkit
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("NLPKIT_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+# Tiny widths per model preset: every test trains for real, in seconds.
+TINY = {
+    "bilstm": ["model.representation.hidden_dim=16", "model.representation.attention_dim=8"],
+    "docnn": ["model.representation.num_filters=8", "model.representation.kernel_sizes=[2,3]"],
+}
+PRESET_REPRESENTATION = {"bilstm": "bilstm", "cnn": "docnn"}
+FAST = ["debug=fast", "logger=csv", "data.batch_size=16"]
+
+
+@pytest.fixture(scope="session")
+def builtin_dir(tmp_path_factory) -> Path:
+    from nlpkit.data.builtin import ensure_builtin
+
+    return ensure_builtin(tmp_path_factory.mktemp("builtin"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path, builtin_dir) -> Callable[..., DictConfig]:
+    """``make_cfg("model=cnn", ..., tiny=True)`` -> a composed config writing into ``tmp_path/run``."""
+
+    def _make(*overrides: str, tiny: bool = True, run_name: str = "run") -> DictConfig:
+        def choice(group: str, default: str) -> str:
+            return next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")), default)
+
+        representation = choice("representation", PRESET_REPRESENTATION.get(choice("model", "bilstm"), ""))
+        widths = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]"]
+        extra = [*FAST, *widths, *TINY.get(representation, [])] if tiny else []
+        return nlpkit.compose(
+            [f"paths.builtin_dir={builtin_dir}", f"paths.log_dir={tmp_path}", *extra, *overrides],
+            output_dir=str(tmp_path / run_name),
+        )
+
+    return _make
+
+
+def run_module(module: str, args: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: int = 300):
+    """Run ``python -m module args`` as a user would; return the CompletedProcess."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"python -m {module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def write_lines(path: Path, lines: Sequence[str] | str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = lines if isinstance(lines, str) else "\n".join(lines) + "\n"
+    path.write_bytes(data.encode(encoding))
+    return path
