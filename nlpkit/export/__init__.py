@@ -33,7 +33,10 @@ EXPORTERS: dict[str, Callable[..., tuple[dict[str, Any], dict[str, bytes]]]] = {
 
 
 def export_run(
-    run_dir: str | Path, quantize: bool = False, exporter: str = "torchscript", out_dir: str | Path | None = None
+    run_dir: str | Path,
+    quantize: bool = False,
+    exporter: str = "torchscript",
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export ``run_dir``; returns the report. Raises :class:`ExportError` when the config is refused
     or the parity gate fails (the report is still written; no model file is)."""

@@ -10,7 +10,9 @@ from omegaconf import OmegaConf
 
 from nlpkit.errors import NlpkitError
 
-USAGE = "usage: python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]"
+USAGE = (
+    "usage: python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]"
+)
 KEYS = {"run_dir", "quantize", "exporter", "out_dir"}
 
 

@@ -8,6 +8,7 @@ The threshold and delimiter are in the metadata, and ``OnnxPredictor`` splits th
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from nlpkit.export.text_graph import (
     TokenizerSpec,
     all_characters,
     build_text_nodes,
+    hf_front_end,
     lowercase_divergence,
     read_tokenizer_spec,
 )
@@ -101,9 +103,7 @@ def export_network(model, vocab_size: int, exporter: str) -> onnx.ModelProto:
     )
 
 
-def build_graph(
-    network: onnx.ModelProto, ref: Reference, metadata: dict[str, str]
-) -> onnx.ModelProto:
+def build_graph(network: onnx.ModelProto, ref: Reference, metadata: dict[str, str]) -> onnx.ModelProto:
     names = list(ref.predictor.labels.names)
 
     def pre(b: GraphBuilder) -> None:
@@ -114,8 +114,13 @@ def build_graph(
         if not ref.multilabel:
             best = b.op("ArgMax", [scores], "best", axis=1, keepdims=0)
             b.op(
-                "LabelEncoder", [best], domain="ai.onnx.ml", outputs=["label"],
-                keys_int64s=list(range(len(names))), values_strings=names, default_string="",
+                "LabelEncoder",
+                [best],
+                domain="ai.onnx.ml",
+                outputs=["label"],
+                keys_int64s=list(range(len(names))),
+                values_strings=names,
+                default_string="",
             )
             return
         on = b.op("GreaterOrEqual", [scores, b.const(np.float32(ref.threshold))], "on")  # [B, L]
@@ -156,14 +161,19 @@ def _first(items: list[dict]) -> list[dict]:
     return items[:MAX_REPORTED]
 
 
-def check_all_codepoints(debug_session, spec: TokenizerSpec, tokenizer_path: Path) -> dict:
-    """Every Unicode scalar value in one string: graph pieces == HF normalize + pre-tokenize."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_path))
+@functools.lru_cache(maxsize=2)
+def _hf_pieces_of_all_characters(normalizer_json: str, pre_tokenizer_json: str) -> list[str]:
+    """HF normalize + pre-tokenize of every character (cached: it only depends on these two steps)."""
+    tok = hf_front_end(normalizer_json, pre_tokenizer_json)
     text = all_characters()
     normalized = tok.normalizer.normalize_str(text) if tok.normalizer else text
-    expected = [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(normalized)]
+    return [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def check_all_codepoints(debug_session, spec: TokenizerSpec, tokenizer_path: Path) -> dict:
+    """Every Unicode scalar value in one string: graph pieces == HF normalize + pre-tokenize."""
+    text = all_characters()
+    expected = _hf_pieces_of_all_characters(spec.normalizer_json, spec.pre_tokenizer_json)
     divergent = lowercase_divergence(spec.normalizer_json, spec.pre_tokenizer_json) if spec.lowercase else {}
     table = str.maketrans(divergent)
     pieces = debug_session.run(["debug/pieces"], {"text": np.array([text], dtype=object)})[0][0]
@@ -203,10 +213,15 @@ def check_token_ids(debug_session, featurizer, groups: dict[str, list[str]], bat
                     got = tokens[row, :n].tolist()
                     padding_ok = bool(np.all(tokens[row, n:] == featurizer.pad_id))
                     if got != want or not padding_ok:
-                        mismatches.append({
-                            "group": group, "batch_size": batch_size, "text": texts[offset + row][:200],
-                            "hf_ids": want[:40], "onnx_ids": tokens[row].tolist()[:40],
-                        })
+                        mismatches.append(
+                            {
+                                "group": group,
+                                "batch_size": batch_size,
+                                "text": texts[offset + row][:200],
+                                "hf_ids": want[:40],
+                                "onnx_ids": tokens[row].tolist()[:40],
+                            }
+                        )
                 offset += tokens.shape[0]
     return {
         "passed": not mismatches,
@@ -221,7 +236,9 @@ def _labels_from_scores(ref: Reference, scores: np.ndarray) -> list[str]:
     names = ref.predictor.labels.names
     if not ref.multilabel:
         return [names[int(i)] for i in scores.argmax(axis=1)]
-    return [(ref.delimiter or ",").join(n for n, p in zip(names, row) if p >= ref.threshold) for row in scores]
+    return [
+        (ref.delimiter or ",").join(n for n, p in zip(names, row) if p >= ref.threshold) for row in scores
+    ]
 
 
 def check_predictions(session_, ref: Reference, texts: list[str], batch_sizes) -> tuple[dict, dict]:
@@ -238,10 +255,17 @@ def check_predictions(session_, ref: Reference, texts: list[str], batch_sizes) -
         for i, text in enumerate(texts):
             if labels[i] != torch_labels[i]:
                 label_mismatches.append(
-                    {"batch_size": batch_size, "text": text[:200], "torch": torch_labels[i], "onnx": labels[i]}
+                    {
+                        "batch_size": batch_size,
+                        "text": text[:200],
+                        "torch": torch_labels[i],
+                        "onnx": labels[i],
+                    }
                 )
             if diff[i] > SCORE_TOLERANCE:
-                score_mismatches.append({"batch_size": batch_size, "text": text[:200], "max_abs_diff": float(diff[i])})
+                score_mismatches.append(
+                    {"batch_size": batch_size, "text": text[:200], "max_abs_diff": float(diff[i])}
+                )
     labels_result = {
         "passed": not label_mismatches,
         "examples": len(texts),
@@ -311,11 +335,14 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         "requires_onnxruntime_extensions": "false",
         "tokenizer": spec.description,
         "max_length": json.dumps(spec.max_length),
-        "outputs": json.dumps({
-            "label": "string [batch]: argmax label name" if not multilabel
-            else "string [batch]: names with score >= threshold joined by label_delimiter ('' if none)",
-            "scores": "float [batch, n_labels]: " + ("per-label sigmoid" if multilabel else "softmax"),
-        }),
+        "outputs": json.dumps(
+            {
+                "label": "string [batch]: argmax label name"
+                if not multilabel
+                else "string [batch]: names with score >= threshold joined by label_delimiter ('' if none)",
+                "scores": "float [batch, n_labels]: " + ("per-label sigmoid" if multilabel else "softmax"),
+            }
+        ),
         "verified_with_onnxruntime": onnxruntime.__version__,
     }
 
@@ -337,7 +364,11 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
 
     debug = G.with_debug_outputs(
         _rename_for_debug(model),
-        [("debug/tokens", TensorProto.INT64), ("debug/lengths", TensorProto.INT64), ("debug/pieces", TensorProto.STRING)],
+        [
+            ("debug/tokens", TensorProto.INT64),
+            ("debug/lengths", TensorProto.INT64),
+            ("debug/pieces", TensorProto.STRING),
+        ],
     )
     checks_started = time.perf_counter()
     debug_session = G.session(debug)
@@ -372,9 +403,16 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
             f"{split}_onnx": accuracy(main_session, ref, examples),
         }
         if quantize:
-            report["quantized"], files["model.int8.onnx"] = _quantized(network, ref, metadata, examples, split,
-                                                                      report["accuracy"][f"{split}_onnx"],
-                                                                      main_session, texts)
+            report["quantized"], files["model.int8.onnx"] = _quantized(
+                network,
+                ref,
+                metadata,
+                examples,
+                split,
+                report["accuracy"][f"{split}_onnx"],
+                main_session,
+                texts,
+            )
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
     return report, files
@@ -394,7 +432,9 @@ def _rename_for_debug(model: onnx.ModelProto) -> onnx.ModelProto:
     return debug
 
 
-def _quantized(network, ref, metadata, examples, split, fp32_accuracy, fp32_session, texts) -> tuple[dict, bytes]:
+def _quantized(
+    network, ref, metadata, examples, split, fp32_accuracy, fp32_session, texts
+) -> tuple[dict, bytes]:
     int8_network = G.quantize_dynamic_int8(network)
     model = build_graph(int8_network, ref, {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"})
     sess = G.session(model)
@@ -408,5 +448,7 @@ def _quantized(network, ref, metadata, examples, split, fp32_accuracy, fp32_sess
         f"{split}_accuracy": int8_accuracy,
         f"{split}_accuracy_fp32": fp32_accuracy,
         "accuracy_delta": int8_accuracy - fp32_accuracy,
-        "label_agreement_with_fp32": (sum(a == b for a, b in zip(fp32, int8)) / len(texts)) if texts else None,
+        "label_agreement_with_fp32": (sum(a == b for a, b in zip(fp32, int8)) / len(texts))
+        if texts
+        else None,
     }, payload

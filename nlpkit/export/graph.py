@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from nlpkit.export.text_graph import MS_OPSET, ML_OPSET, OPSET, ExportError, GraphBuilder
+from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, ExportError, GraphBuilder
 
 MODEL_PREFIX = "model/"
 
@@ -43,18 +43,34 @@ def export_torch(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
-            dims = {name: {axis: torch.export.Dim(label) for axis, label in axes.items()}
-                    for name, axes in dynamic_axes.items() if name in input_names}
+            dims = {
+                name: {axis: torch.export.Dim(label) for axis, label in axes.items()}
+                for name, axes in dynamic_axes.items()
+                if name in input_names
+            }
             program = torch.onnx.export(
-                module, example_inputs, None, dynamo=True, input_names=input_names,
-                output_names=output_names, dynamic_shapes=dims, opset_version=OPSET, verbose=False,
+                module,
+                example_inputs,
+                None,
+                dynamo=True,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dims,
+                opset_version=OPSET,
+                verbose=False,
             )
             model = program.model_proto
         elif exporter == "torchscript":
             buffer = io.BytesIO()
             torch.onnx.export(
-                module, example_inputs, buffer, dynamo=False, input_names=input_names,
-                output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+                module,
+                example_inputs,
+                buffer,
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
             )
             model = onnx.load_from_string(buffer.getvalue())
         else:

@@ -91,7 +91,9 @@ def _is_dotted_i_replace(step: dict) -> bool:
     )
 
 
-def read_tokenizer_spec(path: str | Path, pad_token: str = "<pad>", unk_token: str = "<unk>") -> TokenizerSpec:
+def read_tokenizer_spec(
+    path: str | Path, pad_token: str = "<pad>", unk_token: str = "<unk>"
+) -> TokenizerSpec:
     """Parse ``tokenizer.json`` and refuse whatever the graph cannot reproduce exactly."""
     path = Path(path)
     try:
@@ -134,7 +136,11 @@ def read_tokenizer_spec(path: str | Path, pad_token: str = "<pad>", unk_token: s
         lowercase = True
     else:
         unsupported = [t for t in types if t not in ("Lowercase", "Replace")] or types
-        hint = " (no ONNX op performs Unicode composition)" if any(t and t.startswith("NF") for t in types) else ""
+        hint = (
+            " (no ONNX op performs Unicode composition)"
+            if any(t and t.startswith("NF") for t in types)
+            else ""
+        )
         raise ExportError(
             f"{where}: refused: normalizer steps {types} cannot be reproduced in the ONNX graph; "
             f"{unsupported[0]!r} is not supported{hint}. Exportable: none, or Replace('İ','i') + Lowercase; {retrain}"
@@ -147,14 +153,18 @@ def read_tokenizer_spec(path: str | Path, pad_token: str = "<pad>", unk_token: s
             "(only Whitespace and WhitespaceSplit)"
         )
     if spec.get("padding") is not None:
-        raise ExportError(f"{where}: refused: HF padding is enabled in the tokenizer; nlpkit pads in the model")
+        raise ExportError(
+            f"{where}: refused: HF padding is enabled in the tokenizer; nlpkit pads in the model"
+        )
     if spec.get("post_processor") is not None:
         raise ExportError(f"{where}: refused: a post-processor is set; nlpkit tokenizers have none")
     truncation = spec.get("truncation")
     max_length = None
     if truncation is not None:
         if truncation.get("direction", "Right") != "Right":
-            raise ExportError(f"{where}: refused: truncation direction {truncation.get('direction')!r} (only Right)")
+            raise ExportError(
+                f"{where}: refused: truncation direction {truncation.get('direction')!r} (only Right)"
+            )
         max_length = int(truncation["max_length"])
         if max_length < 1:
             raise ExportError(f"{where}: truncation max_length {max_length} < 1")
@@ -190,7 +200,9 @@ def _ranges(codepoints: list[int]) -> list[tuple[int, int]]:
 
 
 def _char_class(codepoints: list[int]) -> str:
-    return "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ranges(codepoints))
+    return "".join(
+        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ranges(codepoints)
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -217,7 +229,9 @@ def character_classes(pre_tokenizer_json: str) -> tuple[tuple[int, ...], tuple[i
     return tuple(word), tuple(space)
 
 
-def split_regex(split_punctuation: bool, pre_tokenizer_json: str, divergent: dict[str, str] | None = None) -> str:
+def split_regex(
+    split_punctuation: bool, pre_tokenizer_json: str, divergent: dict[str, str] | None = None
+) -> str:
     """The ``tokenexp`` for ``com.microsoft.Tokenizer``. A character in ``divergent`` (left as is by
     onnxruntime, lowercased by HF) gets the class of HF's lowercase, the character HF splits on."""
     word, space = character_classes(pre_tokenizer_json)
@@ -285,15 +299,20 @@ def lowercase_divergence(normalizer_json: str, pre_tokenizer_json: str) -> dict[
     return divergent
 
 
-def _hf_normalizer(node):
+def hf_front_end(normalizer_json: str, pre_tokenizer_json: str):
+    """A HF tokenizer holding only these normalizer and pre-tokenizer (read from their JSON)."""
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
 
     tokenizer = Tokenizer(WordLevel({"x": 0}, unk_token="x"))
     spec = json.loads(tokenizer.to_str())
-    spec["normalizer"] = node
-    rebuilt = Tokenizer.from_str(json.dumps(spec))
-    return rebuilt.normalizer or _Identity()
+    spec["normalizer"] = json.loads(normalizer_json)
+    spec["pre_tokenizer"] = json.loads(pre_tokenizer_json)
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def _hf_normalizer(node):
+    return hf_front_end(json.dumps(node), json.dumps(None)).normalizer or _Identity()
 
 
 class _Identity:
@@ -351,10 +370,19 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: list[str] | None = None,
-           domain: str = "", **attrs) -> str:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        hint: str | None = None,
+        outputs: list[str] | None = None,
+        domain: str = "",
+        **attrs,
+    ) -> str:
         outputs = outputs or [self.name(hint or op_type.lower())]
-        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=self.name(op_type), domain=domain, **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, inputs, outputs, name=self.name(op_type), domain=domain, **attrs)
+        )
         return outputs[0]
 
 
@@ -385,7 +413,9 @@ def build_text_nodes(
         tokenexp=split_regex(spec.split_punctuation, spec.pre_tokenizer_json, divergent),
     )  # [N, P] strings, PAD_PIECE-padded; P may be 0
     if spec.max_length is not None:
-        pieces_kept = b.op("Slice", [pieces, b.const([0]), b.const([spec.max_length]), b.const([1])], "truncated")
+        pieces_kept = b.op(
+            "Slice", [pieces, b.const([0]), b.const([spec.max_length]), b.const([1])], "truncated"
+        )
     else:
         pieces_kept = pieces
     keys, values = lookup_table(spec, divergent)
@@ -400,11 +430,17 @@ def build_text_nodes(
     )  # [N, P'] int64, -1 at padding
     # One extra padding column, so an all-empty batch still has a column to hold [<unk>].
     batch = b.op("Slice", [b.op("Shape", [ids]), b.const([0]), b.const([1])], "batch")
-    column = b.op("ConstantOfShape", [b.op("Concat", [batch, b.const([1])], axis=0)], "column",
-                  value=helper.make_tensor("v", TensorProto.INT64, [1], [-1]))
+    column = b.op(
+        "ConstantOfShape",
+        [b.op("Concat", [batch, b.const([1])], axis=0)],
+        "column",
+        value=helper.make_tensor("v", TensorProto.INT64, [1], [-1]),
+    )
     ids = b.op("Concat", [ids, column], "ids_col", axis=1)
     valid = b.op("GreaterOrEqual", [ids, b.const(0, dtype=np.int64)], "valid")
-    count = b.op("ReduceSum", [b.op("Cast", [valid], to=TensorProto.INT64), b.const([1])], "count", keepdims=0)
+    count = b.op(
+        "ReduceSum", [b.op("Cast", [valid], to=TensorProto.INT64), b.const([1])], "count", keepdims=0
+    )
     lengths = b.op("Max", [count, b.const(1, dtype=np.int64)], outputs=[lengths_out])
     longest = b.op("ReduceMax", [lengths], "longest", keepdims=1)  # [1]
     ids = b.op("Slice", [ids, b.const([0]), longest, b.const([1])], "ids_trim")
