@@ -8,6 +8,7 @@ the signature of the class they build. Every error names the valid keys or choic
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, field
@@ -81,11 +82,19 @@ RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 INJECTED = {"vocab_size", "padding_idx", "vocab", "input_dim", "output_dim", "num_labels"}
 
 
+def _unknown_key(key: str, where: str, valid: list[str], target: str = "") -> ConfigError:
+    """``unknown key data.trian_path; did you mean 'train_path'? valid keys: ...``"""
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    owner = f" for {target}" if target else ""
+    return ConfigError(f"unknown key {where}.{key}{owner}{hint} valid keys: {', '.join(sorted(valid))}")
+
+
 def _check_schema(node: DictConfig, schema: type, where: str) -> None:
     valid = {f.name: f for f in dataclasses.fields(schema)}
     for key in node:
         if key not in valid:
-            raise ConfigError(f"unknown key {where}.{key}; valid keys: {', '.join(sorted(valid))}")
+            raise _unknown_key(key, where, list(valid))
         spec = valid[key]
         value = node[key]
         allowed = spec.metadata.get("choices")
@@ -122,10 +131,7 @@ def _check_targets(node: Any, where: str) -> None:
                 valid = [n for n in params if n not in ("self",)]
                 for key in node:
                     if key not in RESERVED and key not in params:
-                        shown = [n for n in valid if n not in INJECTED]
-                        raise ConfigError(
-                            f"unknown key {where}.{key} for {target}; valid keys: {', '.join(shown)}"
-                        )
+                        raise _unknown_key(key, where, [n for n in valid if n not in INJECTED], str(target))
         for key in node:
             if key != "hydra":
                 _check_targets(node[key], f"{where}.{key}" if where else str(key))
