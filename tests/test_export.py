@@ -1,0 +1,260 @@
+"""ONNX export: one file with the tokenizer inside, a parity gate, refusals, a torch-free predictor."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import nlpkit
+from nlpkit.export import ExportError, export_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {
+    "bilstm": [
+        "model=bilstm",
+        "model.embedding.embed_dim=16",
+        "model.representation.hidden_dim=16",
+        "model.representation.attention_dim=8",
+        "model.decoder.hidden_dims=[8]",
+    ],
+    "cnn": [
+        "model=cnn",
+        "model.embedding.embed_dim=16",
+        "model.representation.num_filters=8",
+        "model.representation.kernel_sizes=[2,3]",
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def export_data_dir(tmp_path_factory) -> Path:
+    from nlpkit.data.builtin import ensure_builtin
+
+    return ensure_builtin(tmp_path_factory.mktemp("export_builtin"))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, export_data_dir) -> dict[str, tuple[Path, dict]]:
+    """A tiny bilstm and cnn, each trained once for real and exported (cnn also quantized)."""
+    runs = {}
+    for name, overrides in TINY.items():
+        run_dir = tmp_path_factory.mktemp(f"export_{name}")
+        cfg = nlpkit.compose(
+            [
+                "debug=fast",
+                "logger=csv",
+                "trainer.max_epochs=1",
+                f"paths.builtin_dir={export_data_dir}",
+                *overrides,
+            ],
+            output_dir=str(run_dir),
+        )
+        nlpkit.train(cfg)
+        report = export_run(run_dir, quantize=name == "cnn")
+        runs[name] = (run_dir, report)
+    return runs
+
+
+@pytest.mark.parametrize("name", ["bilstm", "cnn"])
+def test_export_passes_parity_and_writes_one_file(exported, name):
+    run_dir, report = exported[name]
+    out = run_dir / "export"
+    assert report["passed"] is True
+    assert all(check["passed"] for check in report["checks"].values())
+    assert report["checks"]["tokenizer_all_codepoints"]["characters"] > 1_000_000
+    assert report["checks"]["token_ids"]["batch_sizes"] == [1, 64]
+    assert report["checks"]["scores"]["max_abs_diff"] <= 1e-4
+    assert json.loads((out / "export_report.json").read_text())["passed"] is True
+    model = onnx.load(out / "model.onnx")
+    assert [i.name for i in model.graph.input] == ["text"]
+    assert [o.name for o in model.graph.output] == ["label", "scores"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    labels = json.loads((run_dir / "labels.json").read_text())["labels"]
+    assert meta["task"] == "doc_cls" and json.loads(meta["labels"]) == labels
+    assert meta["requires_onnxruntime_extensions"] == "false"
+    assert meta["nlpkit_version"] == nlpkit.__version__
+    from nlpkit.export.graph import sha256_file
+
+    assert meta["tokenizer_sha256"] == sha256_file(run_dir / "tokenizer.json")
+    assert meta["weights_sha256"] == sha256_file(run_dir / meta["weights_file"])
+    # standard domains only: no onnxruntime-extensions op
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx.ml", "com.microsoft"}
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_quantized_model_and_accuracy_delta(exported):
+    run_dir, report = exported["cnn"]
+    quantized = report["quantized"]
+    assert (run_dir / "export" / "model.int8.onnx").is_file()
+    assert abs(quantized["accuracy_delta"]) <= 1.0
+    assert quantized["test_accuracy"] == pytest.approx(
+        quantized["test_accuracy_fp32"] + quantized["accuracy_delta"]
+    )
+
+
+def test_every_edge_case_tokenizes_like_hf(exported):
+    from nlpkit.data.featurizer import Featurizer
+    from nlpkit.export import graph as G
+    from nlpkit.export.doc_cls import EDGE_CASES, _rename_for_debug
+
+    run_dir, _ = exported["bilstm"]
+    featurizer = Featurizer.load(run_dir / "tokenizer.json")
+    model = onnx.load(run_dir / "export" / "model.onnx")
+    debug = G.with_debug_outputs(
+        _rename_for_debug(model),
+        [("debug/tokens", onnx.TensorProto.INT64), ("debug/lengths", onnx.TensorProto.INT64)],
+    )
+    session = G.session(debug)
+    long_text = " ".join(featurizer.vocab[2:] * 200)
+    cases = [*EDGE_CASES, long_text, "İSTANBUL", "\u1c89\u1c8a", "a<pad>b <unk>"]
+    for text in cases:
+        tokens, lengths = session.run(
+            ["debug/tokens", "debug/lengths"], {"text": np.array([text], dtype=object)}
+        )
+        assert tokens[0, : lengths[0]].tolist() == featurizer.encode_batch([text])[0], text
+    tokens, lengths = session.run(["debug/tokens", "debug/lengths"], {"text": np.array(cases, dtype=object)})
+    for row, text in enumerate(cases):
+        want = featurizer.encode_batch([text])[0]
+        assert tokens[row, : lengths[row]].tolist() == want, text
+        assert (tokens[row, lengths[row] :] == featurizer.pad_id).all()
+    assert int(lengths[cases.index(long_text)]) == 128  # truncated to max_length
+
+
+def _copy_run(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("export", "csv", "*.png"))
+    return dest
+
+
+def _edit_tokenizer(run_dir: Path, edit) -> None:
+    path = run_dir / "tokenizer.json"
+    spec = json.loads(path.read_text())
+    edit(spec)
+    path.write_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["normalizer"]["normalizers"].insert(0, {"type": "NFC"}), "NFC"),
+        (lambda s: s["normalizer"]["normalizers"].pop(0), "İ"),
+        (lambda s: s.update(pre_tokenizer={"type": "BertPreTokenizer"}), "BertPreTokenizer"),
+        (
+            lambda s: s["added_tokens"].append(
+                {
+                    "id": 0,
+                    "content": "<pad>",
+                    "single_word": False,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": True,
+                }
+            ),
+            "added tokens",
+        ),
+        (lambda s: s.update(padding={"strategy": "BatchLongest"}), "padding"),
+    ],
+    ids=["nfc", "lowercase-without-dotted-i", "bert-pre-tokenizer", "added-tokens", "hf-padding"],
+)
+def test_unexportable_tokenizer_is_refused(exported, tmp_path, edit, message):
+    run_dir = _copy_run(exported["cnn"][0], tmp_path / "run")
+    _edit_tokenizer(run_dir, edit)
+    with pytest.raises(ExportError, match="refused") as info:
+        export_run(run_dir)
+    assert message in str(info.value)
+    assert not (run_dir / "export" / "model.onnx").exists()
+
+
+def test_cli_exits_non_zero_on_refusal(exported, tmp_path, capsys):
+    from nlpkit.export.__main__ import main
+
+    run_dir = _copy_run(exported["cnn"][0], tmp_path / "run")
+    _edit_tokenizer(run_dir, lambda s: s["normalizer"]["normalizers"].insert(0, {"type": "NFC"}))
+    assert main([f"run_dir={run_dir}"]) == 1
+    assert "NFC" in capsys.readouterr().err
+    assert main(["nonsense"]) == 2
+
+
+def test_tampered_weights_fail_the_gate(exported, tmp_path, monkeypatch):
+    from onnx import numpy_helper
+
+    import nlpkit.export.doc_cls as doc_cls
+
+    real = doc_cls.export_network
+
+    def perturbed(*args, **kwargs):
+        model = real(*args, **kwargs)
+        for init in model.graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.dtype == np.float32 and array.size > 16:
+                init.CopyFrom(numpy_helper.from_array(array * 1.05 + 0.01, init.name))
+        return model
+
+    monkeypatch.setattr(doc_cls, "export_network", perturbed)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="parity gate failed") as info:
+        export_run(exported["cnn"][0], out_dir=out)
+    assert "scores" in str(info.value)
+    assert not (out / "model.onnx").exists()
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["passed"] is False and report["checks"]["scores"]["first_mismatches"]
+    assert report["checks"]["token_ids"]["passed"] is True
+
+
+def test_wrong_vocabulary_fails_the_gate(exported, tmp_path, monkeypatch):
+    import nlpkit.export.text_graph as text_graph
+
+    real = text_graph.lookup_table
+
+    def swapped(spec, divergent):
+        keys, values = real(spec, divergent)
+        a, b = values.index(5), values.index(6)  # two ordinary words trade ids
+        values[a], values[b] = values[b], values[a]
+        return keys, values
+
+    monkeypatch.setattr(text_graph, "lookup_table", swapped)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="token_ids"):
+        export_run(exported["bilstm"][0], out_dir=out)
+    report = json.loads((out / "export_report.json").read_text())
+    mismatch = report["checks"]["token_ids"]["first_mismatches"][0]
+    assert mismatch["hf_ids"] != mismatch["onnx_ids"]
+    assert not (out / "model.onnx").exists()
+
+
+def test_predictor_runs_without_torch(exported, tmp_path):
+    run_dir, _ = exported["bilstm"]
+    texts = ["wake me up at 7 am", "play some jazz", "", "Ünïcode İstanbul ÉCOLE straße"]
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from nlpkit.serving import OnnxPredictor
+        predictor = OnnxPredictor({str(run_dir / "export" / "model.onnx")!r}, threads=1)
+        out = predictor.predict({texts!r})
+        assert "torch" not in sys.modules
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    onnx_out = json.loads(proc.stdout.strip().splitlines()[-1])
+    torch_out = nlpkit.load(run_dir).predict(texts)
+    assert [r["label"] for r in onnx_out] == [r["label"] for r in torch_out]
+    for got, want in zip(onnx_out, torch_out):
+        assert got["scores"].keys() == want["scores"].keys()
+        assert max(abs(got["scores"][k] - want["scores"][k]) for k in want["scores"]) < 1e-4
