@@ -140,6 +140,16 @@ def _check_targets(node: Any, where: str) -> None:
             _check_targets(item, f"{where}[{index}]")
 
 
+def _check_trainer(node: DictConfig) -> None:
+    """``trainer`` is passed to ``pytorch_lightning.Trainer`` as keyword arguments."""
+    import pytorch_lightning as pl
+
+    params = [n for n in inspect.signature(pl.Trainer).parameters if n not in ("self", "callbacks", "logger", "plugins")]
+    for key in node:
+        if key not in params:
+            raise _unknown_key(str(key), "trainer", params, "pytorch_lightning.Trainer")
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Check ``cfg`` and return a typed copy (values converted to the schema types).
 
@@ -176,5 +186,6 @@ def validate(cfg: DictConfig) -> DictConfig:
                 f"model.{key} must be a component config with a _target_ (pick one with {key}=...)"
             )
     _check_targets(cfg, "")
+    _check_trainer(cfg.trainer)
     OmegaConf.set_struct(typed, with_flag)
     return typed
