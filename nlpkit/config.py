@@ -167,6 +167,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve config interpolation: {err}") from err
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
+    if missing:
+        raise ConfigError(f"missing required value(s): {', '.join(missing)} (set them, e.g. {missing[0]}=...)")
     typed = cfg.copy()
     with_flag = OmegaConf.is_struct(typed)
     OmegaConf.set_struct(typed, False)
