@@ -1,0 +1,126 @@
+"""Components on their own: shapes, padding invariance, hand-computed metrics, safe checkpoints."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import torch
+
+from nlpkit.errors import ArtifactError
+from nlpkit.modules.decoder import MLPDecoder
+from nlpkit.modules.embedding import WordEmbedding
+from nlpkit.modules.output import MultiLabelOutput, SoftmaxOutput
+from nlpkit.modules.representation import POOLINGS, BiLSTMRepresentation, DocNNRepresentation
+from nlpkit.modules.representation.bilstm import reverse_padded
+from nlpkit.tasks.doc_classification import classification_metrics
+from nlpkit.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _padded_pair(dim: int = 6):
+    """One sequence alone, and the same sequence as row 0 of a batch padded to a longer length."""
+    torch.manual_seed(0)
+    alone = torch.randn(1, 4, dim)
+    batch = torch.randn(2, 7, dim)
+    batch[0, :4] = alone[0]
+    batch[0, 4:] = 99.0  # garbage in padding positions must not leak
+    return alone, torch.ones(1, 4, dtype=torch.bool), batch, torch.tensor([[1] * 4 + [0] * 3, [1] * 7]).bool()
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_bilstm_representation_ignores_padding(pooling):
+    module = BiLSTMRepresentation(6, hidden_dim=5, num_layers=2, dropout=0.0, pooling=pooling, attention_dim=4).eval()
+    alone, mask1, batch, mask2 = _padded_pair()
+    out1, out2 = module(alone, mask1), module(batch, mask2)
+    assert out1.shape == (1, module.output_dim) and out2.shape == (2, module.output_dim)
+    torch.testing.assert_close(out1[0], out2[0], rtol=0, atol=1e-6)
+
+
+def test_docnn_ignores_padding_and_handles_short_inputs():
+    module = DocNNRepresentation(6, kernel_sizes=(2, 5), num_filters=3, dropout=0.0).eval()
+    alone, mask1, batch, mask2 = _padded_pair()
+    torch.testing.assert_close(module(alone, mask1)[0], module(batch, mask2)[0], rtol=0, atol=1e-6)
+    one_token = module(torch.randn(1, 1, 6), torch.ones(1, 1, dtype=torch.bool))
+    assert torch.isfinite(one_token).all() and one_token.shape == (1, 6)
+
+
+def test_reverse_padded_reverses_within_length():
+    x = torch.arange(10.0).view(2, 5, 1)
+    out = reverse_padded(x, torch.tensor([3, 5]))
+    assert out[..., 0].tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
+
+
+def test_word_embedding_pad_row_is_zero_and_dims():
+    emb = WordEmbedding(10, 4, padding_idx=0)
+    out = emb(torch.tensor([[0, 3]]))
+    assert out.shape == (1, 2, 4) and emb.output_dim == 4 and torch.all(out[0, 0] == 0)
+
+
+def test_pretrained_file_with_wrong_width_names_the_line(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("hello 0.1 0.2 0.3\nworld 0.1 0.2\n")
+    with pytest.raises(ValueError, match=r"v.txt:2: expected a word and 3 numbers"):
+        WordEmbedding(3, 3, pretrained_path=str(path), vocab=["<pad>", "hello", "world"])
+
+
+def test_mlp_decoder_shapes():
+    assert MLPDecoder(8, 3, hidden_dims=[5, 4])(torch.randn(2, 8)).shape == (2, 3)
+    assert len(MLPDecoder(8, 3, hidden_dims=[]).layers) == 1
+    with pytest.raises(ValueError, match="relu, tanh"):
+        MLPDecoder(8, 3, activation="swishy")
+
+
+def test_output_layers():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 3.0]])
+    soft = SoftmaxOutput(3)
+    assert soft.predict(logits).tolist() == [0, 2]
+    torch.testing.assert_close(soft.scores(logits).sum(-1), torch.ones(2))
+    expected = -(torch.log_softmax(logits, -1)[0, 0] + torch.log_softmax(logits, -1)[1, 1]) / 2
+    torch.testing.assert_close(soft.loss(logits, torch.tensor([0, 1])), expected)
+    multi = MultiLabelOutput(3, threshold=0.5)
+    assert multi.predict(logits).tolist() == [[1, 1, 0], [1, 1, 1]]  # sigmoid(0) = 0.5 reaches the threshold
+
+
+def test_metrics_against_hand_computed_values():
+    # true: 0 0 1 1 2 2 ; pred: 0 1 1 1 2 0  -> accuracy 4/6
+    # per class F1: c0 P=1/2 R=1/2 F=.5 ; c1 P=2/3 R=1 F=.8 ; c2 P=1 R=1/2 F=2/3  -> macro (0.5+0.8+2/3)/3
+    metrics = classification_metrics(3, multilabel=False)
+    metrics.update(torch.tensor([0, 1, 1, 1, 2, 0]), torch.tensor([0, 0, 1, 1, 2, 2]))
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    assert values["accuracy"] == pytest.approx(4 / 6)
+    assert values["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_multilabel_metrics_against_hand_computed_values():
+    metrics = classification_metrics(2, multilabel=True)
+    metrics.update(torch.tensor([[1, 0], [1, 1], [0, 1]]), torch.tensor([[1, 0], [0, 1], [0, 1]]))
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    assert values["accuracy"] == pytest.approx(2 / 3)  # exact-match rows
+    # label 0: P=1/2 R=1 F=2/3 ; label 1: P=1 R=1 F=1
+    assert values["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}, "payload": _Evil()}, buffer)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ArtifactError, match="refused: the checkpoint carries pickled objects"):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint_gives_a_clear_error(tmp_path):
+    path = tmp_path / "good.ckpt"
+    save_checkpoint({"state_dict": {"w": torch.ones(100)}}, path)
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(100))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ArtifactError, match="corrupted or truncated checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(ArtifactError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.ckpt")
