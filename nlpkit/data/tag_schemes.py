@@ -99,7 +99,9 @@ def to_scheme(tags: Sequence[str], scheme: str) -> list[str]:
     return iob1_to_bio(tags) if scheme == "IOB1" else list(tags)
 
 
-def allowed_transitions(labels: Sequence[str], scheme: str) -> tuple[list[bool], list[list[bool]], list[bool]]:
+def allowed_transitions(
+    labels: Sequence[str], scheme: str
+) -> tuple[list[bool], list[list[bool]], list[bool]]:
     """Which tags may start a sentence, follow each tag, and end a sentence under ``scheme``.
 
     Returns ``(start[L], transition[L][L], end[L])``; ``transition[i][j]`` allows tag ``j`` after ``i``.

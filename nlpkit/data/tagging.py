@@ -104,7 +104,9 @@ class TaggingFeatures:
             torch.tensor([word_shape(token) for token in tokens], dtype=torch.long),
         )
 
-    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def collate(
+        self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """Pad ``(words, chars, shapes)`` triples into ``tokens``, ``lengths``, ``chars``, ``shapes``."""
         tokens, lengths = pad_sequences([words for words, _, _ in items], self.featurizer.pad_id)
         shapes, _ = pad_sequences([shapes for _, _, shapes in items], 0)
@@ -191,7 +193,9 @@ class TaggingDataModule(pl.LightningDataModule):
                 if not raw[split]:
                     raise DataError(f"{path}: no usable sentences in the {split} split")
         if "train" in raw and "val" not in raw:
-            raw["train"], raw["val"] = self._hold_out(raw["train"], float(cfg.val_fraction), int(cfg.split_seed))
+            raw["train"], raw["val"] = self._hold_out(
+                raw["train"], float(cfg.val_fraction), int(cfg.split_seed)
+            )
         fcfg = WordFeaturizerConfig(**dict(cfg.featurizer))
         if self.featurizer is None:
             self.featurizer = train_word_featurizer((s.tokens for s in raw["train"]), fcfg)
@@ -219,7 +223,9 @@ class TaggingDataModule(pl.LightningDataModule):
         order = list(range(len(sentences)))
         random.Random(seed).shuffle(order)
         held = set(order[: max(1, int(round(len(sentences) * fraction)))])
-        log.info("data: no validation file; holding out %d of %d training sentences", len(held), len(sentences))
+        log.info(
+            "data: no validation file; holding out %d of %d training sentences", len(held), len(sentences)
+        )
         return [s for i, s in enumerate(sentences) if i not in held], [sentences[i] for i in sorted(held)]
 
     def _encode(self, sentences: list[TaggedSentence], features: TaggingFeatures) -> EncodedTagged:

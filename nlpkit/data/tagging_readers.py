@@ -71,6 +71,7 @@ def read_conll(
     tags: list[str] = []
     origins: list[str] = []
     broken = False
+    width: int | None = None
 
     def flush() -> None:
         nonlocal tokens, tags, origins, broken
@@ -91,16 +92,23 @@ def read_conll(
             flush()
             continue
         origin = f"{path}:{number}"
-        try:
-            token, tag = columns[token_column].strip(), columns[tag_column].strip()
-        except IndexError:
-            policy.bad(
-                origin,
-                f"token/tag count mismatch: line has {len(columns)} column(s); data.token_column="
-                f"{token_column}, data.tag_column={tag_column}",
-            )
+        if width is None:
+            width = len(columns)  # the first token line sets the column count for the file
+        n = len(columns)
+        if (
+            n != width
+            or not (-n <= token_column < n and -n <= tag_column < n)
+            or token_column % n == tag_column % n
+        ):
+            if not broken:
+                policy.bad(
+                    origin,
+                    f"token/tag count mismatch: line has {n} column(s), expected {width} with the token in "
+                    f"column {token_column} and the tag in column {tag_column} (data.token_column/tag_column)",
+                )
             broken = True  # the rest of this sentence is dropped with it
             continue
+        token, tag = columns[token_column].strip(), columns[tag_column].strip()
         tokens.append(token)
         tags.append(tag)
         origins.append(origin)
@@ -122,7 +130,9 @@ def read_parallel(
     ``tags_file`` (the tags, line by line), as in the slot-gated ATIS/SNIPS releases."""
     directory = Path(path)
     if not directory.is_dir():
-        raise DataError(f"{directory}: not a directory (data.format=parallel reads {tokens_file} and {tags_file} in it)")
+        raise DataError(
+            f"{directory}: not a directory (data.format=parallel reads {tokens_file} and {tags_file} in it)"
+        )
     token_path, tag_path = directory / tokens_file, directory / tags_file
     token_lines, tag_lines = _lines(token_path, policy), _lines(tag_path, policy)
     if len(token_lines) != len(tag_lines):

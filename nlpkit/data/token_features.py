@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
-from nlpkit.data.featurizer import PAD, UNK, Featurizer
+from nlpkit.data.featurizer import DOTTED_CAPITAL_I, PAD, UNK, Featurizer
 from nlpkit.errors import ArtifactError
 from nlpkit.utils.io import write_json
 
@@ -43,9 +43,9 @@ class WordFeaturizerConfig:
 def train_word_featurizer(token_lists: Iterable[Sequence[str]], config: WordFeaturizerConfig) -> Featurizer:
     """A WordLevel tokenizer over whitespace-free dataset tokens (specials ``<pad>``, ``<unk>``)."""
     tokenizer = Tokenizer(WordLevel(unk_token=UNK))
-    steps = [normalizers.NFC()]
-    if config.lowercase:
-        steps.append(normalizers.Lowercase())
+    # The document featurizer's normalization (no NFC; U+0130 -> i before lowercasing), which an
+    # ONNX graph reproduces.
+    steps = [normalizers.Replace(DOTTED_CAPITAL_I, "i"), normalizers.Lowercase()] if config.lowercase else []
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = WordLevelTrainer(
@@ -54,8 +54,15 @@ def train_word_featurizer(token_lists: Iterable[Sequence[str]], config: WordFeat
         special_tokens=[PAD, UNK],
         show_progress=False,
     )
-    tokenizer.train_from_iterator((" ".join(tokens) for tokens in token_lists), trainer=trainer)
-    return Featurizer(tokenizer)
+    specials = {PAD, UNK}
+    normalize = tokenizer.normalizer.normalize_str
+    texts = (" ".join(t for t in tokens if normalize(t) not in specials) for tokens in token_lists)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    # <pad>/<unk> stay plain vocabulary entries, not "added tokens" matched in raw text (as in
+    # nlpkit.data.featurizer): a literal "<pad>" token in the data is then just an unknown word.
+    spec = json.loads(tokenizer.to_str())
+    spec["added_tokens"] = []
+    return Featurizer(Tokenizer.from_str(json.dumps(spec)))
 
 
 class WordEncoder:
@@ -72,6 +79,8 @@ class WordEncoder:
         if found is None:
             key = self.normalizer.normalize_str(token) if self.normalizer is not None else token
             found = self.vocab.get(key, self.featurizer.unk_id)
+            if found == self.featurizer.pad_id:  # a literal "<pad>" in the data is an unknown word
+                found = self.featurizer.unk_id
             self._cache[token] = found
         return found
 

@@ -30,7 +30,9 @@ class WordTagger(nn.Module):
     ``chars``/``shapes`` are needed only when the embedding reads them. ``decode`` returns tag ids.
     """
 
-    def __init__(self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module):
+    def __init__(
+        self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module
+    ):
         super().__init__()
         self.embedding = embedding
         self.representation = representation

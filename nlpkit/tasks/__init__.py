@@ -11,7 +11,10 @@ from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_cls import DocClassificationTask
 from nlpkit.tasks.tagging import TaggingTask
 
-TASKS: dict[str, type[Task]] = {DocClassificationTask.name: DocClassificationTask, TaggingTask.name: TaggingTask}
+TASKS: dict[str, type[Task]] = {
+    DocClassificationTask.name: DocClassificationTask,
+    TaggingTask.name: TaggingTask,
+}
 
 
 def get_task(name: str) -> type[Task]:

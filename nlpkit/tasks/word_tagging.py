@@ -75,12 +75,18 @@ class TaggingModule(pl.LightningModule):
         mask = sequence_mask(batch["tokens"], batch["lengths"])
         loss = self.model.output.loss(emissions, batch["tags"], mask)
         batch_size = batch["tokens"].size(0)
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=stage != "test", on_step=False, on_epoch=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            batch_size=batch_size,
+            prog_bar=stage != "test",
+            on_step=False,
+            on_epoch=True,
+        )
         if stage != "train":
             predicted = self.model.output.decode(emissions, mask).cpu().tolist()
             names = [
-                [self.label_names[i] for i in row[:n]]
-                for row, n in zip(predicted, batch["lengths"].tolist())
+                [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
             ]
             self.scorers[stage].update(batch["gold"], names)
         return loss

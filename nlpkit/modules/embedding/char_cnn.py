@@ -67,7 +67,9 @@ class CharCNNEmbedding(nn.Module):
             else [int(n) for n in num_filters]
         )
         if len(filters) != len(self.kernel_sizes):
-            raise ValueError(f"num_filters has {len(filters)} entries for {len(self.kernel_sizes)} kernel_sizes")
+            raise ValueError(
+                f"num_filters has {len(filters)} entries for {len(self.kernel_sizes)} kernel_sizes"
+            )
         self.padding_idx = padding_idx
         self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=padding_idx)
         self.convs = nn.ModuleList(
