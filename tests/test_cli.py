@@ -1,0 +1,105 @@
+"""The command lines as a user types them: train (single and multirun sweeps), evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_module
+
+TINY_CLI = [
+    "debug=fast",
+    "logger=csv",
+    "model.embedding.embed_dim=16",
+    "model.decoder.hidden_dims=[8]",
+]
+BILSTM_TINY = ["model.representation.hidden_dim=16", "model.representation.attention_dim=8"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, builtin_dir) -> Path:
+    """One real ``python -m nlpkit.train`` run; ``hydra.run.dir`` decides where it goes."""
+    run_dir = tmp_path_factory.mktemp("cli") / "my_run"
+    run_module("nlpkit.train", ["task=doc_cls", "model=bilstm", *TINY_CLI, *BILSTM_TINY,
+                                f"paths.builtin_dir={builtin_dir}", f"hydra.run.dir={run_dir}"])  # fmt: skip
+    return run_dir
+
+
+def test_train_cli_honours_hydra_run_dir(cli_run):
+    metrics = json.loads((cli_run / "metrics.json").read_text())
+    assert {"test/accuracy", "test/macro_f1", "val/accuracy", "val/macro_f1", "train_seconds"} <= set(metrics)
+    assert (cli_run / ".hydra" / "config.yaml").is_file() and (cli_run / "config.yaml").is_file()
+
+
+def test_evaluate_cli_recomputes_the_same_metrics(cli_run, tmp_path):
+    out = tmp_path / "eval.json"
+    run_module("nlpkit.evaluate", [f"run_dir={cli_run}", f"output={out}"])
+    trained = json.loads((cli_run / "metrics.json").read_text())
+    evaluated = json.loads(out.read_text())
+    for key in ("val/accuracy", "test/accuracy", "test/macro_f1"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+
+
+def test_evaluate_cli_on_other_data(cli_run, builtin_dir, tmp_path):
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line + "\n" for line in (builtin_dir / "valid.jsonl").read_text().splitlines()[:40]))
+    out = tmp_path / "eval.json"
+    run_module("nlpkit.evaluate", [f"run_dir={cli_run}", f"data.test_path={other}", f"output={out}"])
+    assert 0.0 <= json.loads(out.read_text())["test/accuracy"] <= 1.0
+
+
+def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
+    texts = ["wake me up at 7 am", "", "play some jazz"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"])
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == texts, "one output line per input line, in order"
+    labels = json.loads((cli_run / "labels.json").read_text())["labels"]
+    assert all(r["label"] in labels and set(r["scores"]) == set(labels) for r in rows)
+    (tmp_path / "in.jsonl").write_text(json.dumps({"text": "play some jazz"}) + "\n")
+    run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / 'in.jsonl'}", f"output={tmp_path / 'o2.jsonl'}"])
+    assert json.loads((tmp_path / "o2.jsonl").read_text())["label"] == rows[2]["label"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run_dir=/no/such/run", "input=x", "output=y"], "input file not found"),
+        (["run_dir=/no/such/run"], "missing required argument(s): input=..., output=..."),
+        (["rundir=x"], "unknown argument 'rundir'"),
+    ],
+)
+def test_predict_cli_errors_are_one_clear_line(args, message):
+    proc = run_module("nlpkit.predict", args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_multirun_sweep_one_dir_per_job_and_a_failing_job_does_not_abort(tmp_path, builtin_dir):
+    sweep_dir = tmp_path / "sweep"
+    run_module("nlpkit.train", ["-m", "model=bilstm,cnn", "optim.lr=1e-3,3e-4", *TINY_CLI,
+                                f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(jobs) == 4
+    assert all((job / "metrics.json").is_file() for job in jobs)
+    # data.batch_size=0 fails inside training; the other job still runs and the sweep exits 0.
+    failing = tmp_path / "failing"
+    run_module("nlpkit.train", ["-m", "data.batch_size=0,16", *TINY_CLI, *BILSTM_TINY,
+                                f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={failing}"])  # fmt: skip
+    outcomes = {job.name: job for job in failing.iterdir() if job.is_dir()}
+    assert (outcomes["0"] / "error.txt").is_file() and not (outcomes["0"] / "metrics.json").exists()
+    assert (outcomes["1"] / "metrics.json").is_file()
+
+
+def test_optuna_sweep_optimises_the_returned_metric(tmp_path, builtin_dir):
+    sweep_dir = tmp_path / "optuna"
+    proc = run_module("nlpkit.train", ["hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY_CLI, *BILSTM_TINY,
+                                       f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
+    results = sweep_dir / "optimization_results.yaml"
+    assert results.is_file(), proc.stdout[-2000:]
+    text = results.read_text()
+    assert "best_value" in text and "optim.lr" in text
+    values = [json.loads((job / "metrics.json").read_text())["val/accuracy"] for job in sweep_dir.iterdir() if job.is_dir()]
+    assert len(values) == 2 and all(not math.isnan(v) for v in values)
