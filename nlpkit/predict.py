@@ -2,6 +2,9 @@
 
 Input: one text per line, or JSONL with a ``text`` field (``text_field=`` to change it). Every input
 line gives one output line, in order: JSONL with the text, the predicted label and per-label scores.
+
+``backend=onnx`` serves ``DIR/export/model.onnx`` (written by ``python -m nlpkit.export``) with
+onnxruntime + numpy only; torch is never imported on that path.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from nlpkit.api import load
 from nlpkit.cli import parse_args, run_cli
-from nlpkit.errors import DataError
+from nlpkit.errors import ConfigError, DataError
 from nlpkit.utils.io import atomic_open
 
 log = logging.getLogger("nlpkit.predict")
@@ -44,9 +46,29 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
     return texts
 
 
-def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, text_field: str = "text", batch_size: int = 64) -> int:
+def load_predictor(run_dir: str | Path, backend: str = "torch"):
+    """The run's PyTorch predictor, or (``backend=onnx``) its exported ONNX model."""
+    if backend == "onnx":
+        from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor(Path(run_dir))
+    if backend == "torch":
+        from nlpkit.api import load
+
+        return load(run_dir)
+    raise ConfigError(f"backend={backend!r}: choose torch or onnx")
+
+
+def predict_file(
+    run_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    text_field: str = "text",
+    batch_size: int = 64,
+    backend: str = "torch",
+) -> int:
     texts = read_inputs(Path(input_path), text_field)
-    predictor = load(run_dir)
+    predictor = load_predictor(run_dir, backend)
     predictions = predictor.predict(texts, batch_size=batch_size)
     with atomic_open(output_path) as handle:
         for text, prediction in zip(texts, predictions):
@@ -56,8 +78,9 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
 
 
 def main(argv: Sequence[str]) -> None:
-    args = parse_args(argv, {"run_dir": "???", "input": "???", "output": "???", "text_field": "text", "batch_size": 64})
-    predict_file(args.run_dir, args.input, args.output, args.text_field, int(args.batch_size))
+    defaults = {"run_dir": "???", "input": "???", "output": "???", "text_field": "text", "batch_size": 64, "backend": "torch"}
+    args = parse_args(argv, defaults)
+    predict_file(args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ EXPECTED_GROUPS = {
     "task": {"doc_cls"},
     "model": {"bilstm", "cnn"},
     "embedding": {"word"},
-    "representation": {"bilstm", "docnn"},
+    "representation": {"bilstm", "docnn", "bag"},
     "decoder": {"mlp"},
     "output": {"softmax", "multilabel"},
     "data": {"builtin", "tsv", "csv", "jsonl", "label_text", "sst2"},

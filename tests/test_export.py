@@ -258,3 +258,20 @@ def test_predictor_runs_without_torch(exported, tmp_path):
     for got, want in zip(onnx_out, torch_out):
         assert got["scores"].keys() == want["scores"].keys()
         assert max(abs(got["scores"][k] - want["scores"][k]) for k in want["scores"]) < 1e-4
+
+
+def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
+    """``python -m nlpkit.predict ... backend=onnx`` serves the exported file with torch blocked."""
+    run_dir, _ = exported["cnn"]
+    texts = ["wake me up at 7 am", "play some jazz"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    args = [f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}", "backend=onnx"]
+    proc = subprocess.run([sys.executable, "-m", "nlpkit.predict", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == [p["label"] for p in nlpkit.load(run_dir).predict(texts)]

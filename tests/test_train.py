@@ -74,6 +74,7 @@ def test_every_model_trains_on_every_format(make_cfg, format_files, model, data_
         ["optim=sgd", "optim.scheduler=linear"],
         ["decoder=mlp", "model.decoder.hidden_dims=[]", "model.decoder.activation=tanh"],
         ["model=cnn", "representation=bilstm"],  # a preset with one component swapped
+        ["representation=bag", "model.representation.hidden_dim=8"],  # the README's worked example
     ],
     ids=lambda o: " ".join(o),
 )
