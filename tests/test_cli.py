@@ -16,6 +16,7 @@ TINY_CLI = [
     "model.embedding.embed_dim=16",
     "model.decoder.hidden_dims=[8]",
 ]
+ONE_BATCH = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 BILSTM_TINY = ["model.representation.hidden_dim=16", "model.representation.attention_dim=8"]
 
 
@@ -79,14 +80,14 @@ def test_predict_cli_errors_are_one_clear_line(args, message):
 
 def test_multirun_sweep_one_dir_per_job_and_a_failing_job_does_not_abort(tmp_path, builtin_dir):
     sweep_dir = tmp_path / "sweep"
-    run_module("nlpkit.train", ["-m", "model=bilstm,cnn", "optim.lr=1e-3,3e-4", *TINY_CLI,
+    run_module("nlpkit.train", ["-m", "model=bilstm,cnn", "optim.lr=1e-3,3e-4", *TINY_CLI, *ONE_BATCH,
                                 f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert len(jobs) == 4
     assert all((job / "metrics.json").is_file() for job in jobs)
     # data.batch_size=0 fails inside training; the other job still runs and the sweep exits 0.
     failing = tmp_path / "failing"
-    run_module("nlpkit.train", ["-m", "data.batch_size=0,16", *TINY_CLI, *BILSTM_TINY,
+    run_module("nlpkit.train", ["-m", "data.batch_size=0,16", *TINY_CLI, *BILSTM_TINY, *ONE_BATCH,
                                 f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={failing}"])  # fmt: skip
     outcomes = {job.name: job for job in failing.iterdir() if job.is_dir()}
     assert (outcomes["0"] / "error.txt").is_file() and not (outcomes["0"] / "metrics.json").exists()

@@ -125,7 +125,7 @@ def test_train_save_load_identical_predictions(make_cfg, builtin_dir, model):
 
 def test_reloaded_test_accuracy_matches_metrics_json(make_cfg, builtin_dir):
     """metrics.json's test/accuracy equals accuracy hand-computed from the reloaded predictor."""
-    result = nlpkit.train(make_cfg("trainer.limit_train_batches=20", "trainer.limit_test_batches=null"))
+    result = nlpkit.train(make_cfg("trainer.limit_train_batches=5", "trainer.limit_test_batches=null"))
     records = _builtin_records(builtin_dir, "test", 10_000)
     predictions = nlpkit.load(result["run_dir"]).predict([r["text"] for r in records])
     correct = sum(p["label"] == r["intent"] for p, r in zip(predictions, records))
