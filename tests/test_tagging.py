@@ -322,6 +322,13 @@ def test_conll_bad_rows_name_file_and_line(tmp_path):
     sentences, policy = read(write_conll(tmp_path), "skip", format="conll", tag_scheme="BIO")
     assert sentences == [] and policy.total_skipped == 2
     assert policy.skipped["bad tag"] == 2
+    # An undecodable line is a bad row, and its sentence goes with it (no silently shortened sentence).
+    broken = tmp_path / "utf8.conll"
+    broken.write_bytes(b"A x O\nB\xff x O\nC x O\n\nD x O\n")
+    with pytest.raises(DataError, match=rf"{broken}:2: invalid UTF-8"):
+        read(broken, format="conll")
+    sentences, policy = read(broken, "skip", format="conll")
+    assert [s.tokens for s in sentences] == [("D",)] and policy.total_skipped == 1
     # -DOCSTART- anywhere (even mid-sentence, without blank lines) is dropped and ends the sentence.
     mid = write_conll(tmp_path, "A x O\n-DOCSTART- -X- O O\nB x O\n")
     sentences, _ = read(mid, format="conll")
@@ -362,3 +369,23 @@ def test_skip_policy_reports_counted_rows_in_metrics(tmp_path):
         "debug=fast",
     )
     assert nlpkit.train(cfg)["metrics"]["data/skipped_rows"] == 1
+
+
+def test_singleton_words_are_replaced_by_unk_only_in_training(tmp_path):
+    from nlpkit.data.tagging import TaggingDataModule
+
+    path = write_conll(tmp_path)  # "Mary" occurs twice, "John" once
+    cfg = validate(
+        compose(
+            tmp_path, "data=conll", f"data.train_path={path}", f"data.val_path={path}", "data.tag_scheme=IOB1"
+        )
+    )
+    cfg.data.unk_replace_prob = 1.0
+    dm = TaggingDataModule(cfg.data)
+    dm.load()
+    unk, words = dm.featurizer.unk_id, dm.features.words
+    train = torch.cat([b["tokens"].flatten() for b in dm.train_dataloader()])
+    val = torch.cat([b["tokens"].flatten() for b in dm.val_dataloader()])
+    assert words.word_id("John") in val.tolist() and words.word_id("John") not in train.tolist()
+    assert words.word_id("Mary") in train.tolist()
+    assert unk in train.tolist() and unk not in val.tolist()

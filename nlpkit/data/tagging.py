@@ -50,6 +50,7 @@ class TaggingDataConfig:
     column_delimiter: CoNLL column separator (default: any whitespace).
     tokens_file/tags_file: file names inside each ``parallel`` split directory.
     tokens_field/tags_field: JSONL field names.
+    unk_replace_prob: in training, replace each word seen once in train by ``<unk>`` with this probability.
     on_bad_row: ``error`` stops at the first bad sentence naming file and line; ``skip`` counts and reports.
     """
 
@@ -71,6 +72,7 @@ class TaggingDataConfig:
     eval_batch_size: int = 256
     bucket_pool_batches: int = 50
     num_workers: int = 0
+    unk_replace_prob: float = 0.0
     on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
     featurizer: WordFeaturizerConfig = field(default_factory=WordFeaturizerConfig)
 
@@ -134,13 +136,30 @@ class EncodedTagged(Dataset):
 
 
 class TaggingCollator:
-    def __init__(self, features: TaggingFeatures):
+    """Pads a batch; in training, replaces singleton words by ``<unk>`` with ``unk_replace_prob``
+    (Lample et al., 2016) so the ``<unk>`` vector is trained for the unknown words of test time."""
+
+    def __init__(
+        self,
+        features: TaggingFeatures,
+        singletons: torch.Tensor | None = None,
+        unk_replace_prob: float = 0.0,
+        seed: int = 0,
+    ):
         self.features = features
+        self.singletons = singletons  # [vocab] bool, or None
+        self.unk_replace_prob = unk_replace_prob
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, items: list[EncodedSentence]) -> dict:
         batch = self.features.collate([(it.words, it.chars, it.shapes) for it in items])
         batch["tags"], _ = pad_sequences([it.tags for it in items], 0)
         batch["gold"] = [it.gold for it in items]
+        if self.singletons is not None and self.unk_replace_prob > 0:
+            tokens = batch["tokens"]
+            draw = torch.rand(tokens.shape, generator=self.generator) < self.unk_replace_prob
+            replace = draw & self.singletons[tokens]
+            batch["tokens"] = tokens.masked_fill(replace, self.features.featurizer.unk_id)
         return batch
 
 
@@ -245,6 +264,16 @@ class TaggingDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.load()
 
+    def _singletons(self) -> torch.Tensor | None:
+        """``[vocab]`` bool: word ids that occur exactly once in the training split."""
+        if float(self.config.unk_replace_prob) <= 0 or "train" not in self.splits:
+            return None
+        counts = torch.bincount(
+            torch.cat([item.words for item in self.splits["train"].items]),
+            minlength=self.featurizer.vocab_size,
+        )
+        return counts == 1
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.splits:
             raise DataError(f"no {split} split: set data.{split}_path")
@@ -260,7 +289,12 @@ class TaggingDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=TaggingCollator(self.features),
+            collate_fn=TaggingCollator(
+                self.features,
+                self._singletons() if train else None,
+                float(cfg.unk_replace_prob),
+                int(cfg.split_seed),
+            ),
             num_workers=int(cfg.num_workers),
             persistent_workers=int(cfg.num_workers) > 0,
         )

@@ -72,6 +72,7 @@ def read_conll(
     origins: list[str] = []
     broken = False
     width: int | None = None
+    previous = 0
 
     def flush() -> None:
         nonlocal tokens, tags, origins, broken
@@ -82,6 +83,9 @@ def read_conll(
         tokens, tags, origins, broken = [], [], [], False
 
     for number, line in _decoded_lines(path, policy):
+        if number != previous + 1:
+            broken = True  # an undecodable line was skipped (and counted): drop its sentence too
+        previous = number
         text = line.rstrip("\r\n")
         if not text.strip():
             flush()
@@ -92,18 +96,15 @@ def read_conll(
             flush()
             continue
         origin = f"{path}:{number}"
-        if width is None:
-            width = len(columns)  # the first token line sets the column count for the file
         n = len(columns)
-        if (
-            n != width
-            or not (-n <= token_column < n and -n <= tag_column < n)
-            or token_column % n == tag_column % n
-        ):
+        usable = -n <= token_column < n and -n <= tag_column < n and token_column % n != tag_column % n
+        if usable and width is None:
+            width = n  # the first good token line sets the column count for the file
+        if not usable or n != width:
             if not broken:
                 policy.bad(
                     origin,
-                    f"token/tag count mismatch: line has {n} column(s), expected {width} with the token in "
+                    f"token/tag count mismatch: line has {n} column(s), expected {width or 'at least 2'} with the token in "
                     f"column {token_column} and the tag in column {tag_column} (data.token_column/tag_column)",
                 )
             broken = True  # the rest of this sentence is dropped with it
