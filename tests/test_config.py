@@ -139,3 +139,15 @@ def test_cli_reports_a_config_error_without_a_traceback(tmp_path):
     output = proc.stdout + proc.stderr
     assert "error, skip" in output
     assert "Traceback" not in output
+
+
+def test_bilstm_preset_is_paper_figure_1():
+    """The preset's values survive composition (a later group must not reset them)."""
+    cfg = validate(nlpkit.compose(["model=bilstm"]))
+    rep, dec = cfg.model.representation, cfg.model.decoder
+    assert (cfg.model.embedding.embed_dim, rep.hidden_dim, rep.num_layers) == (200, 200, 2)
+    assert (rep.pooling, rep.attention_dim, rep.dropout) == ("self_attention", 128, 0.4)
+    assert list(dec.hidden_dims) == [128] and dec.dropout == 0.4
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-3, 1e-5)
+    assert cfg.trainer.gradient_clip_val == 5.0
+    assert cfg.callbacks.early_stopping is not None
