@@ -22,7 +22,8 @@ train: $(STAMP) ## train the default BiLSTM document classifier on the built-in 
 	$(PY) -m nlpkit.train task=doc_cls model=bilstm
 
 test: $(STAMP) ## run the whole test suite
-	$(PY) -m pytest -q
+	# Tiny test models gain nothing from intra-op threads; one thread per process avoids oversubscription.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q --durations=15
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check nlpkit tests scripts
