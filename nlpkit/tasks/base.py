@@ -8,20 +8,33 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
+from nlpkit.training.module import TaskModule
+
 
 class Task:
-    """A task builds its data module and LightningModule from a config, saves the vocabularies
-    a run needs to be reloaded, and reloads a run directory into a predictor."""
+    """A task builds its data module and LightningModule from a config, saves the vocabularies a
+    run needs to be reloaded, and reloads a run directory into a predictor.
+
+    Subclasses implement ``datamodule``, ``module``, ``save_vocabularies`` and ``make_predictor``;
+    ``build``, ``restore`` and ``predictor`` are the same for every task.
+    """
 
     name: ClassVar[str]
     #: dataclass schema that validates the ``data`` config section for this task
     data_schema: ClassVar[type]
 
     @classmethod
-    def build(
-        cls, cfg: DictConfig, run_dir: Path | None = None
-    ) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-        """Fresh training: read data, build vocabularies from train, build the model."""
+    def datamodule(cls, data_cfg: DictConfig, run_dir: Path | None = None) -> pl.LightningDataModule:
+        """A data module over ``data_cfg``; with ``run_dir``, reusing that run's vocabularies."""
+        raise NotImplementedError
+
+    @classmethod
+    def module(
+        cls, cfg: DictConfig, datamodule: pl.LightningDataModule, vocab: list[str] | None
+    ) -> TaskModule:
+        """The LightningModule sized from the data module's vocabularies. ``vocab`` (tokens in id order)
+        is passed for fresh training only, where pretrained embeddings may need it."""
         raise NotImplementedError
 
     @classmethod
@@ -29,17 +42,36 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def make_predictor(cls, model: Any, datamodule: pl.LightningDataModule) -> Any:
+        """Raw strings in, predictions out, from a model with loaded weights."""
+        raise NotImplementedError
+
+    @classmethod
+    def extra_artifacts(cls, module: TaskModule, run_dir: Path) -> dict[str, str]:
+        """Write task-specific reports after testing (e.g. a confusion matrix); return name -> path."""
+        return {}
+
+    @classmethod
+    def build(cls, cfg: DictConfig, run_dir: Path | None = None) -> tuple[pl.LightningDataModule, TaskModule]:
+        """Fresh training: read data, build vocabularies from train, build the model."""
+        dm = cls.datamodule(cfg.data)
+        dm.load()
+        return dm, cls.module(cfg, dm, dm.featurizer.vocab)
+
+    @classmethod
     def restore(
         cls, cfg: DictConfig, run_dir: Path, data_cfg: DictConfig | None = None
-    ) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-        """A trained run's vocabularies and weights, with a data module over ``data_cfg`` (default: the run's)."""
-        raise NotImplementedError
+    ) -> tuple[pl.LightningDataModule, TaskModule]:
+        """A trained run's vocabularies and best weights, with a data module over ``data_cfg``
+        (default: the run's own data config). Nothing is read from the data files yet."""
+        run_dir = Path(run_dir)
+        dm = cls.datamodule(data_cfg if data_cfg is not None else cfg.data, run_dir)
+        module = cls.module(cfg, dm, vocab=None)
+        module.model.load_state_dict(model_state(load_checkpoint(best_checkpoint(run_dir))))
+        module.eval()
+        return dm, module
 
     @classmethod
     def predictor(cls, cfg: DictConfig, run_dir: Path) -> Any:
-        raise NotImplementedError
-
-    @classmethod
-    def extra_artifacts(cls, module: pl.LightningModule, run_dir: Path) -> dict[str, str]:
-        """Write task-specific reports after testing (e.g. a confusion matrix); return name -> path."""
-        return {}
+        dm, module = cls.restore(cfg, run_dir)
+        return cls.make_predictor(module.model, dm)

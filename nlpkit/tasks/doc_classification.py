@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytorch_lightning as pl
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -17,7 +16,7 @@ from torchmetrics.classification import (
 )
 
 from nlpkit.models.doc_classifier import DocClassifier
-from nlpkit.training.optim import build_optimizer, build_scheduler
+from nlpkit.training.module import TaskModule
 
 
 def classification_metrics(num_labels: int, multilabel: bool) -> MetricCollection:
@@ -38,7 +37,7 @@ def classification_metrics(num_labels: int, multilabel: bool) -> MetricCollectio
     )
 
 
-class DocClassificationModule(pl.LightningModule):
+class DocClassificationModule(TaskModule):
     """Owns loss, metrics, logging and optimizers; the network itself is a plain ``DocClassifier``."""
 
     def __init__(
@@ -49,12 +48,7 @@ class DocClassificationModule(pl.LightningModule):
         monitor: str = "val/accuracy",
         monitor_mode: str = "max",
     ):
-        super().__init__()
-        self.model = model
-        self.label_names = list(label_names)
-        self.optim_cfg = optim_cfg
-        self.monitor = monitor
-        self.monitor_mode = monitor_mode
+        super().__init__(model, label_names, optim_cfg, monitor, monitor_mode)
         self.multilabel = bool(getattr(model.output, "multilabel", False))
         n = len(self.label_names)
         self.metrics = torch.nn.ModuleDict(
@@ -107,11 +101,3 @@ class DocClassificationModule(pl.LightningModule):
         if self.confusion is not None:
             self.test_confusion = self.confusion.compute().cpu()
             self.confusion.reset()
-
-    def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
-        total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
-        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}

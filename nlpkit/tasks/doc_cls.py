@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from nlpkit.data.config import DocDataConfig
 from nlpkit.data.doc_classification import DocClassificationDataModule
 from nlpkit.data.featurizer import Featurizer
@@ -15,7 +13,6 @@ from nlpkit.inference import DocClassificationPredictor
 from nlpkit.models.doc_classifier import build_doc_classifier
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_classification import DocClassificationModule
-from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 from nlpkit.utils.plots import save_confusion_matrix
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -27,9 +24,15 @@ class DocClassificationTask(Task):
     data_schema = DocDataConfig
 
     @classmethod
-    def _module(
-        cls, cfg: DictConfig, dm: DocClassificationDataModule, vocab: list[str] | None
-    ) -> DocClassificationModule:
+    def datamodule(cls, data_cfg, run_dir=None):
+        if run_dir is None:
+            return DocClassificationDataModule(data_cfg)
+        featurizer = Featurizer.load(Path(run_dir) / TOKENIZER_FILE)
+        return DocClassificationDataModule(data_cfg, featurizer, LabelVocab.load(Path(run_dir) / LABELS_FILE))
+
+    @classmethod
+    def module(cls, cfg, datamodule, vocab):
+        dm = datamodule
         model = build_doc_classifier(
             cfg.model,
             vocab_size=dm.featurizer.vocab_size,
@@ -47,36 +50,13 @@ class DocClassificationTask(Task):
         )
 
     @classmethod
-    def build(cls, cfg, run_dir=None):
-        dm = DocClassificationDataModule(cfg.data)
-        dm.load()
-        return dm, cls._module(cfg, dm, dm.featurizer.vocab)
-
-    @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
         datamodule.featurizer.save(run_dir / TOKENIZER_FILE)
         datamodule.labels.save(run_dir / LABELS_FILE)
 
     @classmethod
-    def _vocabularies(cls, run_dir: Path) -> tuple[Featurizer, LabelVocab]:
-        return Featurizer.load(run_dir / TOKENIZER_FILE), LabelVocab.load(run_dir / LABELS_FILE)
-
-    @classmethod
-    def restore(cls, cfg, run_dir, data_cfg=None):
-        featurizer, labels = cls._vocabularies(run_dir)
-        dm = DocClassificationDataModule(data_cfg if data_cfg is not None else cfg.data, featurizer, labels)
-        module = cls._module(cfg, dm, vocab=None)
-        module.model.load_state_dict(model_state(load_checkpoint(best_checkpoint(run_dir))))
-        module.eval()
-        return dm, module
-
-    @classmethod
-    def predictor(cls, cfg, run_dir):
-        featurizer, labels = cls._vocabularies(run_dir)
-        dm = DocClassificationDataModule(cfg.data, featurizer, labels)
-        model = cls._module(cfg, dm, vocab=None).model
-        model.load_state_dict(model_state(load_checkpoint(best_checkpoint(run_dir))))
-        return DocClassificationPredictor(model, featurizer, labels)
+    def make_predictor(cls, model, datamodule):
+        return DocClassificationPredictor(model, datamodule.featurizer, datamodule.labels)
 
     @classmethod
     def extra_artifacts(cls, module, run_dir):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytorch_lightning as pl
 import torch
 
 from nlpkit.data.tag_schemes import span_counts, span_report
 from nlpkit.models.word_tagger import WordTagger, sequence_mask
-from nlpkit.training.optim import build_optimizer, build_scheduler
+from nlpkit.training.module import TaskModule
 
 
 class SpanScorer:
@@ -42,7 +41,7 @@ class SpanScorer:
         return self.tokens_correct / self.tokens if self.tokens else 0.0
 
 
-class TaggingModule(pl.LightningModule):
+class TaggingModule(TaskModule):
     """Owns loss, decoding, span metrics, logging and optimizers; the network is a plain ``WordTagger``.
 
     Logs ``{stage}/loss``, and for val/test ``{stage}/span_f1``, ``span_precision``, ``span_recall``,
@@ -57,12 +56,7 @@ class TaggingModule(pl.LightningModule):
         monitor: str = "val/span_f1",
         monitor_mode: str = "max",
     ):
-        super().__init__()
-        self.model = model
-        self.label_names = list(label_names)
-        self.optim_cfg = optim_cfg
-        self.monitor = monitor
-        self.monitor_mode = monitor_mode
+        super().__init__(model, label_names, optim_cfg, monitor, monitor_mode)
         self.scorers = {"val": SpanScorer(), "test": SpanScorer()}
         self.test_report: dict | None = None
         self.val_report: dict | None = None
@@ -126,11 +120,3 @@ class TaggingModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_report = self._log_spans("test")
-
-    def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
-        total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
-        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,39 @@
+"""The LightningModule base every task's module shares: holds the plain model, builds optimizers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+from torch import nn
+
+from nlpkit.training.optim import build_optimizer, build_scheduler
+
+
+class TaskModule(pl.LightningModule):
+    """Wraps a plain ``nn.Module`` (``self.model``); subclasses own loss, metrics and logging.
+
+    Args:
+        model: the network, built from components; checkpoints store it under ``model.``.
+        label_names: output label names in id order.
+        optim_cfg: the ``optim`` config section (see ``nlpkit.training.optim``).
+        monitor/monitor_mode: the validation metric a plateau scheduler follows.
+    """
+
+    def __init__(
+        self, model: nn.Module, label_names: Sequence[str], optim_cfg, monitor: str, monitor_mode: str = "max"
+    ):
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.optim_cfg = optim_cfg
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
+        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
