@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-import random
-from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nlpkit.data.batching import BucketBatchSampler, pad_sequences
-from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.readers import BadRowPolicy, Example, read_examples
+from nlpkit.data.readers import Example, read_examples
+from nlpkit.data.splits import SplitDataModule
 from nlpkit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -50,7 +47,7 @@ class DocBatchCollator:
         return {"tokens": tokens, "lengths": lengths, "labels": torch.stack([t for _, t in items])}
 
 
-class DocClassificationDataModule(pl.LightningDataModule):
+class DocClassificationDataModule(SplitDataModule):
     """Reads train/val/test with the configured reader and encodes each split once.
 
     Pass ``featurizer`` and ``labels`` to reuse a trained run's vocabularies (evaluation);
@@ -58,40 +55,21 @@ class DocClassificationDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, config, featurizer: Featurizer | None = None, labels: LabelVocab | None = None):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.featurizer = featurizer
         self.labels = labels
         self.multilabel = bool(config.label_delimiter)
-        self.policy = BadRowPolicy(str(config.on_bad_row))
         self.splits: dict[str, EncodedDocs] = {}
-        self._loaded = False
 
-    # ---------------------------------------------------------------- reading
-    def _paths(self) -> dict[str, str | None]:
-        cfg = self.config
-        if str(cfg.format) == "builtin":
-            ensure_builtin(Path(cfg.train_path).parent)
-        return {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+    def read_split(self, path: str) -> list[Example]:
+        return read_examples(path, self.config, self.policy)
 
     def load(self) -> None:
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""
         if self._loaded:
             return
         cfg = self.config
-        paths = self._paths()
-        if not paths["train"] and self.featurizer is None:
-            raise DataError("data.train_path is not set")
-        raw: dict[str, list[Example]] = {}
-        for split, path in paths.items():
-            if path:
-                raw[split] = read_examples(path, cfg, self.policy)
-                if not raw[split]:
-                    raise DataError(f"{path}: no usable examples in the {split} split")
-        if "train" in raw and "val" not in raw:
-            raw["train"], raw["val"] = self._hold_out(
-                raw["train"], float(cfg.val_fraction), int(cfg.split_seed)
-            )
+        raw = self.read_splits(need_train=self.featurizer is None)
         if self.featurizer is None:
             fcfg = FeaturizerConfig(**dict(cfg.featurizer))
             self.featurizer = Featurizer.train((ex.text for ex in raw["train"]), fcfg)
@@ -99,7 +77,7 @@ class DocClassificationDataModule(pl.LightningDataModule):
             self.labels = LabelVocab.build((ex.labels for ex in raw["train"]), multilabel=self.multilabel)
             if len(self.labels) < 2 and not self.multilabel:
                 raise DataError(
-                    f"{paths['train']}: found {len(self.labels)} label(s) {self.labels.names}; "
+                    f"{cfg.train_path}: found {len(self.labels)} label(s) {self.labels.names}; "
                     f"classification needs at least 2 (check data.label_field={cfg.label_field!r})"
                 )
         for split, examples in raw.items():
@@ -107,23 +85,6 @@ class DocClassificationDataModule(pl.LightningDataModule):
         if self.policy.total_skipped:
             log.warning("data: %s", self.policy.report())
         self._loaded = True
-
-    def _hold_out(
-        self, examples: list[Example], fraction: float, seed: int
-    ) -> tuple[list[Example], list[Example]]:
-        if not 0.0 < fraction < 1.0:
-            raise DataError(f"no data.val_path and data.val_fraction={fraction} is not in (0, 1)")
-        order = list(range(len(examples)))
-        random.Random(seed).shuffle(order)
-        n_val = max(1, int(round(len(examples) * fraction)))
-        held = set(order[:n_val])
-        log.info(
-            "data: no validation file; holding out %d of %d training examples (seed %d)",
-            n_val,
-            len(examples),
-            seed,
-        )
-        return [ex for i, ex in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
     def target(self, labels: tuple[str, ...]) -> torch.Tensor:
         if self.multilabel:
@@ -151,9 +112,6 @@ class DocClassificationDataModule(pl.LightningDataModule):
         return EncodedDocs(ids, [self.target(ex.labels) for ex in kept], kept)
 
     # ---------------------------------------------------------------- lightning hooks
-    def setup(self, stage: str | None = None) -> None:
-        self.load()
-
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.splits:
             raise DataError(f"no {split} split: set data.{split}_path")

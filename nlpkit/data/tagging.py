@@ -9,20 +9,16 @@ counts as a missed span instead of being dropped).
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nlpkit.data.batching import BucketBatchSampler, pad_sequences
-from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.config import choices
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.readers import BadRowPolicy
+from nlpkit.data.splits import SplitDataModule
 from nlpkit.data.tag_schemes import SCHEMES
 from nlpkit.data.tagging_readers import TaggedSentence, read_tagged
 from nlpkit.data.token_features import (
@@ -163,12 +159,14 @@ class TaggingCollator:
         return batch
 
 
-class TaggingDataModule(pl.LightningDataModule):
+class TaggingDataModule(SplitDataModule):
     """Reads train/val/test with the configured reader and encodes each split once.
 
     Pass ``featurizer``, ``chars`` and ``labels`` to reuse a trained run's vocabularies; otherwise all
     three are built from the training split.
     """
+
+    unit = "sentences"
 
     def __init__(
         self,
@@ -177,44 +175,26 @@ class TaggingDataModule(pl.LightningDataModule):
         chars: CharVocab | None = None,
         labels: LabelVocab | None = None,
     ):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.featurizer = featurizer
         self.chars = chars
         self.labels = labels
-        self.policy = BadRowPolicy(str(config.on_bad_row))
         self.splits: dict[str, EncodedTagged] = {}
         self.unseen_tags: dict[str, int] = {}
-        self._loaded = False
 
     @property
     def features(self) -> TaggingFeatures:
         return TaggingFeatures(self.featurizer, self.chars)
 
-    def _paths(self) -> dict[str, str | None]:
-        cfg = self.config
-        if str(cfg.format) == "builtin" and cfg.train_path:
-            ensure_builtin(Path(cfg.train_path).parent)
-        return {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+    def read_split(self, path: str) -> list[TaggedSentence]:
+        return read_tagged(path, self.config, self.policy)
 
     def load(self) -> None:
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""
         if self._loaded:
             return
         cfg = self.config
-        paths = self._paths()
-        if not paths["train"] and self.featurizer is None:
-            raise DataError("data.train_path is not set")
-        raw: dict[str, list[TaggedSentence]] = {}
-        for split, path in paths.items():
-            if path:
-                raw[split] = read_tagged(path, cfg, self.policy)
-                if not raw[split]:
-                    raise DataError(f"{path}: no usable sentences in the {split} split")
-        if "train" in raw and "val" not in raw:
-            raw["train"], raw["val"] = self._hold_out(
-                raw["train"], float(cfg.val_fraction), int(cfg.split_seed)
-            )
+        raw = self.read_splits(need_train=self.featurizer is None)
         fcfg = WordFeaturizerConfig(**dict(cfg.featurizer))
         if self.featurizer is None:
             self.featurizer = train_word_featurizer((s.tokens for s in raw["train"]), fcfg)
@@ -234,19 +214,6 @@ class TaggingDataModule(pl.LightningDataModule):
             log.warning("data: %s", self.policy.report())
         self._loaded = True
 
-    def _hold_out(
-        self, sentences: list[TaggedSentence], fraction: float, seed: int
-    ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
-        if not 0.0 < fraction < 1.0:
-            raise DataError(f"no data.val_path and data.val_fraction={fraction} is not in (0, 1)")
-        order = list(range(len(sentences)))
-        random.Random(seed).shuffle(order)
-        held = set(order[: max(1, int(round(len(sentences) * fraction)))])
-        log.info(
-            "data: no validation file; holding out %d of %d training sentences", len(held), len(sentences)
-        )
-        return [s for i, s in enumerate(sentences) if i not in held], [sentences[i] for i in sorted(held)]
-
     def _encode(self, sentences: list[TaggedSentence], features: TaggingFeatures) -> EncodedTagged:
         fallback = self.labels.index.get("O", 0)
         items = []
@@ -261,9 +228,6 @@ class TaggingDataModule(pl.LightningDataModule):
         return EncodedTagged(items, sentences)
 
     # ---------------------------------------------------------------- lightning hooks
-    def setup(self, stage: str | None = None) -> None:
-        self.load()
-
     def _singletons(self) -> torch.Tensor | None:
         """``[vocab]`` bool: word ids that occur exactly once in the training split."""
         if float(self.config.unk_replace_prob) <= 0 or "train" not in self.splits:

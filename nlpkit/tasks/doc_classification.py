@@ -88,15 +88,6 @@ class DocClassificationModule(TaskModule):
             self.confusion.update(predictions, batch["labels"])
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
     def on_test_epoch_end(self) -> None:
         if self.confusion is not None:
             self.test_confusion = self.confusion.compute().cpu()

@@ -85,15 +85,6 @@ class TaggingModule(TaskModule):
             self.scorers[stage].update(batch["gold"], names)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
     def on_validation_epoch_start(self) -> None:
         self.scorers["val"].reset()
 

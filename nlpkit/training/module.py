@@ -30,6 +30,19 @@ class TaskModule(pl.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
 
+    def _step(self, batch: dict, stage: str):
+        """Loss (returned), metric updates and logging for one batch of ``stage`` (train/val/test)."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
     def configure_optimizers(self):
         optimizer = build_optimizer(self.parameters(), self.optim_cfg)
         total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1

@@ -1,0 +1,76 @@
+"""What every task's data module shares: reading train/val/test once, holding out a seeded val split."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from nlpkit.data.builtin import ensure_builtin
+from nlpkit.data.readers import BadRowPolicy
+from nlpkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """Base of the task data modules. Subclasses implement ``read_split(path)`` (one file -> items)
+    and ``load()`` (vocabularies + encoding), calling ``read_splits`` for the raw items."""
+
+    #: what one item is called in messages ("examples", "sentences")
+    unit = "examples"
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.policy = BadRowPolicy(str(config.on_bad_row))
+        self.splits: dict[str, Any] = {}
+        self._loaded = False
+
+    def read_split(self, path: str) -> list:
+        raise NotImplementedError
+
+    def read_splits(self, need_train: bool) -> dict[str, list]:
+        """Read each configured split (``builtin`` data is generated first). Without a validation file,
+        a seeded ``data.val_fraction`` of train is held out."""
+        cfg = self.config
+        if str(cfg.format) == "builtin" and cfg.train_path:
+            ensure_builtin(Path(cfg.train_path).parent)
+        paths = {"train": cfg.train_path, "val": cfg.val_path, "test": cfg.test_path}
+        if need_train and not paths["train"]:
+            raise DataError("data.train_path is not set")
+        raw: dict[str, list] = {}
+        for split, path in paths.items():
+            if path:
+                raw[split] = self.read_split(path)
+                if not raw[split]:
+                    raise DataError(f"{path}: no usable {self.unit} in the {split} split")
+        if "train" in raw and "val" not in raw:
+            raw["train"], raw["val"] = self._hold_out(
+                raw["train"], float(cfg.val_fraction), int(cfg.split_seed)
+            )
+        return raw
+
+    def _hold_out(self, items: list, fraction: float, seed: int) -> tuple[list, list]:
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"no data.val_path and data.val_fraction={fraction} is not in (0, 1)")
+        order = list(range(len(items)))
+        random.Random(seed).shuffle(order)
+        held = set(order[: max(1, int(round(len(items) * fraction)))])
+        log.info(
+            "data: no validation file; holding out %d of %d training %s (seed %d)",
+            len(held),
+            len(items),
+            self.unit,
+            seed,
+        )
+        return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def load(self) -> None:
+        raise NotImplementedError
