@@ -17,6 +17,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -94,6 +95,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     cfg = validate(cfg)
     run_dir = resolve_run_dir(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = get_task(cfg.task.name)
     datamodule, module = task.build(cfg, run_dir)
@@ -114,8 +117,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-    if trainer.interrupted:
-        raise NlpkitError("training was interrupted")
+    if trainer.received_sigterm or trainer.interrupted:
+        raise NlpkitError(
+            f"training stopped early by a signal/interrupt after {trainer.global_step} steps; "
+            f"no metrics.json written (checkpoints so far are in {run_dir / 'checkpoints'})"
+        )
     metrics = _flat_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
     if cfg.get("run_test", True) and "test" in datamodule.splits:
         metrics.update(

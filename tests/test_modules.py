@@ -124,3 +124,21 @@ def test_truncated_checkpoint_gives_a_clear_error(tmp_path):
         load_checkpoint(path)
     with pytest.raises(ArtifactError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_word_dropout_replaces_tokens_with_unk_only_in_training():
+    torch.manual_seed(0)
+    emb = WordEmbedding(50, 4, padding_idx=0, word_dropout=0.5, unk_idx=1)
+    tokens = torch.randint(2, 50, (8, 30))
+    tokens[:, 25:] = 0
+    seen = []
+    emb.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    emb.train()
+    emb(tokens)
+    dropped = (seen[0] == 1).float()[:, :25].mean()
+    assert 0.35 < dropped < 0.65 and torch.all(seen[0][:, 25:] == 0), "padding is never dropped"
+    emb.eval()
+    emb(tokens)
+    assert torch.equal(seen[1], tokens)
+    with pytest.raises(ValueError, match="needs unk_idx"):
+        WordEmbedding(5, 2, word_dropout=0.1)

@@ -121,7 +121,7 @@ class DocClassificationDataModule(SplitDataModule):
             dataset.lengths,
             int(cfg.batch_size if train else cfg.eval_batch_size),
             shuffle=train,
-            seed=int(cfg.split_seed),
+            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
             pool_batches=int(cfg.bucket_pool_batches),
         )
         return DataLoader(

@@ -247,7 +247,7 @@ class TaggingDataModule(SplitDataModule):
             dataset.lengths,
             int(cfg.batch_size if train else cfg.eval_batch_size),
             shuffle=train,
-            seed=int(cfg.split_seed),
+            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
             pool_batches=int(cfg.bucket_pool_batches),
         )
         return DataLoader(
@@ -257,7 +257,7 @@ class TaggingDataModule(SplitDataModule):
                 self.features,
                 self._singletons() if train else None,
                 float(cfg.unk_replace_prob),
-                int(cfg.split_seed),
+                torch.initial_seed() % 2**31,
             ),
             num_workers=int(cfg.num_workers),
             persistent_workers=int(cfg.num_workers) > 0,

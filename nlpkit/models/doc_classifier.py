@@ -35,7 +35,13 @@ class DocClassifier(nn.Module):
 
 
 def build_doc_classifier(
-    model_cfg, *, vocab_size: int, pad_id: int, num_labels: int, vocab: Sequence[str] | None = None
+    model_cfg,
+    *,
+    vocab_size: int,
+    pad_id: int,
+    num_labels: int,
+    unk_id: int | None = None,
+    vocab: Sequence[str] | None = None,
 ) -> DocClassifier:
     """Instantiate each component from its config node, sizing each from the previous ``output_dim``.
 
@@ -43,6 +49,8 @@ def build_doc_classifier(
     will come from a checkpoint anyway.
     """
     embedding_kwargs = {"vocab_size": vocab_size, "padding_idx": pad_id}
+    if "word_dropout" in model_cfg.embedding:
+        embedding_kwargs["unk_idx"] = unk_id
     if model_cfg.embedding.get("pretrained_path"):
         if vocab is None:
             embedding_kwargs["pretrained_path"] = None  # weights come from the checkpoint

@@ -37,6 +37,7 @@ class DocClassificationTask(Task):
             cfg.model,
             vocab_size=dm.featurizer.vocab_size,
             pad_id=dm.featurizer.pad_id,
+            unk_id=dm.featurizer.unk_id,
             num_labels=len(dm.labels),
             vocab=vocab,
         )

@@ -50,6 +50,9 @@ class WordEmbedding(nn.Module):
         pretrained_path: word2vec/GloVe text file to initialise known words from (others random).
         freeze: keep the vectors fixed (only meaningful with ``pretrained_path``).
         vocab: tokens in id order; needed to look words up in ``pretrained_path``.
+        word_dropout: in training, replace each (non-padding) token by ``<unk>`` with this
+            probability, so the ``<unk>`` vector is learnt and the model leans less on single words.
+        unk_idx: id of ``<unk>`` (needed for ``word_dropout``).
     """
 
     def __init__(
@@ -60,8 +63,16 @@ class WordEmbedding(nn.Module):
         pretrained_path: str | None = None,
         freeze: bool = False,
         vocab: Sequence[str] | None = None,
+        word_dropout: float = 0.0,
+        unk_idx: int | None = None,
     ):
         super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        if word_dropout and unk_idx is None:
+            raise ValueError("WordEmbedding: word_dropout needs unk_idx")
+        self.word_dropout = word_dropout
+        self.unk_idx = unk_idx
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.output_dim = embed_dim
         self.coverage: float | None = None
@@ -94,4 +105,8 @@ class WordEmbedding(nn.Module):
         return self.coverage
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.training and self.word_dropout > 0.0:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+            drop &= tokens != self.embedding.padding_idx
+            tokens = tokens.masked_fill(drop, self.unk_idx)
         return self.embedding(tokens)  # [B, T] -> [B, T, embed_dim]
