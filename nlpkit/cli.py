@@ -16,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from nlpkit.errors import ConfigError, NlpkitError
 
 
-def parse_args(argv: Sequence[str], defaults: dict[str, Any], allow_prefixes: Sequence[str] = ()) -> DictConfig:
+def parse_args(
+    argv: Sequence[str], defaults: dict[str, Any], allow_prefixes: Sequence[str] = ()
+) -> DictConfig:
     """Parse ``key=value`` pairs; unknown keys fail naming the valid ones. ``???`` marks required keys."""
     for arg in argv:
         if "=" not in arg:

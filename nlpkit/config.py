@@ -144,7 +144,11 @@ def _check_trainer(node: DictConfig) -> None:
     """``trainer`` is passed to ``pytorch_lightning.Trainer`` as keyword arguments."""
     import pytorch_lightning as pl
 
-    params = [n for n in inspect.signature(pl.Trainer).parameters if n not in ("self", "callbacks", "logger", "plugins")]
+    params = [
+        n
+        for n in inspect.signature(pl.Trainer).parameters
+        if n not in ("self", "callbacks", "logger", "plugins")
+    ]
     for key in node:
         if key not in params:
             raise _unknown_key(str(key), "trainer", params, "pytorch_lightning.Trainer")
@@ -169,7 +173,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"cannot resolve config interpolation: {err}") from err
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
     if missing:
-        raise ConfigError(f"missing required value(s): {', '.join(missing)} (set them, e.g. {missing[0]}=...)")
+        raise ConfigError(
+            f"missing required value(s): {', '.join(missing)} (set them, e.g. {missing[0]}=...)"
+        )
     typed = cfg.copy()
     with_flag = OmegaConf.is_struct(typed)
     OmegaConf.set_struct(typed, False)

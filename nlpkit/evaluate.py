@@ -23,7 +23,9 @@ from nlpkit.utils.io import write_json
 log = logging.getLogger("nlpkit.evaluate")
 
 
-def evaluate(run_dir: str | Path, data_overrides: dict | None = None, output: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path, data_overrides: dict | None = None, output: str | Path | None = None
+) -> dict[str, Any]:
     """Evaluate the run's best checkpoint on its val and test splits; return and write flat metrics."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -33,7 +35,9 @@ def evaluate(run_dir: str | Path, data_overrides: dict | None = None, output: st
     task = get_task(cfg.task.name)
     datamodule, module = task.restore(cfg, run_dir)
     datamodule.load()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     metrics: dict[str, Any] = {}
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         if split in datamodule.splits:
@@ -42,7 +46,9 @@ def evaluate(run_dir: str | Path, data_overrides: dict | None = None, output: st
     metrics["data/skipped_rows"] = int(datamodule.policy.total_skipped)
     output = Path(output) if output else run_dir / "eval" / "metrics.json"
     write_json(output, metrics)
-    log.info("wrote %s: %s", output, "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/" in k))
+    log.info(
+        "wrote %s: %s", output, "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/" in k)
+    )
     return metrics
 
 

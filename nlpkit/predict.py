@@ -78,9 +78,18 @@ def predict_file(
 
 
 def main(argv: Sequence[str]) -> None:
-    defaults = {"run_dir": "???", "input": "???", "output": "???", "text_field": "text", "batch_size": 64, "backend": "torch"}
+    defaults = {
+        "run_dir": "???",
+        "input": "???",
+        "output": "???",
+        "text_field": "text",
+        "batch_size": 64,
+        "backend": "torch",
+    }
     args = parse_args(argv, defaults)
-    predict_file(args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend))
+    predict_file(
+        args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend)
+    )
 
 
 if __name__ == "__main__":

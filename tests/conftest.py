@@ -51,14 +51,23 @@ def make_cfg(tmp_path, builtin_dir) -> Callable[..., DictConfig]:
     return _make
 
 
-def run_module(module: str, args: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: int = 300):
+def run_module(
+    module: str, args: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: int = 300
+):
     """Run ``python -m module args`` as a user would; return the CompletedProcess."""
     env = dict(os.environ, HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore")
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"python -m {module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"python -m {module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

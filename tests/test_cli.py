@@ -46,7 +46,9 @@ def test_evaluate_cli_recomputes_the_same_metrics(cli_run, tmp_path):
 
 def test_evaluate_cli_on_other_data(cli_run, builtin_dir, tmp_path):
     other = tmp_path / "other.jsonl"
-    other.write_text("".join(line + "\n" for line in (builtin_dir / "valid.jsonl").read_text().splitlines()[:40]))
+    other.write_text(
+        "".join(line + "\n" for line in (builtin_dir / "valid.jsonl").read_text().splitlines()[:40])
+    )
     out = tmp_path / "eval.json"
     run_module("nlpkit.evaluate", [f"run_dir={cli_run}", f"data.test_path={other}", f"output={out}"])
     assert 0.0 <= json.loads(out.read_text())["test/accuracy"] <= 1.0
@@ -55,13 +57,19 @@ def test_evaluate_cli_on_other_data(cli_run, builtin_dir, tmp_path):
 def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
     texts = ["wake me up at 7 am", "", "play some jazz"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
-    run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"])
+    run_module(
+        "nlpkit.predict",
+        [f"run_dir={cli_run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"],
+    )
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == texts, "one output line per input line, in order"
     labels = json.loads((cli_run / "labels.json").read_text())["labels"]
     assert all(r["label"] in labels and set(r["scores"]) == set(labels) for r in rows)
     (tmp_path / "in.jsonl").write_text(json.dumps({"text": "play some jazz"}) + "\n")
-    run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / 'in.jsonl'}", f"output={tmp_path / 'o2.jsonl'}"])
+    run_module(
+        "nlpkit.predict",
+        [f"run_dir={cli_run}", f"input={tmp_path / 'in.jsonl'}", f"output={tmp_path / 'o2.jsonl'}"],
+    )
     assert json.loads((tmp_path / "o2.jsonl").read_text())["label"] == rows[2]["label"]
 
 
@@ -102,5 +110,9 @@ def test_optuna_sweep_optimises_the_returned_metric(tmp_path, builtin_dir):
     assert results.is_file(), proc.stdout[-2000:]
     text = results.read_text()
     assert "best_value" in text and "optim.lr" in text
-    values = [json.loads((job / "metrics.json").read_text())["val/accuracy"] for job in sweep_dir.iterdir() if job.is_dir()]
+    values = [
+        json.loads((job / "metrics.json").read_text())["val/accuracy"]
+        for job in sweep_dir.iterdir()
+        if job.is_dir()
+    ]
     assert len(values) == 2 and all(not math.isnan(v) for v in values)

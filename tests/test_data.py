@@ -20,13 +20,21 @@ def data_cfg(**overrides):
     return OmegaConf.merge(OmegaConf.structured(DocDataConfig), overrides)
 
 
-GOOD_TSV = ["text\tlabel", "play some jazz\tmusic", "is it raining\tweather", "play rock\tmusic", "sunny today?\tweather"]
+GOOD_TSV = [
+    "text\tlabel",
+    "play some jazz\tmusic",
+    "is it raining\tweather",
+    "play rock\tmusic",
+    "sunny today?\tweather",
+]
 
 
 def load(tmp_path, train_lines, test_lines=None, fmt="tsv", encoding="utf-8", **kw):
     train = write_lines(tmp_path / f"train.{fmt}", train_lines, encoding)
     test = write_lines(tmp_path / f"test.{fmt}", test_lines) if test_lines is not None else None
-    dm = DocClassificationDataModule(data_cfg(format=fmt, train_path=str(train), test_path=str(test) if test else None, **kw))
+    dm = DocClassificationDataModule(
+        data_cfg(format=fmt, train_path=str(train), test_path=str(test) if test else None, **kw)
+    )
     dm.load()
     return dm
 
@@ -74,7 +82,9 @@ def test_skip_mode_counts_and_reports_every_bad_row(tmp_path):
     body = "\n".join(GOOD_TSV + ["a\tb\tc", "\tmusic"]) + "\n"
     path.write_bytes(body.encode() + b"caf\xe9\tmusic\n")
     test = write_lines(tmp_path / "test.tsv", ["text\tlabel", "play jazz\tmusic", "goal!\tsports"])
-    dm = DocClassificationDataModule(data_cfg(format="tsv", train_path=str(path), test_path=str(test), on_bad_row="skip"))
+    dm = DocClassificationDataModule(
+        data_cfg(format="tsv", train_path=str(path), test_path=str(test), on_bad_row="skip")
+    )
     dm.load()
     assert dm.policy.total_skipped == 4
     report = dm.policy.report()
@@ -94,7 +104,12 @@ def test_missing_file(tmp_path):
 
 
 def test_headerless_csv_with_named_columns_and_quotes(tmp_path):
-    lines = ['1,"play jazz, loud",music', '2,"is it ""raining""",weather', "3,play rock,music", "4,sunny?,weather"]
+    lines = [
+        '1,"play jazz, loud",music',
+        '2,"is it ""raining""",weather',
+        "3,play rock,music",
+        "4,sunny?,weather",
+    ]
     dm = load(tmp_path, lines, fmt="csv", has_header=False, columns=["id", "text", "label"])
     texts = [ex.text for ex in dm.splits["train"].examples + dm.splits["val"].examples]
     assert "play jazz, loud" in texts and 'is it "raining"' in texts
@@ -112,7 +127,11 @@ def test_label_text_format_and_held_out_validation_is_seeded(tmp_path):
 def test_featurizer_options(tmp_path):
     texts = ["Play Jazz, NOW!", "play jazz now", "rare words here"]
     featurizer = Featurizer.train(texts, FeaturizerConfig(min_freq=2, max_length=3))
-    assert featurizer.tokenize("Play Jazz, NOW!") == ["play", "jazz", "<unk>"]  # lowercased, split, "," rare, truncated
+    assert featurizer.tokenize("Play Jazz, NOW!") == [
+        "play",
+        "jazz",
+        "<unk>",
+    ]  # lowercased, split, "," rare, truncated
     ids = featurizer.encode_batch(["rare", "", "play"])
     assert ids[0] == [featurizer.unk_id] and ids[1] == [featurizer.unk_id]
     kept = Featurizer.train(texts, FeaturizerConfig(lowercase=False, split_punctuation=False))

@@ -269,7 +269,12 @@ def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
     (fake / "torch").mkdir(parents=True)
     (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
-    args = [f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}", "backend=onnx"]
+    args = [
+        f"run_dir={run_dir}",
+        f"input={tmp_path / 'in.txt'}",
+        f"output={tmp_path / 'out.jsonl'}",
+        "backend=onnx",
+    ]
     proc = subprocess.run([sys.executable, "-m", "nlpkit.predict", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr

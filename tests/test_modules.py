@@ -30,7 +30,9 @@ def _padded_pair(dim: int = 6):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_bilstm_representation_ignores_padding(pooling):
-    module = BiLSTMRepresentation(6, hidden_dim=5, num_layers=2, dropout=0.0, pooling=pooling, attention_dim=4).eval()
+    module = BiLSTMRepresentation(
+        6, hidden_dim=5, num_layers=2, dropout=0.0, pooling=pooling, attention_dim=4
+    ).eval()
     alone, mask1, batch, mask2 = _padded_pair()
     out1, out2 = module(alone, mask1), module(batch, mask2)
     assert out1.shape == (1, module.output_dim) and out2.shape == (2, module.output_dim)

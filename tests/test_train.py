@@ -26,7 +26,10 @@ def _builtin_records(builtin_dir: Path, split: str, limit: int) -> list[dict]:
 def format_files(builtin_dir, tmp_path_factory) -> dict[str, list[str]]:
     """The same small dataset written in every supported format, with the overrides that read it."""
     root = tmp_path_factory.mktemp("formats")
-    splits = {"train": _builtin_records(builtin_dir, "train", 240), "test": _builtin_records(builtin_dir, "test", 60)}
+    splits = {
+        "train": _builtin_records(builtin_dir, "train", 240),
+        "test": _builtin_records(builtin_dir, "test", 60),
+    }
     overrides: dict[str, list[str]] = {"builtin": []}
     for fmt, delimiter in (("tsv", "\t"), ("csv", ",")):
         for split, records in splits.items():
@@ -48,7 +51,11 @@ def format_files(builtin_dir, tmp_path_factory) -> dict[str, list[str]]:
             handle.writelines(f"{r['intent']} {r['text']}\n" for r in records)
     overrides["jsonl"] = ["data=jsonl", f"data.train_path={root}/train.jsonl", f"data.test_path={root}/test.jsonl",
                           "data.text_field=sentence", "data.label_field=y"]  # fmt: skip
-    overrides["label_text"] = ["data=label_text", f"data.train_path={root}/train.lt", f"data.test_path={root}/test.lt"]
+    overrides["label_text"] = [
+        "data=label_text",
+        f"data.train_path={root}/train.lt",
+        f"data.test_path={root}/test.lt",
+    ]
     return overrides
 
 
@@ -86,7 +93,14 @@ def test_component_variants_train(make_cfg, overrides):
 def test_run_directory_contents(make_cfg):
     result = nlpkit.train(make_cfg())
     run_dir = Path(result["run_dir"])
-    for name in ("metrics.json", "config.yaml", "tokenizer.json", "labels.json", "run.json", "confusion_matrix.png"):
+    for name in (
+        "metrics.json",
+        "config.yaml",
+        "tokenizer.json",
+        "labels.json",
+        "run.json",
+        "confusion_matrix.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "csv" / "metrics.csv").is_file()
@@ -109,7 +123,11 @@ def _in_memory_predictions(result, texts):
 @pytest.mark.parametrize("model", MODELS)
 def test_train_save_load_identical_predictions(make_cfg, builtin_dir, model):
     result = nlpkit.train(make_cfg(f"model={model}", "trainer.limit_train_batches=10"))
-    texts = [r["text"] for r in _builtin_records(builtin_dir, "test", 50)] + ["", "words never seen zyxw", "!!!"]
+    texts = [r["text"] for r in _builtin_records(builtin_dir, "test", 50)] + [
+        "",
+        "words never seen zyxw",
+        "!!!",
+    ]
     before = _in_memory_predictions(result, texts)
     predictor = nlpkit.load(result["run_dir"])
     after = predictor.scores(texts)
@@ -160,7 +178,11 @@ def test_multilabel_output(make_cfg, tmp_path):
     for i in range(120):
         labels = ["music"] if i % 3 == 0 else (["weather"] if i % 3 == 1 else ["music", "weather"])
         words = {"music": "play a song", "weather": "is it raining"}
-        rows.append(json.dumps({"text": " and ".join(words[lab] for lab in labels) + f" {i % 7}", "tags": ",".join(labels)}))
+        rows.append(
+            json.dumps(
+                {"text": " and ".join(words[lab] for lab in labels) + f" {i % 7}", "tags": ",".join(labels)}
+            )
+        )
     (tmp_path / "ml.jsonl").write_text("\n".join(rows) + "\n")
     cfg = make_cfg("data=jsonl", f"data.train_path={tmp_path}/ml.jsonl", f"data.test_path={tmp_path}/ml.jsonl",
                    "data.label_field=tags", "data.label_delimiter=','", "output=multilabel",
@@ -175,7 +197,9 @@ def test_multilabel_output(make_cfg, tmp_path):
 def test_pretrained_embeddings_are_loaded(make_cfg, tmp_path):
     vectors = tmp_path / "vectors.txt"
     dim = 16
-    vectors.write_text("3 16\n" + "".join(f"{w} " + " ".join(["0.5"] * dim) + "\n" for w in ("wake", "play", "PARIS")))
+    vectors.write_text(
+        "3 16\n" + "".join(f"{w} " + " ".join(["0.5"] * dim) + "\n" for w in ("wake", "play", "PARIS"))
+    )
     cfg = make_cfg(f"model.embedding.pretrained_path={vectors}", "model.embedding.freeze=true")
     from nlpkit.tasks import get_task
 

@@ -15,7 +15,9 @@ class BagOfEmbeddings(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh()) if hidden_dim else nn.Identity()
+        self.project = (
+            nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh()) if hidden_dim else nn.Identity()
+        )
         self.dropout = nn.Dropout(dropout)
         self.output_dim = hidden_dim or input_dim
 
