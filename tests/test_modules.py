@@ -144,3 +144,16 @@ def test_word_dropout_replaces_tokens_with_unk_only_in_training():
     assert torch.equal(seen[1], tokens)
     with pytest.raises(ValueError, match="needs unk_idx"):
         WordEmbedding(5, 2, word_dropout=0.1)
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    from nlpkit.utils.io import atomic_open, write_text
+
+    write_text(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    assert (tmp_path / "a.txt").stat().st_mode & 0o044, "readable by group/others like any written file"
+    with pytest.raises(RuntimeError), atomic_open(tmp_path / "a.txt") as handle:
+        handle.write("half")
+        raise RuntimeError("killed mid-write")
+    assert (tmp_path / "a.txt").read_text() == "hello", "a failed write never replaces a good file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
