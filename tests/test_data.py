@@ -160,3 +160,19 @@ def test_builtin_dataset_is_deterministic(tmp_path):
         assert (a / f"{split}.jsonl").read_bytes() == (b / f"{split}.jsonl").read_bytes()
     record = json.loads((a / "train.jsonl").read_text().splitlines()[0])
     assert len(record["tokens"]) == len(record["slots"]) and record["text"] == " ".join(record["tokens"])
+
+
+def test_sst2_experiment_reads_the_real_files():
+    """experiment=sst2 reads ../shared/data's label-text files with the documented split sizes."""
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "sst2_sentence" / "stsa.binary.train").is_file():
+        pytest.skip(f"SST-2 not found under {SHARED_DATA} (set NLPKIT_DATA_DIR)")
+    import nlpkit
+    from nlpkit.config import validate
+
+    cfg = validate(nlpkit.compose(["experiment=sst2", f"paths.data_dir={SHARED_DATA}"]))
+    dm = DocClassificationDataModule(cfg.data)
+    dm.load()
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 6920, "val": 872, "test": 1821}
+    assert dm.labels.names == ["0", "1"] and dm.policy.total_skipped == 0
