@@ -167,6 +167,8 @@ class TaggingDataModule(SplitDataModule):
     """
 
     unit = "sentences"
+    #: pads a list of encoded sentences into a batch (subclasses add fields, e.g. the intent)
+    collator_class = TaggingCollator
 
     def __init__(
         self,
@@ -253,7 +255,7 @@ class TaggingDataModule(SplitDataModule):
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=TaggingCollator(
+            collate_fn=self.collator_class(
                 self.features,
                 self._singletons() if train else None,
                 float(cfg.unk_replace_prob),

@@ -1,0 +1,130 @@
+"""Joint intent-slot task glue (PyText Figure 3): ``IntentSlotDataModule`` + ``IntentSlotModel`` +
+``IntentSlotModule``.
+
+``python -m nlpkit.train task=intent_slot`` (built-in data) or ``experiment=atis``/``experiment=snips``.
+The run directory holds the tagging vocabularies (``tokenizer.json``, ``chars.json``, ``labels.json``
+for slot tags), ``intents.json`` and, after testing, ``span_report.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.intent_slot import IntentSlotDataConfig, IntentSlotDataModule
+from nlpkit.data.labels import LabelVocab
+from nlpkit.data.tag_schemes import spans
+from nlpkit.data.tagging import TaggingFeatures
+from nlpkit.data.token_features import NUM_SHAPES, CharVocab
+from nlpkit.models.intent_slot import IntentSlotModel, build_intent_slot_model
+from nlpkit.tasks.joint_intent_slot import IntentSlotModule
+from nlpkit.tasks.tagging import CHARS_FILE, LABELS_FILE, TOKENIZER_FILE, TaggingTask
+
+INTENTS_FILE = "intents.json"
+
+
+class IntentSlotPredictor:
+    """``predict(["text ..."]) -> [{"intent", "intent_scores", "tokens", "slots", "spans"}]``.
+
+    Text is split on whitespace (one slot tag per token); ``intent_scores`` maps every intent to its
+    probability. An empty text gets ``intent=None`` and no slots.
+    """
+
+    def __init__(
+        self, model: IntentSlotModel, features: TaggingFeatures, labels: LabelVocab, intents: LabelVocab
+    ):
+        self.model = model.eval()
+        self.features = features
+        self.labels = labels
+        self.intents = intents
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts, not one string")
+        sentences = [text.split() for text in texts]
+        results = [
+            {"intent": None, "intent_scores": {}, "tokens": [], "slots": [], "spans": []} for _ in sentences
+        ]
+        order = [i for i, tokens in enumerate(sentences) if tokens]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = self.features.collate([self.features.encode(sentences[i]) for i in chunk])
+            probabilities, tags = self.model.decode(
+                batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
+            )
+            for row, i in enumerate(chunk):
+                tokens = sentences[i]
+                slots = [self.labels.names[t] for t in tags[row, : len(tokens)].tolist()]
+                scores = {name: float(p) for name, p in zip(self.intents.names, probabilities[row].tolist())}
+                results[i] = {
+                    "intent": self.intents.names[int(probabilities[row].argmax())],
+                    "intent_scores": scores,
+                    "tokens": tokens,
+                    "slots": slots,
+                    "spans": [
+                        {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
+                        for kind, a, b in spans(slots)
+                    ],
+                }
+        return results
+
+
+class IntentSlotTask(TaggingTask):
+    name = "intent_slot"
+    data_schema = IntentSlotDataConfig
+
+    @classmethod
+    def datamodule(cls, data_cfg, run_dir=None):
+        if run_dir is None:
+            return IntentSlotDataModule(data_cfg)
+        run_dir = Path(run_dir)
+        return IntentSlotDataModule(
+            data_cfg,
+            Featurizer.load(run_dir / TOKENIZER_FILE),
+            CharVocab.load(run_dir / CHARS_FILE),
+            LabelVocab.load(run_dir / LABELS_FILE),
+            LabelVocab.load(run_dir / INTENTS_FILE),
+        )
+
+    @classmethod
+    def module(cls, cfg, datamodule, vocab):
+        dm = datamodule
+        model = build_intent_slot_model(
+            cfg.model,
+            vocab_size=dm.featurizer.vocab_size,
+            pad_id=dm.featurizer.pad_id,
+            num_chars=len(dm.chars),
+            num_shapes=NUM_SHAPES,
+            label_names=dm.labels.names,
+            intent_names=dm.intents.names,
+            tag_scheme=str(cfg.data.tag_scheme),
+            vocab=vocab,
+        )
+        return IntentSlotModule(
+            model,
+            dm.labels.names,
+            dm.intents.names,
+            cfg.optim,
+            cfg.task.monitor,
+            cfg.task.monitor_mode,
+            intent_weight=float(cfg.model.get("intent_weight", 1.0)),
+            slot_weight=float(cfg.model.get("slot_weight", 1.0)),
+        )
+
+    @classmethod
+    def save_vocabularies(cls, datamodule, run_dir):
+        super().save_vocabularies(datamodule, run_dir)
+        datamodule.intents.save(Path(run_dir) / INTENTS_FILE)
+
+    @classmethod
+    def make_predictor(cls, model, datamodule):
+        return IntentSlotPredictor(
+            model,
+            TaggingFeatures(datamodule.featurizer, datamodule.chars),
+            datamodule.labels,
+            datamodule.intents,
+        )

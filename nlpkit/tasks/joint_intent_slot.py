@@ -1,0 +1,135 @@
+"""Joint intent-slot: the LightningModule that trains an ``IntentSlotModel`` and scores frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nlpkit.models.intent_slot import IntentSlotModel
+from nlpkit.models.word_tagger import sequence_mask
+from nlpkit.tasks.word_tagging import TaggingModule
+
+
+class FrameScorer:
+    """Counts over an epoch: intent accuracy, frame accuracy (intent and every slot tag right), and
+    gold intents the model cannot predict (unseen in training; they count as errors)."""
+
+    def __init__(self, intent_names: Sequence[str] = ()) -> None:
+        self.known = set(intent_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = 0
+        self.intent_correct = 0
+        self.frame_correct = 0
+        self.unseen = 0
+
+    def update(
+        self,
+        gold_intents: Sequence[str],
+        predicted_intents: Sequence[str],
+        gold_tags: Sequence[Sequence[str]],
+        predicted_tags: Sequence[Sequence[str]],
+    ) -> None:
+        for gi, pi, gt, pt in zip(gold_intents, predicted_intents, gold_tags, predicted_tags):
+            self.total += 1
+            intent_ok = gi == pi
+            self.intent_correct += intent_ok
+            self.frame_correct += intent_ok and list(gt) == list(pt)
+            self.unseen += bool(self.known) and gi not in self.known
+
+    @property
+    def intent_accuracy(self) -> float:
+        return self.intent_correct / self.total if self.total else 0.0
+
+    @property
+    def frame_accuracy(self) -> float:
+        return self.frame_correct / self.total if self.total else 0.0
+
+
+class IntentSlotModule(TaggingModule):
+    """Loss ``intent_weight * intent CE + slot_weight * slot loss`` (softmax or CRF NLL).
+
+    Logs ``{stage}/loss``, ``intent_loss``, ``slot_loss``; for val/test ``intent_accuracy``,
+    ``slot_f1`` (conlleval span F1), ``slot_precision``, ``slot_recall``, ``frame_accuracy`` and
+    ``unseen_intents`` (gold intents never seen in training, all counted as errors).
+    """
+
+    def __init__(
+        self,
+        model: IntentSlotModel,
+        label_names: Sequence[str],
+        intent_names: Sequence[str],
+        optim_cfg,
+        monitor: str = "val/frame_accuracy",
+        monitor_mode: str = "max",
+        intent_weight: float = 1.0,
+        slot_weight: float = 1.0,
+    ):
+        super().__init__(model, label_names, optim_cfg, monitor, monitor_mode)
+        self.intent_names = list(intent_names)
+        self.intent_weight = float(intent_weight)
+        self.slot_weight = float(slot_weight)
+        self.frames = {"val": FrameScorer(self.intent_names), "test": FrameScorer(self.intent_names)}
+
+    def forward(self, tokens, lengths, chars=None, shapes=None):
+        return self.model(tokens, lengths, chars, shapes)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        intent_logits, emissions = self(
+            batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes")
+        )
+        mask = sequence_mask(batch["tokens"], batch["lengths"])
+        slot_loss = self.model.output.loss(emissions, batch["tags"], mask)
+        known = batch["intents"] >= 0  # an intent unseen in training has no class to learn
+        if known.any():
+            intent_loss = self.model.doc_output.loss(intent_logits[known], batch["intents"][known])
+        else:
+            intent_loss = intent_logits.sum() * 0.0
+        loss = self.intent_weight * intent_loss + self.slot_weight * slot_loss
+        batch_size = batch["tokens"].size(0)
+        for name, value in (("loss", loss), ("intent_loss", intent_loss), ("slot_loss", slot_loss)):
+            self.log(
+                f"{stage}/{name}",
+                value,
+                batch_size=batch_size,
+                prog_bar=name == "loss" and stage != "test",
+                on_step=False,
+                on_epoch=True,
+            )
+        if stage != "train":
+            predicted = self.model.output.decode(emissions, mask).cpu().tolist()
+            tags = [
+                [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
+            ]
+            intents = [self.intent_names[i] for i in intent_logits.argmax(-1).cpu().tolist()]
+            self.scorers[stage].update(batch["gold"], tags)
+            self.frames[stage].update(batch["gold_intents"], intents, batch["gold"], tags)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self.frames["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.frames["test"].reset()
+
+    def _log_spans(self, stage: str) -> dict:
+        report = self.scorers[stage].report()
+        overall = report["overall"]
+        frames = self.frames[stage]
+        self.log_dict(
+            {
+                f"{stage}/slot_f1": overall["f1"],
+                f"{stage}/slot_precision": overall["precision"],
+                f"{stage}/slot_recall": overall["recall"],
+                f"{stage}/token_accuracy": self.scorers[stage].token_accuracy,
+                f"{stage}/intent_accuracy": frames.intent_accuracy,
+                f"{stage}/frame_accuracy": frames.frame_accuracy,
+                f"{stage}/unseen_intents": float(frames.unseen),
+            },
+            prog_bar=stage == "val",
+        )
+        return report
