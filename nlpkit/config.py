@@ -75,7 +75,7 @@ class PathsConfig:
 SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": PathsConfig}  # data: per task
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
-    "optimized_metric", "test_after_training", "run_test", "hydra", "tags", "num_threads",
+    "optimized_metric", "run_test", "hydra", "tags", "num_threads",
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 import types
@@ -28,7 +27,7 @@ import nlpkit
 from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
 from nlpkit.tasks import get_task
-from nlpkit.training.checkpoint import AtomicCheckpointIO, load_checkpoint, model_state
+from nlpkit.training.checkpoint import AtomicCheckpointIO
 from nlpkit.utils.io import write_json, write_text
 
 log = logging.getLogger("nlpkit.train")
@@ -91,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, select the best checkpoint on the validation metric, test it, write the run directory.
 
     Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric", "model"}``; ``model`` is the
-    plain ``nn.Module`` holding the selected (best) weights.
+    plain ``nn.Module`` holding the selected (best) weights (``trainer.validate(ckpt_path=best)`` loaded them).
     """
     cfg = validate(cfg)
     run_dir = resolve_run_dir(cfg)
@@ -149,8 +148,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "%s", "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
     )
-    if best:  # validate/test restored the best weights already; make sure without a test split too
-        module.model.load_state_dict(model_state(load_checkpoint(best)))
     return {
         "run_dir": str(run_dir),
         "metrics": metrics,
@@ -191,5 +188,4 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     main()
