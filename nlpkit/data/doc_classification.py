@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from nlpkit.data.batching import BucketBatchSampler, pad_sequences
+from nlpkit.data.batching import pad_sequences
 from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import Example, read_examples
@@ -111,32 +111,5 @@ class DocClassificationDataModule(SplitDataModule):
         ids = self.featurizer.encode_batch([ex.text for ex in kept])
         return EncodedDocs(ids, [self.target(ex.labels) for ex in kept], kept)
 
-    # ---------------------------------------------------------------- lightning hooks
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        if split not in self.splits:
-            raise DataError(f"no {split} split: set data.{split}_path")
-        dataset = self.splits[split]
-        cfg = self.config
-        sampler = BucketBatchSampler(
-            dataset.lengths,
-            int(cfg.batch_size if train else cfg.eval_batch_size),
-            shuffle=train,
-            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
-            pool_batches=int(cfg.bucket_pool_batches),
-        )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=DocBatchCollator(self.featurizer.pad_id),
-            num_workers=int(cfg.num_workers),
-            persistent_workers=int(cfg.num_workers) > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+    def collator(self, train: bool) -> DocBatchCollator:
+        return DocBatchCollator(self.featurizer.pad_id)

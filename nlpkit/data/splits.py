@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
 
+from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.errors import DataError
@@ -68,6 +72,40 @@ class SplitDataModule(pl.LightningDataModule):
             seed,
         )
         return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+    def collator(self, train: bool) -> Callable:
+        """The ``collate_fn`` for training (``train``) or evaluation batches."""
+        raise NotImplementedError
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        """Length-bucketed batches (shuffled in training, in data order otherwise)."""
+        if split not in self.splits:
+            raise DataError(f"no {split} split: set data.{split}_path")
+        dataset = self.splits[split]
+        cfg = self.config
+        sampler = BucketBatchSampler(
+            dataset.lengths,
+            int(cfg.batch_size if train else cfg.eval_batch_size),
+            shuffle=train,
+            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
+            pool_batches=int(cfg.bucket_pool_batches),
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.collator(train),
+            num_workers=int(cfg.num_workers),
+            persistent_workers=int(cfg.num_workers) > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
 
     def setup(self, stage: str | None = None) -> None:
         self.load()

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from nlpkit.data.batching import BucketBatchSampler, pad_sequences
+from nlpkit.data.batching import pad_sequences
 from nlpkit.data.config import choices
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
@@ -28,7 +28,6 @@ from nlpkit.data.token_features import (
     train_word_featurizer,
     word_shape,
 )
-from nlpkit.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -240,36 +239,10 @@ class TaggingDataModule(SplitDataModule):
         )
         return counts == 1
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        if split not in self.splits:
-            raise DataError(f"no {split} split: set data.{split}_path")
-        dataset = self.splits[split]
-        cfg = self.config
-        sampler = BucketBatchSampler(
-            dataset.lengths,
-            int(cfg.batch_size if train else cfg.eval_batch_size),
-            shuffle=train,
-            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
-            pool_batches=int(cfg.bucket_pool_batches),
+    def collator(self, train: bool):
+        return self.collator_class(
+            self.features,
+            self._singletons() if train else None,
+            float(self.config.unk_replace_prob),
+            torch.initial_seed() % 2**31,
         )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=self.collator_class(
-                self.features,
-                self._singletons() if train else None,
-                float(cfg.unk_replace_prob),
-                torch.initial_seed() % 2**31,
-            ),
-            num_workers=int(cfg.num_workers),
-            persistent_workers=int(cfg.num_workers) > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
