@@ -17,18 +17,30 @@ from tests.conftest import run_module
 CONF = Path(CONF_DIR)
 # Snapshot of the shipped choices: a config that silently vanishes fails here.
 EXPECTED_GROUPS = {
-    "task": {"doc_cls"},
-    "model": {"bilstm", "cnn"},
-    "embedding": {"word"},
-    "representation": {"bilstm", "docnn", "bag"},
-    "decoder": {"mlp"},
-    "output": {"softmax", "multilabel"},
-    "data": {"builtin", "tsv", "csv", "jsonl", "label_text", "sst2"},
+    "task": {"doc_cls", "tagging", "intent_slot"},
+    "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm"},
+    "embedding": {"word", "char_cnn", "shape", "word_char_shape"},
+    "representation": {"bilstm", "docnn", "bag", "token_bilstm"},
+    "decoder": {"mlp", "word_mlp"},
+    "output": {"softmax", "multilabel", "crf", "word_softmax"},
+    "data": {
+        "builtin",
+        "tsv",
+        "csv",
+        "jsonl",
+        "label_text",
+        "sst2",
+        "builtin_tagging",
+        "conll",
+        "parallel",
+        "builtin_intent_slot",
+        "parallel_intent_slot",
+    },  # fmt: skip
     "optim": {"adam", "adamw", "sgd"},
     "trainer": {"default"},
     "callbacks": {"default", "none"},
     "logger": {"default", "csv"},
-    "experiment": {"sst2"},
+    "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips"},
     "hparams_search": {"optuna"},
     "debug": {"fast"},
 }
