@@ -153,11 +153,8 @@ def read_delimited(
     return examples
 
 
-def read_jsonl(
-    path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
-) -> list[Example]:
-    """One JSON object per line; the label may be a string or (multi-label) a list of strings."""
-    examples = []
+def json_records(path: Path, policy: BadRowPolicy) -> Iterator[tuple[str, dict]]:
+    """``("path:line", object)`` for each non-blank JSONL line; invalid JSON or a non-object is a bad row."""
     for number, line in _decoded_lines(path, policy):
         if not line.strip():
             continue
@@ -170,6 +167,15 @@ def read_jsonl(
         if not isinstance(record, dict):
             policy.bad(origin, f"invalid JSON: expected an object, got {type(record).__name__}")
             continue
+        yield origin, record
+
+
+def read_jsonl(
+    path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
+) -> list[Example]:
+    """One JSON object per line; the label may be a string or (multi-label) a list of strings."""
+    examples = []
+    for origin, record in json_records(path, policy):
         for name, role in ((text_field, "text_field"), (label_field, "label_field")):
             if name not in record:
                 policy.bad(origin, f"missing field: {name!r} (data.{role}); fields are {sorted(record)}")

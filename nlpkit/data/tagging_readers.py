@@ -8,11 +8,10 @@ token) raises ``DataError("file:line: ...")`` or, with ``data.on_bad_row=skip``,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlpkit.data.readers import BadRowPolicy, _decoded_lines
+from nlpkit.data.readers import BadRowPolicy, _decoded_lines, json_records
 from nlpkit.data.tag_schemes import SCHEMES, check_tags, to_scheme
 from nlpkit.errors import DataError
 
@@ -161,18 +160,7 @@ def read_tagging_jsonl(
     """One JSON object per line with a token list and a tag list (a string is split on whitespace)."""
     path = Path(path)
     sentences = []
-    for number, line in _decoded_lines(path, policy):
-        if not line.strip():
-            continue
-        origin = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            policy.bad(origin, f"invalid JSON: {err.msg} at column {err.colno}")
-            continue
-        if not isinstance(record, dict):
-            policy.bad(origin, f"invalid JSON: expected an object, got {type(record).__name__}")
-            continue
+    for origin, record in json_records(path, policy):
         missing = [name for name in (tokens_field, tags_field) if name not in record]
         if missing:
             policy.bad(origin, f"missing field: {missing[0]!r}; fields are {sorted(record)}")

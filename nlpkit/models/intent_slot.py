@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nlpkit.errors import ConfigError
-from nlpkit.models.word_tagger import WordTagger, build_component, build_word_tagger
+from nlpkit.models.word_tagger import WordTagger, build_component, build_word_tagger, sequence_mask
 
 
 class IntentSlotModel(WordTagger):
@@ -59,8 +59,9 @@ class IntentSlotModel(WordTagger):
         shapes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         intent_logits, emissions = self(tokens, lengths, chars, shapes)
-        mask = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
-        return self.doc_output.scores(intent_logits), self.output.decode(emissions, mask)
+        return self.doc_output.scores(intent_logits), self.output.decode(
+            emissions, sequence_mask(tokens, lengths)
+        )
 
 
 def build_intent_slot_model(
