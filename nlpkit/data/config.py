@@ -1,4 +1,4 @@
-"""Typed schema of the ``data`` config section for text classification."""
+"""Typed schemas of the ``data`` config section: what every task shares, and text classification."""
 
 from __future__ import annotations
 
@@ -13,7 +13,28 @@ def choices(*values: str) -> dict:
 
 
 @dataclass
-class DocDataConfig:
+class SplitsConfig:
+    """Fields every task's ``data`` section has: splitting, batching and bad-row handling.
+
+    val_fraction/split_seed: without ``val_path``, this seeded fraction of train is held out.
+    bucket_pool_batches: length bucketing pools this many batches (0 = off).
+    on_bad_row: ``error`` stops at the first bad row naming file and line; ``skip`` counts and reports.
+    """
+
+    train_path: str | None = None
+    val_path: str | None = None
+    test_path: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    bucket_pool_batches: int = 50
+    num_workers: int = 0
+    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
+
+
+@dataclass
+class DocDataConfig(SplitsConfig):
     """Where the data is and how it is read, featurized and batched.
 
     format: reader: ``builtin`` (generated), ``tsv``, ``csv``, ``jsonl``, ``label_text``.
@@ -27,20 +48,10 @@ class DocDataConfig:
     """
 
     format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
-    train_path: str | None = None
-    val_path: str | None = None
-    test_path: str | None = None
     text_field: str = "text"
     label_field: str = "label"
     has_header: bool = True
     columns: list[str] | None = None
     delimiter: str | None = None
     label_delimiter: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    bucket_pool_batches: int = 50
-    num_workers: int = 0
-    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nlpkit.data.batching import pad_sequences
-from nlpkit.data.config import choices
+from nlpkit.data.config import SplitsConfig, choices
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.splits import SplitDataModule
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TaggingDataConfig:
+class TaggingDataConfig(SplitsConfig):
     """Where word-tagging data is and how it is read, featurized and batched.
 
     format: ``builtin`` (generated, ``tokens``/``slots`` JSONL), ``jsonl``, ``conll`` (column files),
@@ -50,9 +50,6 @@ class TaggingDataConfig:
     """
 
     format: str = field(default="builtin", metadata=choices("builtin", "jsonl", "conll", "parallel"))
-    train_path: str | None = None
-    val_path: str | None = None
-    test_path: str | None = None
     tag_scheme: str = field(default="BIO", metadata=choices(*SCHEMES))
     token_column: int = 0
     tag_column: int = -1
@@ -61,14 +58,7 @@ class TaggingDataConfig:
     tags_file: str = "seq.out"
     tokens_field: str = "tokens"
     tags_field: str = "slots"
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    bucket_pool_batches: int = 50
-    num_workers: int = 0
     unk_replace_prob: float = 0.0
-    on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
     featurizer: WordFeaturizerConfig = field(default_factory=WordFeaturizerConfig)
 
 
