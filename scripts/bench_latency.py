@@ -1,6 +1,6 @@
-"""Serving latency of a trained document classifier, like the PyText paper's Table 2.
+"""Serving latency of a trained run (doc_cls, tagging or intent_slot), like the PyText paper's Table 2.
 
-For a run directory (exported first if ``export/model.onnx`` is missing):
+For a run directory (exported first if ``export/model.int8.onnx`` is missing):
 single-request latency P50/P90/P99 over >= 1,000 real test sentences with one thread, for
 (a) PyTorch eager including HF tokenization, (b) ONNX fp32, (c) ONNX int8 — each one text in,
 label out, tokenization included; then offline batch throughput (batch 64, 2 threads).
@@ -51,6 +51,19 @@ def throughput(predict, texts: list[str], batch_size: int = 64, repeats: int = 3
     return best
 
 
+def split_texts(run_dir: Path, cfg) -> list[str]:
+    """The raw texts of the run's test split (validation if none): what a client would send."""
+    if str(cfg.task.name) == "doc_cls":
+        split_path = cfg.data.test_path or cfg.data.val_path
+        return [ex.text for ex in read_examples(split_path, cfg.data, BadRowPolicy("skip"))]
+    from nlpkit.tasks import get_task
+
+    dm = get_task(str(cfg.task.name)).datamodule(cfg.data, run_dir)
+    dm.load()
+    split = "test" if "test" in dm.splits else "val"
+    return [" ".join(sentence.tokens) for sentence in dm.splits[split].sentences]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,7 +76,7 @@ def main() -> None:
 
     cfg = load_run_config(args.run_dir)
     split_path = cfg.data.test_path or cfg.data.val_path
-    texts = [ex.text for ex in read_examples(split_path, cfg.data, BadRowPolicy("skip"))]
+    texts = split_texts(args.run_dir, cfg)
     texts = (texts * (args.requests // len(texts) + 1))[: max(args.requests, len(texts))]
 
     export_dir = args.run_dir / "export"
@@ -93,7 +106,7 @@ def main() -> None:
         results[name]["batch64_sentences_per_s"] = throughput(predict, texts)
 
     print(
-        f"run: {args.run_dir}  ({cfg.model.representation._target_.rsplit('.', 1)[-1]}, {len(texts)} texts from {split_path})"
+        f"run: {args.run_dir}  ({cfg.task.name}, model {cfg.model.name}, {len(texts)} texts from {split_path})"
     )
     print(f"{'backend':15} {'P50 ms':>8} {'P90 ms':>8} {'P99 ms':>8} {'batch64 sent/s':>15}")
     for name, r in results.items():
@@ -102,7 +115,14 @@ def main() -> None:
         )
     speedup = results["pytorch_eager"]["p50"] / results["onnx_fp32"]["p50"]
     print(f"ONNX fp32 P50 speed-up over eager: {speedup:.1f}x")
-    summary = {"run_dir": str(args.run_dir), "requests": args.requests, "speedup_p50": speedup, **results}
+    summary = {
+        "run_dir": str(args.run_dir),
+        "task": str(cfg.task.name),
+        "model": str(cfg.model.name),
+        "requests": args.requests,
+        "speedup_p50": speedup,
+        **results,
+    }
     print(json.dumps(summary))
 
 

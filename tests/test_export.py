@@ -104,7 +104,8 @@ def test_quantized_model_and_accuracy_delta(exported):
 def test_every_edge_case_tokenizes_like_hf(exported):
     from nlpkit.data.featurizer import Featurizer
     from nlpkit.export import graph as G
-    from nlpkit.export.doc_cls import EDGE_CASES, _rename_for_debug
+    from nlpkit.export.doc_cls import _rename_for_debug
+    from nlpkit.export.parity import EDGE_CASES
 
     run_dir, _ = exported["bilstm"]
     featurizer = Featurizer.load(run_dir / "tokenizer.json")

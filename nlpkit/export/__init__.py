@@ -28,8 +28,18 @@ def _doc_cls(*args, **kwargs):
     return export(*args, **kwargs)
 
 
+def _word_level(*args, **kwargs):
+    from nlpkit.export.tagging import export
+
+    return export(*args, **kwargs)
+
+
 #: task name -> ``export(run_dir, cfg, out_dir, quantize, exporter) -> (report, {filename: bytes})``
-EXPORTERS: dict[str, Callable[..., tuple[dict[str, Any], dict[str, bytes]]]] = {"doc_cls": _doc_cls}
+EXPORTERS: dict[str, Callable[..., tuple[dict[str, Any], dict[str, bytes]]]] = {
+    "doc_cls": _doc_cls,
+    "tagging": _word_level,
+    "intent_slot": _word_level,
+}
 
 
 def export_run(

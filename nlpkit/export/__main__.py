@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "files": report["files_written"],
         "checks": {name: check["passed"] for name, check in report["checks"].items()},
-        "max_abs_score_diff": report["checks"]["scores"]["max_abs_diff"],
-        "accuracy": report.get("accuracy"),
+        "max_abs_score_diff": next(
+            (c["max_abs_diff"] for c in report["checks"].values() if "max_abs_diff" in c), None
+        ),
+        "accuracy": report.get("accuracy", report.get("metrics")),
         "quantized": report.get("quantized"),
         "timings": report["timings"],
     }

@@ -21,6 +21,7 @@ from onnx import TensorProto, helper
 
 import nlpkit
 from nlpkit.export import graph as G
+from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, SCORE_TOLERANCE, first_few
 from nlpkit.export.text_graph import (
     ExportError,
     GraphBuilder,
@@ -31,32 +32,6 @@ from nlpkit.export.text_graph import (
     lowercase_divergence,
     read_tokenizer_spec,
 )
-
-SCORE_TOLERANCE = 1e-4
-MIXED_BATCH = 64
-MAX_REPORTED = 5
-
-EDGE_CASES = [
-    "",
-    " ",
-    " \t\n  \r\n ",
-    "!!!",
-    "?!.,;:'\"()[]{}",
-    "...---...",
-    "Ünïcode İstanbul ÉCOLE straße",
-    "İİ iİi DİYARBAKIR",
-    "中文分词测试，日本語のテキスト。한국어 문장",
-    "emoji 😀👍🏽 family 👨\u200d👩\u200d👧 flag 🇫🇷!",
-    "tabs\tand\nnewlines\r\nand\u000bvertical\u000cfeed",
-    "digits 12345 3.14 1,000,000 ٣٤٥ ½ ²",
-    "no\u00a0break\u3000ideographic\u2009thin space",
-    "decomposed e\u0301 vs precomposed é",
-    "ΣΊΣΥΦΟΣ final sigma ς Σ",
-    "<pad> <unk> a<pad>b <PAD>",
-    "Unicode 16: \u1c89 \ua7cb \U00010d50",
-    "x" * 300,
-    "wake me up at 7 am",
-]
 
 
 @dataclass
@@ -157,10 +132,6 @@ def build_graph(network: onnx.ModelProto, ref: Reference, metadata: dict[str, st
 
 
 # ---------------------------------------------------------------------------------- parity gate
-def _first(items: list[dict]) -> list[dict]:
-    return items[:MAX_REPORTED]
-
-
 @functools.lru_cache(maxsize=2)
 def _hf_pieces_of_all_characters(normalizer_json: str, pre_tokenizer_json: str) -> list[str]:
     """HF normalize + pre-tokenize of every character (cached: it only depends on these two steps)."""
@@ -228,7 +199,7 @@ def check_token_ids(debug_session, featurizer, groups: dict[str, list[str]], bat
         "examples": counts,
         "batch_sizes": list(batch_sizes),
         "mismatches": len(mismatches),
-        "first_mismatches": _first(mismatches),
+        "first_mismatches": first_few(mismatches),
     }
 
 
@@ -271,14 +242,14 @@ def check_predictions(session_, ref: Reference, texts: list[str], batch_sizes) -
         "examples": len(texts),
         "batch_sizes": list(batch_sizes),
         "mismatches": len(label_mismatches),
-        "first_mismatches": _first(label_mismatches),
+        "first_mismatches": first_few(label_mismatches),
     }
     scores_result = {
         "passed": not score_mismatches,
         "max_abs_diff": max_diff,
         "tolerance": SCORE_TOLERANCE,
         "mismatches": len(score_mismatches),
-        "first_mismatches": _first(score_mismatches),
+        "first_mismatches": first_few(score_mismatches),
     }
     return labels_result, scores_result
 

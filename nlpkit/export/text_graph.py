@@ -385,6 +385,14 @@ class GraphBuilder:
         )
         return outputs[0]
 
+    def nodes_out(
+        self, op_type: str, inputs: list[str], count: int, hint: str, domain: str = "", **attrs
+    ) -> list[str]:
+        """A node with ``count`` outputs; returns their names."""
+        outputs = [self.name(f"{hint}_out{i}") for i in range(count)]
+        self.op(op_type, inputs, hint, outputs=outputs, domain=domain, **attrs)
+        return outputs
+
 
 def build_text_nodes(
     builder: GraphBuilder,

@@ -1,8 +1,13 @@
 """``OnnxPredictor(path).predict(["text", ...])``: an exported ``model.onnx`` with onnxruntime + numpy only.
 
-The tokenizer lives in the graph, so raw strings go straight in. The output matches
-``nlpkit.inference.DocClassificationPredictor.predict``:
-``[{"label": name, "scores": {name: p}}]``, or ``{"labels": [...], "scores": {...}}`` for multi-label.
+The tokenizer lives in the graph, so raw strings go straight in. The output matches the PyTorch
+predictor of the run's task:
+
+* ``doc_cls``: ``{"label": name, "scores": {name: p}}``, or ``{"labels": [...], "scores": {...}}``
+  for multi-label;
+* ``tagging``: ``{"tokens": [...], "tags": [...], "spans": [{"type", "start", "end", "text"}]}``;
+* ``intent_slot``: ``{"intent", "intent_scores": {name: p}, "tokens", "slots", "spans"}`` (``intent``
+  ``None`` and no scores for a text without tokens).
 """
 
 from __future__ import annotations
@@ -44,27 +49,81 @@ class OnnxPredictor:
         if meta.get("requires_onnxruntime_extensions", "false") != "false":
             raise ValueError(f"{path}: needs onnxruntime-extensions, which OnnxPredictor does not load")
         self.metadata = dict(meta)
-        self.task = meta.get("task")
-        self.labels: list[str] = json.loads(meta["labels"])
+        self.task = meta.get("task", "doc_cls")
+        if self.task not in OUTPUTS:
+            raise ValueError(
+                f"{path}: task {self.task!r} is not one this predictor serves ({', '.join(OUTPUTS)})"
+            )
+        self.labels: list[str] = json.loads(meta["labels"])  # class names, or tag names
+        self.intents: list[str] = json.loads(meta.get("intents", "[]"))
         self.multilabel: bool = json.loads(meta.get("multilabel", "false"))
         self.label_delimiter: str = json.loads(meta.get("label_delimiter", "null")) or ","
+        self.output_names = OUTPUTS[self.task]
 
-    def run(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw graph outputs: ``label [N]`` strings and ``scores [N, L]``."""
-        label, scores = self.session.run(["label", "scores"], {"text": np.array(list(texts), dtype=object)})
-        return label, scores
+    def run(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Raw graph outputs, in ``self.output_names`` order (doc_cls: ``label [N]``, ``scores [N, L]``)."""
+        return self.session.run(self.output_names, {"text": np.array(list(texts), dtype=object)})
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts, not one string")
         results: list[dict] = []
+        shape = getattr(self, f"_{self.task}")
         for start in range(0, len(texts), batch_size):
-            labels, scores = self.run(texts[start : start + batch_size])
-            for label, row in zip(labels, scores):
-                named = {name: float(p) for name, p in zip(self.labels, row)}
-                if self.multilabel:
-                    on = [name for name in str(label).split(self.label_delimiter) if name]
-                    results.append({"labels": on, "scores": named})
-                else:
-                    results.append({"label": str(label), "scores": named})
+            results.extend(shape(*self.run(texts[start : start + batch_size])))
         return results
+
+    # One method per task: raw outputs of one batch -> one dict per text.
+    def _doc_cls(self, labels: np.ndarray, scores: np.ndarray) -> list[dict]:
+        out = []
+        for label, row in zip(labels, scores):
+            named = {name: float(p) for name, p in zip(self.labels, row)}
+            if self.multilabel:
+                out.append(
+                    {"labels": [n for n in str(label).split(self.label_delimiter) if n], "scores": named}
+                )
+            else:
+                out.append({"label": str(label), "scores": named})
+        return out
+
+    def _tagging(self, tokens: np.ndarray, tags: np.ndarray) -> list[dict]:
+        out = []
+        for token_row, tag_row in zip(tokens, tags):
+            words = [str(t) for t in token_row if t != ""]
+            names = [str(t) for t in tag_row[: len(words)]]
+            out.append({"tokens": words, "tags": names, "spans": _spans(words, names)})
+        return out
+
+    def _intent_slot(
+        self, intent: np.ndarray, intent_scores: np.ndarray, tokens: np.ndarray, slots: np.ndarray
+    ) -> list[dict]:
+        out = []
+        for tagged, name, row in zip(self._tagging(tokens, slots), intent, intent_scores):
+            has_tokens = bool(tagged["tokens"])
+            out.append(
+                {
+                    "intent": str(name) if has_tokens else None,
+                    "intent_scores": {n: float(p) for n, p in zip(self.intents, row)} if has_tokens else {},
+                    "tokens": tagged["tokens"],
+                    "slots": tagged["tags"],
+                    "spans": tagged["spans"],
+                }
+            )
+        return out
+
+
+#: graph outputs each task's export writes, in the order the shaping methods take them
+OUTPUTS = {
+    "doc_cls": ["label", "scores"],
+    "tagging": ["tokens", "tags"],
+    "intent_slot": ["intent", "intent_scores", "tokens", "slots"],
+}
+
+
+def _spans(tokens: list[str], tags: list[str]) -> list[dict]:
+    from nlpkit.data.tag_schemes import spans  # pure Python, no torch
+
+    return [
+        {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
+        for kind, a, b in spans(tags)
+    ]

@@ -63,7 +63,8 @@ class CRFOutput(nn.Module):
         self.register_buffer("transition_penalty", trans)
         self.register_buffer("end_penalty", end)
 
-    def _potentials(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def potentials(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``start [L]``, ``transitions [L, L]`` (from, to), ``end [L]`` with the constraints added."""
         return (
             self.start_transitions + self.start_penalty,
             self.transitions + self.transition_penalty,
@@ -72,7 +73,7 @@ class CRFOutput(nn.Module):
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Forward algorithm: ``log Z [B]``."""
-        start, trans, end = self._potentials()
+        start, trans, end = self.potentials()
         alpha = start + emissions[:, 0]  # [B, L]
         for t in range(1, emissions.size(1)):
             step = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
@@ -81,7 +82,7 @@ class CRFOutput(nn.Module):
 
     def sequence_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``s(tags) [B]`` for the given tag sequences."""
-        start, trans, end = self._potentials()
+        start, trans, end = self.potentials()
         weights = mask.to(emissions.dtype)
         emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # [B, T]
         score = start[tags[:, 0]] + (emitted * weights).sum(1)
@@ -96,7 +97,7 @@ class CRFOutput(nn.Module):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Viterbi: the highest-scoring tag sequence ``[B, T]`` (0 at padding)."""
-        start, trans, end = self._potentials()
+        start, trans, end = self.potentials()
         batch, steps, labels = emissions.shape
         score = start + emissions[:, 0]  # [B, L]
         identity = torch.arange(labels, device=emissions.device).expand(batch, labels)

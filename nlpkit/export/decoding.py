@@ -1,0 +1,146 @@
+"""Tag decoding as ONNX ops: per-token argmax, and linear-chain CRF Viterbi with two ``Scan`` loops.
+
+The Viterbi mirrors ``nlpkit.modules.output.crf.CRFOutput.decode`` step for step (same sums, same
+first-index tie breaking of ``max``/``ArgMax``, padding carried through by keeping the state and
+pointing back to the same tag), so the graph's tags equal the PyTorch tags; the parity gate checks it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from nlpkit.export.text_graph import GraphBuilder
+
+
+def build_argmax_tags(b: GraphBuilder, emissions: str, mask: str) -> str:
+    """``emissions [B, T, L]`` -> tag ids ``[B, T]`` (0 at padding)."""
+    best = b.op("ArgMax", [emissions], "tag_argmax", axis=2, keepdims=0)
+    return b.op("Where", [mask, best, b.const(np.int64(0))], "tag_ids")
+
+
+def _forward_body(trans: str) -> object:
+    """One Viterbi step, kept to a few ops (each loop iteration costs onnxruntime a subgraph call):
+    ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', score)``; the second output stacks the
+    scores each step started from, from which all backpointers are computed at once after the loop."""
+    s = GraphBuilder("viterbi_fwd/")
+    candidates = s.op(
+        "Add", [s.op("Unsqueeze", ["score_in", s.const([2])]), trans], "candidates"
+    )  # [B, Lp, L]
+    best = s.op("ReduceMax", [candidates, s.const([1])], "best", keepdims=0)  # [B, L]
+    s.op("Where", ["keep_t", s.op("Add", [best, "e_t"]), "score_in"], outputs=["score_out"])
+    s.op("Identity", ["score_in"], outputs=["score_before"])
+    return helper.make_graph(
+        s.nodes,
+        "viterbi_forward",
+        [
+            helper.make_tensor_value_info("score_in", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("e_t", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("keep_t", TensorProto.BOOL, ["batch", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("score_out", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("score_before", TensorProto.FLOAT, ["batch", "labels"]),
+        ],
+        initializer=s.initializers,
+    )
+
+
+def _backward_body() -> object:
+    """One backtrace step: ``(tag [B, 1], pointers_t [B, L]) -> (previous tag [B, 1], same)``."""
+    s = GraphBuilder("viterbi_bwd/")
+    previous = s.op("GatherElements", ["pointers_t", "tag_in"], outputs=["tag_out"], axis=1)
+    s.op("Identity", [previous], outputs=["tag_scan"])
+    return helper.make_graph(
+        s.nodes,
+        "viterbi_backward",
+        [
+            helper.make_tensor_value_info("tag_in", TensorProto.INT64, ["batch", 1]),
+            helper.make_tensor_value_info("pointers_t", TensorProto.INT64, ["batch", "labels"]),
+        ],
+        [
+            helper.make_tensor_value_info("tag_out", TensorProto.INT64, ["batch", 1]),
+            helper.make_tensor_value_info("tag_scan", TensorProto.INT64, ["batch", 1]),
+        ],
+        initializer=s.initializers,
+    )
+
+
+def build_viterbi_tags(
+    b: GraphBuilder,
+    emissions: str,
+    mask: str,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+) -> str:
+    """``emissions [B, T, L]``, ``mask [B, T]`` (a prefix per row) -> best tag ids ``[B, T]`` (0 at padding).
+
+    ``start [L]``, ``transitions [L, L]`` (from, to) and ``end [L]`` are the CRF's potentials with any
+    scheme constraints already added. One padding step is appended so the loops run at least once.
+    """
+    start_c = b.const(start.astype(np.float32), "crf_start")
+    trans_c = b.const(transitions.astype(np.float32), "crf_transitions")
+    end_c = b.const(end.astype(np.float32), "crf_end")
+    shape = b.op("Shape", [emissions], "em_shape")
+    pad_shape = b.op(
+        "Concat",
+        [
+            b.op("Slice", [shape, b.const([0]), b.const([1])]),
+            b.const([1]),
+            b.op("Slice", [shape, b.const([2]), b.const([3])]),
+        ],
+        "pad_shape",
+        axis=0,
+    )
+    pad_step = b.op(
+        "ConstantOfShape",
+        [pad_shape],
+        "pad_step",
+        value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]),
+    )
+    padded = b.op("Concat", [emissions, pad_step], "em_padded", axis=1)  # [B, T + 1, L]
+    mask_pad = b.op("Expand", [b.const([[False]]), b.op("Slice", [pad_shape, b.const([0]), b.const([2])])])
+    mask_padded = b.op("Concat", [mask, mask_pad], "mask_padded", axis=1)  # [B, T + 1]
+
+    first = b.op("Squeeze", [b.op("Slice", [padded, b.const([0]), b.const([1]), b.const([1])]), b.const([1])])
+    score0 = b.op("Add", [start_c, first], "score0")  # [B, L]
+    end_of_time = b.const([np.iinfo(np.int64).max])
+    rest = b.op("Slice", [padded, b.const([1]), end_of_time, b.const([1])], "em_rest")  # [B, T, L]
+    keep = b.op(
+        "Unsqueeze", [b.op("Slice", [mask_padded, b.const([1]), end_of_time, b.const([1])]), b.const([2])]
+    )
+    final_score, before = b.nodes_out(
+        "Scan",
+        [score0, rest, keep],
+        2,
+        "viterbi_forward",
+        body=_forward_body(trans_c),
+        num_scan_inputs=2,
+        scan_input_axes=[1, 1],
+        scan_output_axes=[1],
+    )  # [B, L]; before [B, T, L]: the score each step started from
+    # All backpointers at once: the best previous tag for each tag, as CRFOutput.decode takes it
+    # (first index on ties); padding steps point back to the same tag.
+    candidates = b.op(
+        "Add", [b.op("Unsqueeze", [before, b.const([3])]), trans_c], "bp_candidates"
+    )  # [B,T,Lp,L]
+    previous = b.op("ArgMax", [candidates], "bp_argmax", axis=2, keepdims=0)  # [B, T, L]
+    identity = b.const(np.arange(len(start), dtype=np.int64), "identity")
+    pointers = b.op("Where", [keep, previous, identity], "pointers")
+    last = b.op("ArgMax", [b.op("Add", [final_score, end_c])], "last_tag", axis=1, keepdims=1)  # [B, 1]
+    _, earlier = b.nodes_out(
+        "Scan",
+        [last, pointers],
+        2,
+        "viterbi_backward",
+        body=_backward_body(),
+        num_scan_inputs=1,
+        scan_input_axes=[1],
+        scan_input_directions=[1],
+        scan_output_axes=[1],
+        scan_output_directions=[1],
+    )  # earlier [B, T, 1]: the tag at each position 0 .. T-1 (reverse scan, outputs stored in order)
+    # the padded step's tag is dropped: earlier already holds positions 0 .. T-1
+    path = b.op("Squeeze", [earlier, b.const([2])], "path")
+    return b.op("Where", [mask, path, b.const(np.int64(0))], "tag_ids")

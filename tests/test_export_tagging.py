@@ -1,0 +1,250 @@
+"""ONNX export of word tagging (softmax and CRF) and joint intent-slot: parity, refusals, torch-free use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import nlpkit
+from nlpkit.export import ExportError, export_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "model.embedding.components.word.embed_dim=16",
+    "model.embedding.components.char.char_dim=8",
+    "model.embedding.components.char.kernel_sizes=[1,2,3]",
+    "model.embedding.components.char.num_filters=8",
+    "model.embedding.components.shape.embed_dim=4",
+    "model.representation.hidden_dim=16",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+    # trained enough to predict varied tags, so tag parity is not all-"O" parity
+    "trainer.max_epochs=4",
+    "optim.lr=0.01",
+]
+RUNS = {
+    "tagger_crf": ["task=tagging", "model=bilstm_crf_tagger"],
+    "tagger_softmax": ["task=tagging", "model=bilstm_tagger", "model.embedding.components.shape=null"],
+    "joint_crf": [
+        "task=intent_slot",
+        "model=joint_bilstm",
+        "model.pooling.attention_dim=8",
+        "model.doc_decoder.hidden_dims=[8]",
+    ],
+}
+TEXTS = [
+    "wake me up at 7 am tomorrow",
+    "Play some JAZZ by Miles Davis",
+    "",
+    "   ",
+    "set an alarm for 6:30 in the morning please",
+    "Ünïcode İstanbul ÉCOLE straße 😀",
+]
+
+
+@pytest.fixture(scope="session")
+def word_runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """Each word-level model trained once for real on the built-in data and exported."""
+    builtin = tmp_path_factory.mktemp("word_export_builtin")
+    runs = {}
+    for name, overrides in RUNS.items():
+        run_dir = tmp_path_factory.mktemp(f"word_export_{name}")
+        cfg = nlpkit.compose([f"paths.builtin_dir={builtin}", *TINY, *overrides], output_dir=str(run_dir))
+        nlpkit.train(cfg)
+        runs[name] = (run_dir, export_run(run_dir, quantize=name == "joint_crf"))
+    return runs
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_export_passes_parity_and_writes_one_file(word_runs, name):
+    run_dir, report = word_runs[name]
+    joint = name.startswith("joint")
+    assert report["passed"] is True
+    expected_checks = {"features_all_codepoints", "features", "slots" if joint else "tags"}
+    if joint:
+        expected_checks |= {"intent", "intent_scores"}
+    assert set(report["checks"]) == expected_checks
+    assert all(check["passed"] for check in report["checks"].values())
+    assert report["checks"]["features_all_codepoints"]["tokens"] > 1_000_000
+    assert report["checks"]["features"]["batch_sizes"] == [1, 64]
+    # a model that tags something: parity covers real B-/I- decisions, not only "O"
+    assert report["metrics"]["test_onnx"]["span_f1"] > 0.5
+    model = onnx.load(run_dir / "export" / "model.onnx")
+    assert [i.name for i in model.graph.input] == ["text"]
+    outputs = ["intent", "intent_scores", "tokens", "slots"] if joint else ["tokens", "tags"]
+    assert [o.name for o in model.graph.output] == outputs
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["task"] == ("intent_slot" if joint else "tagging")
+    assert json.loads(meta["labels"]) == json.loads((run_dir / "labels.json").read_text())["labels"]
+    assert meta["decoding"] == ("argmax" if "softmax" in name else "crf_viterbi")
+    assert meta["requires_onnxruntime_extensions"] == "false"
+    if joint:
+        assert json.loads(meta["intents"]) == json.loads((run_dir / "intents.json").read_text())["labels"]
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx.ml", "com.microsoft"}
+    reads = {value for node in model.graph.node for value in node.input}
+    assert ("model/shapes" in reads) == ("softmax" not in name)  # shape=null: no casing nodes at all
+
+
+def test_quantized_joint_model_records_metric_deltas(word_runs):
+    run_dir, report = word_runs["joint_crf"]
+    quantized = report["quantized"]
+    assert (run_dir / "export" / "model.int8.onnx").is_file()
+    for metric in ("intent_accuracy", "span_f1", "frame_accuracy"):
+        fp32, int8 = quantized["test_metrics_fp32"][metric], quantized["test_metrics"][metric]
+        assert quantized["delta"][metric] == pytest.approx(int8 - fp32)
+        assert abs(quantized["delta"][metric]) <= 0.1
+
+
+@pytest.mark.parametrize("name", ["tagger_crf", "joint_crf"])
+def test_onnx_predictor_without_torch_matches_pytorch(word_runs, name, tmp_path):
+    run_dir, _ = word_runs[name]
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from nlpkit.serving import OnnxPredictor
+        out = OnnxPredictor({str(run_dir / "export")!r}, threads=1).predict({TEXTS!r}, batch_size=4)
+        assert "torch" not in sys.modules
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    onnx_out = json.loads(proc.stdout.strip().splitlines()[-1])
+    torch_out = nlpkit.load(run_dir).predict(TEXTS)
+    for got, want in zip(onnx_out, torch_out):
+        if name == "tagger_crf":
+            assert got == want
+            continue
+        scores = got.pop("intent_scores")
+        want_scores = want.pop("intent_scores")
+        assert got == want
+        assert scores.keys() == want_scores.keys()
+        assert all(abs(scores[k] - want_scores[k]) < 1e-4 for k in scores)
+    assert onnx_out[2]["tokens"] == [] and onnx_out[3]["tokens"] == []
+    if name == "joint_crf":
+        assert onnx_out[2]["intent"] is None and torch_out[0]["intent"] is not None
+
+
+def test_graph_outputs_pad_with_empty_strings(word_runs):
+    from nlpkit.export import graph as G
+
+    run_dir, _ = word_runs["tagger_crf"]
+    session = G.session(str(run_dir / "export" / "model.onnx"))
+    tokens, tags = session.run(["tokens", "tags"], {"text": np.array(TEXTS, dtype=object)})
+    assert tokens.shape == tags.shape == (len(TEXTS), max(len(t.split()) for t in TEXTS))
+    for row, text in enumerate(TEXTS):
+        n = len(text.split())
+        assert tokens[row, :n].tolist() == text.split()
+        assert all(tag != "" for tag in tags[row, :n])
+        assert not any(tokens[row, n:]) and not any(tags[row, n:])
+    # a batch of empty texts still runs: zero-width outputs
+    tokens, tags = session.run(["tokens", "tags"], {"text": np.array(["", " \t"], dtype=object)})
+    assert tokens.shape[0] == 2 and not tokens.any() and not tags.any()
+
+
+def _copy_run(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("export", "csv", "*.png"))
+    return dest
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda spec: spec.update(pre_tokenizer={"type": "Whitespace"}), "splits punctuation"),
+        (lambda spec: spec.update(normalizer={"type": "NFC"}), "normalizer steps"),
+    ],
+    ids=["punctuation_split", "nfc"],
+)
+def test_unexportable_word_tokenizer_is_refused(word_runs, tmp_path, edit, message):
+    run_dir = _copy_run(word_runs["tagger_softmax"][0], tmp_path / "run")
+    path = run_dir / "tokenizer.json"
+    spec = json.loads(path.read_text())
+    edit(spec)
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ExportError, match=message):
+        export_run(run_dir)
+    assert not (run_dir / "export" / "model.onnx").exists()
+
+
+def test_wrong_casing_rule_in_graph_fails_the_gate(word_runs, tmp_path, monkeypatch):
+    """A graph whose casing classes differ from Python's is caught, reported, and not written."""
+    from nlpkit.export import word_graph
+
+    real = word_graph.shape_patterns
+
+    def swapped():
+        patterns = dict(real())
+        patterns["lower"], patterns["upper"] = patterns["upper"], patterns["lower"]
+        return list(patterns.items())
+
+    monkeypatch.setattr(word_graph, "shape_patterns", swapped)
+    run_dir = _copy_run(word_runs["tagger_crf"][0], tmp_path / "run")
+    with pytest.raises(ExportError, match="parity gate failed"):
+        export_run(run_dir)
+    report = json.loads((run_dir / "export" / "export_report.json").read_text())
+    assert report["checks"]["features_all_codepoints"]["first_mismatch"]["field"] == "shapes"
+    assert report["checks"]["features"]["passed"] is False
+    assert not (run_dir / "export" / "model.onnx").exists()
+
+
+def test_viterbi_graph_equals_crf_decode_including_ties_and_one_step():
+    """The in-graph Viterbi reproduces CRFOutput.decode: random scores, exact ties, T = 1, padding."""
+    import torch
+    from onnx import TensorProto, helper
+
+    from nlpkit.export import graph as G
+    from nlpkit.export.decoding import build_viterbi_tags
+    from nlpkit.export.text_graph import OPSET, GraphBuilder
+    from nlpkit.modules.output.crf import CRFOutput
+
+    names = ["O", "B-A", "I-A", "B-B", "I-B"]
+    crf = CRFOutput(len(names), names, "BIO", constrained=True)
+    with torch.no_grad():
+        crf.transitions.normal_(generator=torch.Generator().manual_seed(0))
+    builder = GraphBuilder("t/")
+    start, trans, end = (t.detach().numpy() for t in crf.potentials())
+    tags = build_viterbi_tags(builder, "emissions", "mask", start, trans, end)
+    graph = helper.make_graph(
+        builder.nodes,
+        "viterbi",
+        [
+            helper.make_tensor_value_info("emissions", TensorProto.FLOAT, ["b", "t", "l"]),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, ["b", "t"]),
+        ],
+        [helper.make_tensor_value_info(tags, TensorProto.INT64, ["b", "t"])],
+        initializer=builder.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    session = G.session(model)
+    rng = np.random.default_rng(0)
+    cases = [(1, 1), (3, 1), (4, 7), (16, 30)]
+    for batch, steps in cases:
+        for emissions in (
+            rng.normal(size=(batch, steps, len(names))) * 3,
+            np.zeros((batch, steps, len(names))),
+        ):
+            emissions = emissions.astype(np.float32)  # zeros: every step ties, first index must win
+            lengths = rng.integers(1, steps + 1, size=batch)
+            lengths[0] = steps
+            mask = np.arange(steps)[None, :] < lengths[:, None]
+            want = crf.decode(torch.tensor(emissions), torch.tensor(mask)).numpy()
+            got = session.run(None, {"emissions": emissions, "mask": mask})[0]
+            assert got.tolist() == want.tolist(), (batch, steps)
