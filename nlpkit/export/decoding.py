@@ -20,16 +20,16 @@ def build_argmax_tags(b: GraphBuilder, emissions: str, mask: str) -> str:
 
 
 def _forward_body(trans: str) -> object:
-    """One Viterbi step, kept to a few ops (each loop iteration costs onnxruntime a subgraph call):
-    ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', score)``; the second output stacks the
-    scores each step started from, from which all backpointers are computed at once after the loop."""
+    """One Viterbi step in five ops (each loop iteration costs onnxruntime a subgraph call):
+    ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', reached)``; ``reached = max + e_t`` is
+    the step's new score for a real token, stacked over time for the backpointers after the loop."""
     s = GraphBuilder("viterbi_fwd/")
     candidates = s.op(
         "Add", [s.op("Unsqueeze", ["score_in", s.const([2])]), trans], "candidates"
     )  # [B, Lp, L]
     best = s.op("ReduceMax", [candidates, s.const([1])], "best", keepdims=0)  # [B, L]
-    s.op("Where", ["keep_t", s.op("Add", [best, "e_t"]), "score_in"], outputs=["score_out"])
-    s.op("Identity", ["score_in"], outputs=["score_before"])
+    reached = s.op("Add", [best, "e_t"], outputs=["reached"])
+    s.op("Where", ["keep_t", reached, "score_in"], outputs=["score_out"])
     return helper.make_graph(
         s.nodes,
         "viterbi_forward",
@@ -40,17 +40,18 @@ def _forward_body(trans: str) -> object:
         ],
         [
             helper.make_tensor_value_info("score_out", TensorProto.FLOAT, ["batch", "labels"]),
-            helper.make_tensor_value_info("score_before", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("reached", TensorProto.FLOAT, ["batch", "labels"]),
         ],
         initializer=s.initializers,
     )
 
 
 def _backward_body() -> object:
-    """One backtrace step: ``(tag [B, 1], pointers_t [B, L]) -> (previous tag [B, 1], same)``."""
+    """One backtrace step: ``(tag [B, 1], pointers_t [B, L]) -> (previous tag, tag)`` (onnxruntime
+    needs the Identity: a body input cannot be a body output)."""
     s = GraphBuilder("viterbi_bwd/")
-    previous = s.op("GatherElements", ["pointers_t", "tag_in"], outputs=["tag_out"], axis=1)
-    s.op("Identity", [previous], outputs=["tag_scan"])
+    s.op("GatherElements", ["pointers_t", "tag_in"], outputs=["tag_out"], axis=1)
+    s.op("Identity", ["tag_in"], outputs=["tag_here"])
     return helper.make_graph(
         s.nodes,
         "viterbi_backward",
@@ -60,7 +61,7 @@ def _backward_body() -> object:
         ],
         [
             helper.make_tensor_value_info("tag_out", TensorProto.INT64, ["batch", 1]),
-            helper.make_tensor_value_info("tag_scan", TensorProto.INT64, ["batch", 1]),
+            helper.make_tensor_value_info("tag_here", TensorProto.INT64, ["batch", 1]),
         ],
         initializer=s.initializers,
     )
@@ -110,7 +111,7 @@ def build_viterbi_tags(
     keep = b.op(
         "Unsqueeze", [b.op("Slice", [mask_padded, b.const([1]), end_of_time, b.const([1])]), b.const([2])]
     )
-    final_score, before = b.nodes_out(
+    final_score, reached = b.nodes_out(
         "Scan",
         [score0, rest, keep],
         2,
@@ -119,7 +120,18 @@ def build_viterbi_tags(
         num_scan_inputs=2,
         scan_input_axes=[1, 1],
         scan_output_axes=[1],
-    )  # [B, L]; before [B, T, L]: the score each step started from
+    )  # [B, L]; reached [B, T, L]
+    # The score step t starts from: score0, then the previous step's new score (the mask is a prefix,
+    # so a real step always follows a real one; padding steps get identity pointers below).
+    before = b.op(
+        "Concat",
+        [
+            b.op("Unsqueeze", [score0, b.const([1])]),
+            b.op("Slice", [reached, b.const([0]), b.const([-1]), b.const([1])]),
+        ],
+        "before",
+        axis=1,
+    )  # [B, T, L]
     # All backpointers at once: the best previous tag for each tag, as CRFOutput.decode takes it
     # (first index on ties); padding steps point back to the same tag.
     candidates = b.op(
@@ -129,7 +141,7 @@ def build_viterbi_tags(
     identity = b.const(np.arange(len(start), dtype=np.int64), "identity")
     pointers = b.op("Where", [keep, previous, identity], "pointers")
     last = b.op("ArgMax", [b.op("Add", [final_score, end_c])], "last_tag", axis=1, keepdims=1)  # [B, 1]
-    _, earlier = b.nodes_out(
+    first_tag, later = b.nodes_out(
         "Scan",
         [last, pointers],
         2,
@@ -140,7 +152,9 @@ def build_viterbi_tags(
         scan_input_directions=[1],
         scan_output_axes=[1],
         scan_output_directions=[1],
-    )  # earlier [B, T, 1]: the tag at each position 0 .. T-1 (reverse scan, outputs stored in order)
-    # the padded step's tag is dropped: earlier already holds positions 0 .. T-1
-    path = b.op("Squeeze", [earlier, b.const([2])], "path")
+    )  # first_tag [B, 1]: position 0; later [B, T, 1]: positions 1 .. T (stored in order)
+    later = b.op("Squeeze", [later, b.const([2])], "later")  # [B, T]
+    path = b.op("Concat", [first_tag, later], "path", axis=1)  # [B, T + 1]
+    steps = b.op("Slice", [b.op("Shape", [mask]), b.const([1]), b.const([2])], "steps")
+    path = b.op("Slice", [path, b.const([0]), steps, b.const([1])], "path_t")  # [B, T]: padded step dropped
     return b.op("Where", [mask, path, b.const(np.int64(0))], "tag_ids")

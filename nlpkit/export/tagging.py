@@ -567,13 +567,24 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
     edge = _edge_cases(setup)
 
     checks_started = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        seconds[name] = round(time.perf_counter() - start, 3)
+
     features = FeatureChecker(setup, _network_reads(network))
+    tick = time.perf_counter()
     checks: dict[str, Any] = {"features_all_codepoints": features.check_all_codepoints()}
+    timed("features_all_codepoints", tick)
+    tick = time.perf_counter()
     checks["features"] = features.check_groups(
         {split: texts, "edge_cases": edge, "vocabulary": _vocabulary_texts(setup)}, [1, MIXED_BATCH]
     )
+    timed("features", tick)
+    tick = time.perf_counter()
     main_session = G.session(model)
     checks.update(check_predictions(main_session, setup, texts + edge, [1, MIXED_BATCH]))
+    timed("predictions", tick)
     passed = all(check["passed"] for check in checks.values())
     report: dict[str, Any] = {
         "task": setup.task,
@@ -584,7 +595,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         "metadata": metadata,
         "exporter": exporter,
         "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
-        "timings": {"export_seconds": round(export_seconds, 3)},
+        "timings": {"export_seconds": round(export_seconds, 3), "checks": seconds},
     }
     files: dict[str, bytes] = {}
     if passed:
@@ -594,6 +605,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         fp32 = evaluate(main_session, setup, sentences)
         report["metrics"] = {f"{split}_onnx": fp32}
         if quantize:
+            tick = time.perf_counter()
             int8_model = build_graph(
                 G.quantize_dynamic_int8(network),
                 setup,
@@ -610,6 +622,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
                 f"{split}_metrics_fp32": fp32,
                 "delta": {k: int8[k] - fp32[k] for k in fp32},
             }
+            timed("quantize_and_evaluate", tick)
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
     return report, files
