@@ -9,12 +9,14 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from nlpkit.cli import run_cli
 from nlpkit.errors import ConfigError
@@ -53,7 +55,8 @@ def serve(config: ServeConfig) -> None:
         app = create_app(config, load_predictor(config))  # a bad model fails here, before binding
         sock = bind(config.host, config.port)
         _announce(config, sock)
-        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        with _exit_zero_after_drain():
+            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
     load_predictor(config)  # fail once, clearly, rather than in every worker
     from uvicorn.supervisors import Multiprocess
@@ -66,6 +69,18 @@ def serve(config: ServeConfig) -> None:
     _announce(config, sock)
     server = uvicorn.Server(uv_config)
     Multiprocess(uv_config, target=server.run, sockets=[sock]).run()
+
+
+@contextlib.contextmanager
+def _exit_zero_after_drain() -> Iterator[None]:
+    """uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the signal; with
+    these no-op handlers in place that re-raise ends nothing, so a clean drain exits with status 0."""
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _announce(config: ServeConfig, sock: socket.socket) -> None:

@@ -162,7 +162,9 @@ class MicroBatcher:
         return predictions
 
 
-def _resolve(future: asyncio.Future, result: list[dict] | None = None, error: Exception | None = None) -> None:
+def _resolve(
+    future: asyncio.Future, result: list[dict] | None = None, error: Exception | None = None
+) -> None:
     if future.done():  # the client went away and its handler was cancelled
         return
     if error is not None:

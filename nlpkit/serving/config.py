@@ -59,7 +59,9 @@ class ServeConfig:
         if self.max_wait_ms < 0 or self.drain_timeout_s < 0:
             raise ConfigError("max_wait_ms and drain_timeout_s must be >= 0")
         if self.on_long_text not in LONG_TEXT_POLICIES:
-            raise ConfigError(f"on_long_text={self.on_long_text!r}: choose one of {', '.join(LONG_TEXT_POLICIES)}")
+            raise ConfigError(
+                f"on_long_text={self.on_long_text!r}: choose one of {', '.join(LONG_TEXT_POLICIES)}"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level={self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
         if self.max_queue < self.max_texts_per_request:

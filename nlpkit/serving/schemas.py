@@ -70,20 +70,23 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
             examples=[["show me flights from boston to denver"]],
         ),
     ]
-    return create_model(
-        "PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...)
-    )
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...))
 
 
 def response_model(task: str | None, multilabel: bool = False) -> type[BaseModel]:
     return create_model(
         "PredictResponse",
-        predictions=(list[prediction_model(task, multilabel)], Field(description="one per input text, in order")),
+        predictions=(
+            list[prediction_model(task, multilabel)],
+            Field(description="one per input text, in order"),
+        ),
     )
 
 
 class ErrorResponse(BaseModel):
-    detail: str | list[dict[str, Any]] = Field(description="what was wrong with the request, or why it failed")
+    detail: str | list[dict[str, Any]] = Field(
+        description="what was wrong with the request, or why it failed"
+    )
 
 
 class HealthResponse(BaseModel):
