@@ -315,6 +315,38 @@ def test_sigterm_drains_in_flight_requests_then_exits(doc_cls_run, reference, tm
         assert "Shutting down" in log and "stopped after" in log and "Traceback" not in log
 
 
+def test_documented_fastapi_route_answers_like_the_fast_path(doc_cls_run, reference):
+    """``POST /predict`` is answered by ``ServingApp`` directly; FastAPI's documented route must agree."""
+    from nlpkit.serving.app import create_app
+
+    config = ServeConfig(model=str(model_path(doc_cls_run)), max_wait_ms=1, max_body_bytes=1000)
+    app = create_app(config)
+    cases = [
+        {"json": {"texts": TEXTS[:3]}},
+        {"json": {"texts": []}},
+        {"content": b"{", "headers": {"content-type": "application/json"}},
+        {"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}},
+        {"content": json.dumps({"texts": ["a" * 600] * 2}), "headers": {"content-type": "application/json"}},
+    ]
+
+    async def answers(target) -> list[tuple[int, dict]]:
+        transport = httpx.ASGITransport(app=target)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            replies = [await client.post("/predict", **case) for case in cases]
+        return [(reply.status_code, reply.json()) for reply in replies]
+
+    async def main() -> tuple[list, list]:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            return await answers(app), await answers(app.api)
+
+    fast, documented = asyncio.run(main())
+    assert [status for status, _ in fast] == [200, 422, 422, 415, 413]
+    assert [status for status, _ in documented] == [200, 422, 422, 415, 413]
+    assert_same_predictions(fast[0][1]["predictions"], reference.predict(TEXTS[:3]))
+    assert_same_predictions(documented[0][1]["predictions"], reference.predict(TEXTS[:3]))
+    assert [body for _, body in fast[1:]] == [body for _, body in documented[1:]]
+
+
 def test_cli_refuses_bad_settings_and_missing_model(tmp_path, doc_cls_run):
     proc = subprocess.run(
         [sys.executable, "-m", "nlpkit.serve", f"model={tmp_path / 'nope.onnx'}", "port=0"],
