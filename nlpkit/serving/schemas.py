@@ -37,7 +37,7 @@ class TaggingPrediction(BaseModel):
 
 
 class IntentSlotPrediction(BaseModel):
-    intent: str = Field(description="the most probable intent")
+    intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
     intent_scores: dict[str, float] = Field(description="probability of every intent")
     tokens: list[str] = Field(description="the text's tokens, as the model saw them")
     slots: list[str] = Field(description="one slot tag per token")
