@@ -10,7 +10,6 @@ imported.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -43,7 +42,7 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(config: ServeConfig) -> None:
     import uvicorn
 
-    from nlpkit.serving.app import app_from_env, create_app, load_predictor
+    from nlpkit.serving.app import create_app, load_predictor
 
     common = dict(
         log_level=config.log_level,
@@ -52,30 +51,83 @@ def serve(config: ServeConfig) -> None:
         server_header=False,
     )
     if config.workers == 1:
-        app = create_app(config, load_predictor(config))  # a bad model fails here, before binding
-        sock = bind(config.host, config.port)
-        _announce(config, sock)
-        with _exit_zero_after_drain():
+        with _exit_zero_on_signal():
+            app = create_app(config, load_predictor(config))  # a bad model fails here, before binding
+            sock = bind(config.host, config.port)
+            _announce(config, sock)
             uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
     load_predictor(config)  # fail once, clearly, rather than in every worker
-    from uvicorn.supervisors import Multiprocess
-
-    os.environ["NLPKIT_SERVE_CONFIG"] = json.dumps(config.to_dict())
-    uv_config = uvicorn.Config(
-        f"{app_from_env.__module__}:{app_from_env.__name__}", factory=True, workers=config.workers, **common
-    )
     sock = bind(config.host, config.port)
     _announce(config, sock)
-    server = uvicorn.Server(uv_config)
-    Multiprocess(uv_config, target=server.run, sockets=[sock]).run()
+    sys.exit(_run_workers(config, sock, common))
+
+
+def _run_worker(settings: dict, sock: socket.socket, uvicorn_options: dict) -> None:
+    """One worker process: its own model, batcher and event loop on the shared listening socket."""
+    import uvicorn
+
+    from nlpkit.serving.app import create_app
+
+    os.setpgrp()  # a terminal's Ctrl-C reaches the parent only; the parent asks each worker to drain
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    with _exit_zero_on_signal():
+        app = create_app(ServeConfig(**settings))
+        uvicorn.Server(uvicorn.Config(app, **uvicorn_options)).run(sockets=[sock])
+
+
+def _run_workers(config: ServeConfig, sock: socket.socket, uvicorn_options: dict) -> int:
+    """Start ``config.workers`` processes; SIGTERM/SIGINT -> SIGTERM to each (they drain). Exit status:
+    0 when every worker drained cleanly; 1 when one died on its own (the others are then stopped)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime threads
+    workers = [
+        context.Process(target=_run_worker, args=(config.to_dict(), sock, uvicorn_options), name=f"serve-{i}")
+        for i in range(config.workers)
+    ]
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for worker in workers:
+            worker.start()
+        running = list(workers)
+        while running:
+            for sentinel in wait([worker.sentinel for worker in running]):
+                ended = next(worker for worker in running if worker.sentinel == sentinel)
+                running.remove(ended)
+                if not stopping:
+                    log.error("worker %s exited with %s; stopping the others", ended.name, ended.exitcode)
+                    stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for worker in workers:
+        worker.join()  # a closed sentinel can precede the exit status by a moment
+    codes = [worker.exitcode for worker in workers]
+    if any(codes):
+        log.error("worker exit statuses: %s", codes)
+    return 0 if not any(codes) else 1
 
 
 @contextlib.contextmanager
-def _exit_zero_after_drain() -> Iterator[None]:
-    """uvicorn drains on SIGTERM/SIGINT, restores the previous handlers and re-raises the signal; with
-    these no-op handlers in place that re-raise ends nothing, so a clean drain exits with status 0."""
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _exit_zero_on_signal() -> Iterator[None]:
+    """SIGTERM/SIGINT outside uvicorn's watch (while the model loads, or the one uvicorn re-raises after
+    it drained) ends the process with status 0: nothing is in flight then."""
+
+    def leave(*_) -> None:
+        raise SystemExit(0)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -315,6 +315,20 @@ def test_sigterm_drains_in_flight_requests_then_exits(doc_cls_run, reference, tm
         assert "Shutting down" in log and "stopped after" in log and "Traceback" not in log
 
 
+def test_two_workers_share_the_port_and_stop_cleanly(doc_cls_run, reference, tmp_path):
+    with serve(tmp_path, model_path(doc_cls_run), "workers=2", "max_wait_ms=1") as server:
+        deadline = time.monotonic() + 60
+        while server.log_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(6):
+            response = httpx.post(f"{server.url}/predict", json={"texts": TEXTS[:2]})
+            assert_same_predictions(response.json()["predictions"], reference.predict(TEXTS[:2]))
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0
+        log = server.log_text()
+    assert log.count("Application startup complete") == 2 and log.count("stopped after") == 2
+
+
 def test_documented_fastapi_route_answers_like_the_fast_path(doc_cls_run, reference):
     """``POST /predict`` is answered by ``ServingApp`` directly; FastAPI's documented route must agree."""
     from nlpkit.serving.app import create_app

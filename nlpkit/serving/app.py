@@ -298,10 +298,3 @@ def _no_telemetry() -> dict:
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     return {}
-
-
-def app_from_env() -> ServingApp:
-    """Factory for worker processes (``workers > 1``): the config travels as JSON in the environment."""
-    import os
-
-    return create_app(ServeConfig(**json.loads(os.environ["NLPKIT_SERVE_CONFIG"])))
