@@ -1,7 +1,7 @@
 """``python -m nlpkit.serve model=PATH.onnx [key=value ...]``: the HTTP prediction service.
 
 Settings and defaults are the fields of ``nlpkit.serving.config.ServeConfig`` (host 127.0.0.1, port 8000,
-1 worker, 1 onnxruntime thread, batches of up to 32 texts within 2 ms, ...). Once the model is loaded
+1 worker, 1 onnxruntime thread, batches of up to 32 texts, no added wait, ...). Once the model is loaded
 and the socket bound, one line says where it listens (``port=0`` picks a free port). SIGTERM or
 Ctrl-C: stop accepting, finish in-flight requests (up to ``drain_timeout_s``), exit 0. torch is never
 imported.

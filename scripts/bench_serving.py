@@ -67,12 +67,17 @@ def start_server(args: list[str], log_path: Path, timeout_s: float = 120.0) -> t
     raise RuntimeError(f"server did not come up in {timeout_s}s:\n{log_path.read_text()[-3000:]}")
 
 
-def _healthy(url: str) -> bool:
+def _get(url: str) -> bytes:
     import urllib.request
 
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
+        _get(f"{url}/health")
+        return True
     except OSError:
         return False
 
@@ -215,11 +220,14 @@ def main() -> None:
 
     serve_cmd = ["-m", "nlpkit.serve", f"model={model}", f"host={LOOPBACK}", "port=0"]
     serve_cmd += [f"ort_threads={args.threads}", *args.serve_args.split()]
+    load_before = os.getloadavg()
     proc, url = start_server(serve_cmd, logs / "serve.log")
     try:
         served = measure(url, texts, levels, args.requests, args.max_seconds)
+        stats = json.loads(_get(f"{url}/health"))
     finally:
         stop_server(proc)
+    mean_batch = round(stats["texts"] / max(stats["batches"], 1), 2)
 
     baseline: list[dict] = []
     if not args.skip_baseline:
@@ -233,7 +241,10 @@ def main() -> None:
         finally:
             stop_server(proc)
 
+    load_after = os.getloadavg()
     print(f"\nmachine: {cpu_description()}; client, server and baseline share it; loopback HTTP")
+    print(f"1-min load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}")
+    print(f"nlpkit.serve mean batch: {mean_batch} texts ({stats['batches']} onnxruntime calls)")
     print(f"texts: {args.texts} ({len(texts)} sentences, one per request); model: {model}")
     print(f"nlpkit.serve settings: ort_threads={args.threads} {args.serve_args or '(defaults)'}\n")
     header = (
@@ -256,6 +267,8 @@ def main() -> None:
         "model": str(model),
         "threads": args.threads,
         "serve_args": args.serve_args,
+        "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
+        "mean_batch": mean_batch,
         "nlpkit_serve": served,
         "naive_baseline": baseline,
         "speedup": ratios,

@@ -29,8 +29,10 @@ class ServeConfig:
     """onnxruntime intra-op threads per worker. One thread + the event loop fill 2 cores."""
     max_batch_size: int = 32
     """Most texts merged into one onnxruntime call."""
-    max_wait_ms: float = 2.0
-    """Longest a request waits (from its arrival) for others to join its batch."""
+    max_wait_ms: float = 0.0
+    """Longest a request waits (from its arrival) for others to join its batch. 0: no added wait; the
+    requests that arrive while a batch runs form the next one (measured: same throughput at
+    concurrency 16 as 2 ms, a third of the latency at concurrency 1)."""
     max_queue: int = 512
     """Most texts waiting for a batch; a request that would exceed it gets 503 + Retry-After."""
     max_texts_per_request: int = 64
