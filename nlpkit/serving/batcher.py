@@ -1,8 +1,8 @@
 """Dynamic micro-batching: concurrent requests share one onnxruntime call, then get their own results back.
 
 One asyncio task collects waiting requests until ``max_batch_size`` texts are queued or the oldest
-has waited ``max_wait_ms``; the merged texts run on a single worker thread (onnxruntime releases the
-GIL, so the event loop keeps parsing requests meanwhile) and the results are sliced back by position,
+has waited ``max_wait_ms``; the merged texts run on a single inference thread (onnxruntime releases
+the GIL, so the event loop keeps parsing requests meanwhile) and the results are sliced back by position,
 request by request, in the order the texts were merged.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 log = logging.getLogger("nlpkit.serve")
@@ -56,13 +57,13 @@ class MicroBatcher:
         self._waiting: collections.deque[_Request] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker: InferenceThread | None = None
         self._closing = False
 
     def start(self) -> None:
         """Start the batching task on the running event loop (one worker thread for inference)."""
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlpkit-infer")
+        self._worker = InferenceThread()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="nlpkit-batcher")
 
     async def close(self) -> None:
@@ -72,9 +73,9 @@ class MicroBatcher:
             self._wakeup.set()
             await self._task
             self._task = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     @property
     def closing(self) -> bool:
@@ -131,16 +132,15 @@ class MicroBatcher:
         return batch
 
     async def _run_batch(self, batch: list[_Request]) -> None:
-        loop = asyncio.get_running_loop()
         texts = [text for request in batch for text in request.texts]
         try:
-            predictions = await loop.run_in_executor(self._executor, self._checked_predict, texts)
+            predictions = await self._worker.call(self._checked_predict, texts)
         except Exception:
             # One request must not fail its neighbours: rerun each alone so only the culprit gets the error.
             log.exception("batch of %d requests failed; retrying them one by one", len(batch))
             for request in batch:
                 try:
-                    result = await loop.run_in_executor(self._executor, self._checked_predict, request.texts)
+                    result = await self._worker.call(self._checked_predict, request.texts)
                 except Exception as err:  # noqa: BLE001 - handed to the request's handler
                     _resolve(request.future, error=err)
                 else:
@@ -160,6 +160,49 @@ class MicroBatcher:
         if len(predictions) != len(texts):
             raise RuntimeError(f"predictor returned {len(predictions)} results for {len(texts)} texts")
         return predictions
+
+
+class InferenceThread:
+    """One thread that runs the model, fed through a queue; results come back to the event loop.
+
+    What ``run_in_executor`` on a one-thread pool does, minus its bookkeeping (work items, a
+    concurrent future chained to an asyncio one): per batch, one queue put and one loop wake-up.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="nlpkit-infer", daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable, arg):
+        """``await worker.call(fn, arg)``: ``fn(arg)`` on the thread; its exception re-raised here."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((fn, arg, future, loop))
+        return await future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, arg, future, loop = job
+            try:
+                result = fn(arg)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the awaiting coroutine
+                loop.call_soon_threadsafe(_settle, future, None, err)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _resolve(
