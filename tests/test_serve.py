@@ -133,7 +133,7 @@ def assert_same_predictions(got: list[dict], want: list[dict]) -> None:
         for key in one:
             if key.endswith("scores"):
                 assert one[key].keys() == other[key].keys()
-                assert max(abs(one[key][k] - other[key][k]) for k in one[key]) < 1e-5
+                assert all(abs(one[key][k] - other[key][k]) < 1e-5 for k in one[key])
             else:
                 assert one[key] == other[key], key
 

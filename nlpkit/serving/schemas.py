@@ -16,7 +16,7 @@ from nlpkit.serving.config import ServeConfig
 class Span(BaseModel):
     type: str = Field(description="entity / slot type, e.g. 'fromloc.city_name'")
     start: int = Field(description="first token of the span")
-    end: int = Field(description="one past the last token of the span")
+    end: int = Field(description="last token of the span (inclusive)")
     text: str = Field(description="the span's tokens joined by spaces")
 
 
