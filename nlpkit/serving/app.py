@@ -3,9 +3,9 @@
 ``create_app(config)`` loads the ONNX file (torch is never imported) and returns the ASGI app;
 ``python -m nlpkit.serve`` runs it under uvicorn. Endpoints: ``POST /predict``, ``GET /health``,
 ``GET /metadata``, and the OpenAPI document at ``/openapi.json`` (browsable at ``/docs``).
-
-No ``from __future__ import annotations`` here: FastAPI must see the request model built in ``create_app``.
 """
+
+from __future__ import annotations
 
 import contextlib
 import hashlib
@@ -78,7 +78,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
         multilabel=bool(getattr(predictor, "multilabel", False)),
         nlpkit_version=meta.get("nlpkit_version"),
         server_version=nlpkit.__version__,
-        model_file=str(Path(predictor.path).resolve()),
+        model_file=Path(predictor.path).name,  # not the server's directory layout
         model_sha256=sha256_file(Path(predictor.path)),
         tokenizer_sha256=meta.get("tokenizer_sha256"),
         weights_sha256=meta.get("weights_sha256"),
@@ -231,8 +231,8 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         log.info(
-            "serving %s model %s (%d labels), batches of up to %d texts within %.1f ms",
-            metadata.task, metadata.model_file, len(metadata.labels), config.max_batch_size, config.max_wait_ms,
+            "serving %s model %s (%d labels), max_batch_size=%d, max_wait_ms=%g",
+            metadata.task, predictor.path, len(metadata.labels), config.max_batch_size, config.max_wait_ms,
         )  # fmt: skip
         yield
         await batcher.close()  # uvicorn has already finished the in-flight requests

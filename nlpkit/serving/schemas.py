@@ -115,7 +115,7 @@ class MetadataResponse(BaseModel):
     multilabel: bool
     nlpkit_version: str | None = Field(description="nlpkit version that exported the model")
     server_version: str = Field(description="nlpkit version serving it")
-    model_file: str
+    model_file: str = Field(description="file name of the served model")
     model_sha256: str = Field(description="SHA-256 of the served .onnx file")
     tokenizer_sha256: str | None = None
     weights_sha256: str | None = None
