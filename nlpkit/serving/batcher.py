@@ -105,7 +105,12 @@ class MicroBatcher:
                 continue
             await self._fill_or_timeout()
             batch = self._take_batch()
-            await self._run_batch(batch)
+            try:
+                await self._run_batch(batch)
+            except Exception as err:  # noqa: BLE001 - a bug here must fail this batch, not stop the batcher
+                log.exception("batcher error")
+                for request in batch:
+                    _resolve(request.future, error=err)
 
     async def _fill_or_timeout(self) -> None:
         """Wait until ``max_batch_size`` texts are queued or the oldest request's wait is over."""
