@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench bench-serve clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ format: $(STAMP) ## apply ruff fixes and formatting
 
 bench: $(STAMP) ## training-loop overhead benchmark (nlpkit vs a hand-written loop)
 	$(PY) scripts/bench_train_overhead.py
+
+bench-serve: $(STAMP) ## HTTP serving load test: RUN=outputs/runs/DIR (exported) vs the eager baseline
+	$(PY) scripts/bench_serving.py --run-dir $(RUN)
 
 clean: ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache

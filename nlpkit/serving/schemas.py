@@ -1,0 +1,122 @@
+"""The HTTP API's JSON shapes (pydantic), so the OpenAPI document says exactly what a client sends and gets.
+
+The request model is built per server because its limits are settings; the prediction model is chosen
+by the exported model's task. A task without an entry here is still served, documented as an object.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, create_model
+
+from nlpkit.serving.config import ServeConfig
+
+
+class Span(BaseModel):
+    type: str = Field(description="entity / slot type, e.g. 'fromloc.city_name'")
+    start: int = Field(description="first token of the span")
+    end: int = Field(description="last token of the span (inclusive)")
+    text: str = Field(description="the span's tokens joined by spaces")
+
+
+class DocClsPrediction(BaseModel):
+    label: str = Field(description="the most probable label")
+    scores: dict[str, float] = Field(description="probability of every label")
+
+
+class MultiLabelPrediction(BaseModel):
+    labels: list[str] = Field(description="every label predicted on")
+    scores: dict[str, float] = Field(description="independent probability of every label")
+
+
+class TaggingPrediction(BaseModel):
+    tokens: list[str] = Field(description="the text's tokens, as the model saw them")
+    tags: list[str] = Field(description="one tag per token")
+    spans: list[Span] = Field(description="the tags read as typed spans")
+
+
+class IntentSlotPrediction(BaseModel):
+    intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
+    intent_scores: dict[str, float] = Field(description="probability of every intent")
+    tokens: list[str] = Field(description="the text's tokens, as the model saw them")
+    slots: list[str] = Field(description="one slot tag per token")
+    spans: list[Span] = Field(description="the slot tags read as typed spans")
+
+
+def prediction_model(task: str | None, multilabel: bool = False) -> Any:
+    """The pydantic type of one prediction for ``task`` (an open object for a task not listed)."""
+    if task == "doc_cls":
+        return MultiLabelPrediction if multilabel else DocClsPrediction
+    return {"tagging": TaggingPrediction, "intent_slot": IntentSlotPrediction}.get(task, dict[str, Any])
+
+
+def request_model(config: ServeConfig) -> type[BaseModel]:
+    """``{"texts": [...]}`` with this server's limits in the schema (so clients and fuzzers see them)."""
+    text_type: Any = StrictStr
+    text_doc = "raw text (a lone UTF-16 surrogate escape is not text: 422)"
+    if config.on_long_text == "reject":
+        text_type = Annotated[str, StringConstraints(strict=True, max_length=config.max_chars_per_text)]
+        text_doc += f"; at most {config.max_chars_per_text} characters (longer: 422)"
+    else:
+        text_doc += f"; characters past {config.max_chars_per_text} are dropped"
+    texts = Annotated[
+        list[text_type],
+        Field(
+            min_length=1,
+            max_length=config.max_texts_per_request,
+            description=f"1 to {config.max_texts_per_request} texts; predictions come back in this order. "
+            + text_doc,
+            examples=[["show me flights from boston to denver"]],
+        ),
+    ]
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...))
+
+
+def response_model(task: str | None, multilabel: bool = False) -> type[BaseModel]:
+    return create_model(
+        "PredictResponse",
+        predictions=(
+            list[prediction_model(task, multilabel)],
+            Field(description="one per input text, in order"),
+        ),
+    )
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="what was wrong with the request, or why it failed"
+    )
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "draining"]
+    queued_texts: int = Field(description="texts waiting for a batch")
+    batches: int = Field(description="onnxruntime calls made so far")
+    requests: int = Field(description="requests answered so far")
+    texts: int = Field(description="texts predicted so far")
+    rejected_queue_full: int = Field(description="requests answered 503 because the queue was full")
+
+
+class Limits(BaseModel):
+    max_texts_per_request: int
+    max_chars_per_text: int
+    on_long_text: Literal["reject", "truncate"]
+    max_body_bytes: int
+    max_batch_size: int
+    max_wait_ms: float
+    max_queue: int
+
+
+class MetadataResponse(BaseModel):
+    task: str | None = Field(description="doc_cls, tagging, intent_slot, ...")
+    labels: list[str] = Field(description="document labels (doc_cls) or tags (tagging, intent_slot slots)")
+    intents: list[str] | None = Field(default=None, description="intent labels (intent_slot only)")
+    multilabel: bool
+    nlpkit_version: str | None = Field(description="nlpkit version that exported the model")
+    server_version: str = Field(description="nlpkit version serving it")
+    model_file: str = Field(description="file name of the served model")
+    model_sha256: str = Field(description="SHA-256 of the served .onnx file")
+    tokenizer_sha256: str | None = None
+    weights_sha256: str | None = None
+    limits: Limits

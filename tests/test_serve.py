@@ -1,0 +1,531 @@
+"""``python -m nlpkit.serve``: real server processes on ephemeral loopback ports, real HTTP clients.
+
+Every server here runs with torch blocked on its import path, so each test also proves the service is
+torch-free. Models are tiny, trained for real and exported once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+import nlpkit
+from nlpkit.errors import ConfigError
+from nlpkit.serving import OnnxPredictor
+from nlpkit.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
+from nlpkit.serving.config import ServeConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "wake me up at 7 am",
+    "play some jazz",
+    "",
+    "Ünïcode İstanbul ÉCOLE straße",
+    "what is the weather in paris tomorrow",
+    "remind me to buy milk",
+    "turn off the kitchen lights",
+    "call mom",
+]
+
+
+@pytest.fixture(scope="session")
+def doc_cls_run(tmp_path_factory) -> Path:
+    """A tiny CNN document classifier on the built-in data, trained for real and exported."""
+    from nlpkit.data.builtin import ensure_builtin
+    from nlpkit.export import export_run
+
+    data_dir = ensure_builtin(tmp_path_factory.mktemp("serve_builtin"))
+    run_dir = tmp_path_factory.mktemp("serve_doc_cls")
+    overrides = ["debug=fast", "logger=csv", "trainer.max_epochs=1", f"paths.builtin_dir={data_dir}"]
+    overrides += ["model=cnn", "model.embedding.embed_dim=16", "model.representation.num_filters=8"]
+    overrides += ["model.representation.kernel_sizes=[2,3]"]
+    nlpkit.train(nlpkit.compose(overrides, output_dir=str(run_dir)))
+    export_run(run_dir)
+    return run_dir
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def serve(tmp_path: Path, model: Path, *settings: str, block_torch: bool = True) -> Iterator[Server]:
+    """``python -m nlpkit.serve model=... port=0 settings...`` until /health answers; stopped after use."""
+    fake = tmp_path / "no_torch"
+    (fake / "torch").mkdir(parents=True, exist_ok=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked for nlpkit.serve')\n")
+    path = [str(fake), str(ROOT)] if block_torch else [str(ROOT)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / f"serve_{time.monotonic_ns()}.log"
+    args = [sys.executable, "-m", "nlpkit.serve", f"model={model}", "port=0", *settings]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        while server is None:
+            assert proc.poll() is None, f"server exited {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"server did not start:\n{log.read_text()}"
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text())
+            if match:
+                try:
+                    if httpx.get(f"{match.group(1)}/health", timeout=2).status_code == 200:
+                        server = Server(match.group(1), proc, log)
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def model_path(run_dir: Path) -> Path:
+    return run_dir / "export" / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def doc_cls_server(doc_cls_run, tmp_path_factory) -> Iterator[Server]:
+    settings = ["max_wait_ms=20", "max_batch_size=8", "max_texts_per_request=20", "max_chars_per_text=300"]
+    # max_body_bytes above any schema-valid body (20 x 300 escaped astral characters), so the fuzzer's
+    # over-long texts meet the 422 of validation rather than the 413 of the size guard.
+    settings += ["max_queue=400", "max_body_bytes=100000"]
+    with serve(tmp_path_factory.mktemp("serve"), model_path(doc_cls_run), *settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(doc_cls_run) -> OnnxPredictor:
+    return OnnxPredictor(model_path(doc_cls_run), threads=1)
+
+
+def assert_same_predictions(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for one, other in zip(got, want):
+        assert one.keys() == other.keys()
+        for key in one:
+            if key.endswith("scores"):
+                assert one[key].keys() == other[key].keys()
+                assert all(abs(one[key][k] - other[key][k]) < 1e-5 for k in one[key])
+            else:
+                assert one[key] == other[key], key
+
+
+# ---------------------------------------------------------------- doc_cls end to end
+
+
+def test_predictions_match_the_onnx_and_eager_models(doc_cls_server, doc_cls_run, reference):
+    response = httpx.post(f"{doc_cls_server.url}/predict", json={"texts": TEXTS})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    predictions = response.json()["predictions"]
+    assert_same_predictions(predictions, reference.predict(TEXTS))
+    eager = nlpkit.load(doc_cls_run).predict(TEXTS)
+    assert [p["label"] for p in predictions] == [p["label"] for p in eager]
+    assert all(abs(sum(p["scores"].values()) - 1.0) < 1e-4 for p in predictions)
+    assert "torch" not in doc_cls_server.log_text().lower()  # it ran with torch blocked
+
+
+def test_metadata_health_and_openapi(doc_cls_server, doc_cls_run):
+    meta = httpx.get(f"{doc_cls_server.url}/metadata").json()
+    labels = json.loads((doc_cls_run / "labels.json").read_text())["labels"]
+    onnx_file = model_path(doc_cls_run)
+    assert meta["task"] == "doc_cls" and meta["labels"] == labels and meta["multilabel"] is False
+    assert meta["nlpkit_version"] == meta["server_version"] == nlpkit.__version__
+    assert meta["model_sha256"] == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    assert (
+        meta["tokenizer_sha256"] == hashlib.sha256((doc_cls_run / "tokenizer.json").read_bytes()).hexdigest()
+    )
+    assert meta["limits"]["max_texts_per_request"] == 20 and meta["limits"]["on_long_text"] == "reject"
+    health = httpx.get(f"{doc_cls_server.url}/health").json()
+    assert health["status"] == "ok" and health["queued_texts"] == 0
+    schema = httpx.get(f"{doc_cls_server.url}/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["texts"]["maxItems"] == 20 and body["properties"]["texts"]["minItems"] == 1
+    assert body["properties"]["texts"]["items"]["maxLength"] == 300
+    assert body["additionalProperties"] is False
+    assert set(schema["paths"]["/predict"]["post"]["responses"]) == {"200", "413", "415", "422", "503"}
+    assert "DocClsPrediction" in schema["components"]["schemas"]
+
+
+def test_concurrent_clients_each_get_their_own_results(doc_cls_server, reference):
+    """60 clients at once, each with its own mix of texts: merged into batches, never mixed up."""
+    rng = random.Random(0)
+    pool = [
+        *TEXTS,
+        *(f"set a timer for {n} minutes" for n in range(30)),
+        *(f"play song {n}" for n in range(30)),
+    ]
+    requests = [rng.sample(pool, rng.randint(1, 6)) for _ in range(59)] + [pool[:20]]  # last > max_batch_size
+    expected = {text: prediction for text, prediction in zip(pool, reference.predict(pool))}
+    before = httpx.get(f"{doc_cls_server.url}/health").json()
+
+    async def send_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(requests))
+        async with httpx.AsyncClient(base_url=doc_cls_server.url, timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/predict", json={"texts": r}) for r in requests))
+
+    responses = asyncio.run(send_all())
+    for texts, response in zip(requests, responses):
+        assert response.status_code == 200, response.text
+        assert_same_predictions(response.json()["predictions"], [expected[t] for t in texts])
+    after = httpx.get(f"{doc_cls_server.url}/health").json()
+    answered = after["requests"] - before["requests"]
+    assert answered == len(requests)
+    assert after["texts"] - before["texts"] == sum(len(r) for r in requests)
+    assert after["batches"] - before["batches"] < 0.75 * answered  # concurrent requests shared batches
+
+
+LONG = "x" * 301
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, status, message",
+    [
+        ({"content": b'{"texts": ["a",'}, 422, "Invalid JSON"),
+        ({"content": b"\xff\xfe not utf-8"}, 422, "Invalid JSON"),
+        ({"json": ["just", "a", "list"]}, 422, "object"),
+        ({"json": {"text": ["a"]}}, 422, "texts"),
+        ({"json": {"texts": "one string"}}, 422, "valid array"),
+        ({"json": {"texts": [1, 2]}}, 422, "valid string"),
+        ({"json": {"texts": [None]}}, 422, "valid string"),
+        ({"json": {"texts": []}}, 422, "at least 1"),
+        ({"json": {"texts": ["a"] * 21}}, 422, "at most 20"),
+        ({"json": {"texts": ["ok", LONG]}}, 422, "at most 300 characters"),
+        ({"json": {"texts": ["a"], "extra": 1}}, 422, "Extra inputs"),
+        ({"content": b'{"texts": ["\\ud800"]}'}, 422, "Invalid JSON"),
+        ({"content": json.dumps({"texts": ["a" * 290] * 400}).encode()}, 413, "max_body_bytes"),
+        ({"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}}, 415, "application/json"),
+    ],
+    ids=[
+        "malformed-json", "invalid-utf8", "not-an-object", "missing-texts", "texts-not-a-list", "numbers",
+        "null", "empty-list", "too-many-texts", "text-too-long", "unknown-field", "lone-surrogate",
+        "body-too-large", "not-json-content-type",
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_4xx_with_a_message(doc_cls_server, request_kwargs, status, message):
+    headers = request_kwargs.pop("headers", {"content-type": "application/json"})
+    response = httpx.post(f"{doc_cls_server.url}/predict", headers=headers, **request_kwargs)
+    assert response.status_code == status, response.text
+    assert message in json.dumps(response.json()["detail"])
+
+
+def test_chunked_oversized_body_and_wrong_method(doc_cls_server):
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield b'{"texts": ['
+        for _ in range(600):
+            yield b'"' + b"a" * 200 + b'",'
+        yield b'"a"]}'
+
+    response = httpx.post(
+        f"{doc_cls_server.url}/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and "max_body_bytes" in response.text
+    assert httpx.get(f"{doc_cls_server.url}/predict").status_code == 405
+    assert httpx.get(f"{doc_cls_server.url}/nowhere").status_code == 404
+    assert httpx.get(f"{doc_cls_server.url}/health").json()["status"] == "ok"  # still serving
+
+
+def test_openapi_schema_fuzzing_finds_no_server_error(doc_cls_server, tmp_path):
+    """schemathesis: valid and invalid bodies from the schema; no 5xx, documented codes and shapes only."""
+    args = [f"{doc_cls_server.url}/openapi.json", "--checks", "all", "--max-examples", "25", "--seed", "1"]
+    args += ["--workers", "1", "--max-time", "15", "--no-shrink"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert re.search(r"\d+ generated, \d+ passed", proc.stdout), proc.stdout[-2000:]
+    assert "Internal Server Error" not in doc_cls_server.log_text()
+
+
+def test_truncation_and_full_queue(doc_cls_run, reference, tmp_path):
+    settings = ["on_long_text=truncate", "max_chars_per_text=10", "max_wait_ms=500", "max_batch_size=64"]
+    settings += ["max_queue=4", "max_texts_per_request=4"]
+    with serve(tmp_path, model_path(doc_cls_run), *settings) as server:
+        cut = httpx.post(f"{server.url}/predict", json={"texts": ["wake me up at 7 am"]}, timeout=30)
+        assert cut.status_code == 200
+        assert_same_predictions(cut.json()["predictions"], reference.predict(["wake me up"]))
+
+        waiting: dict[str, httpx.Response] = {}
+        first = threading.Thread(
+            target=lambda: waiting.update(r=httpx.post(f"{server.url}/predict", json={"texts": TEXTS[:4]}))
+        )
+        first.start()
+        deadline = time.monotonic() + 5  # until the 4 texts sit in the queue (held up to 500 ms)
+        while httpx.get(f"{server.url}/health").json()["queued_texts"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = httpx.post(f"{server.url}/predict", json={"texts": ["one more"]})
+        first.join()
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "max_queue=4" in refused.json()["detail"]
+        assert waiting["r"].status_code == 200
+        truncated = [text[:10] for text in TEXTS[:4]]
+        assert_same_predictions(waiting["r"].json()["predictions"], reference.predict(truncated))
+        assert httpx.get(f"{server.url}/health").json()["rejected_queue_full"] == 1
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(doc_cls_run, reference, tmp_path):
+    with serve(tmp_path, model_path(doc_cls_run), "max_wait_ms=800", "max_batch_size=64") as server:
+        result: dict[str, httpx.Response] = {}
+        client = threading.Thread(
+            target=lambda: result.update(
+                r=httpx.post(f"{server.url}/predict", json={"texts": TEXTS}, timeout=30)
+            )
+        )
+        client.start()
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{server.url}/health").json()["queued_texts"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.proc.send_signal(signal.SIGTERM)  # while the request is still held in the batcher
+        client.join(timeout=30)
+        assert server.proc.wait(timeout=30) == 0
+        assert result["r"].status_code == 200
+        assert_same_predictions(result["r"].json()["predictions"], reference.predict(TEXTS))
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/health", timeout=2)
+        log = server.log_text()
+        assert "Shutting down" in log and "stopped after" in log and "Traceback" not in log
+
+
+def test_two_workers_share_the_port_and_stop_cleanly(doc_cls_run, reference, tmp_path):
+    with serve(tmp_path, model_path(doc_cls_run), "workers=2", "max_wait_ms=1") as server:
+        deadline = time.monotonic() + 60
+        while server.log_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(6):
+            response = httpx.post(f"{server.url}/predict", json={"texts": TEXTS[:2]})
+            assert_same_predictions(response.json()["predictions"], reference.predict(TEXTS[:2]))
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0
+        log = server.log_text()
+    assert log.count("Application startup complete") == 2 and log.count("stopped after") == 2
+
+
+def test_documented_fastapi_route_answers_like_the_fast_path(doc_cls_run, reference):
+    """``POST /predict`` is answered by ``ServingApp`` directly; FastAPI's documented route must agree."""
+    from nlpkit.serving.app import create_app
+
+    config = ServeConfig(model=str(model_path(doc_cls_run)), max_wait_ms=1, max_body_bytes=1000)
+    app = create_app(config)
+    cases = [
+        {"json": {"texts": TEXTS[:3]}},
+        {"json": {"texts": []}},
+        {"content": b"{", "headers": {"content-type": "application/json"}},
+        {"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}},
+        {"content": json.dumps({"texts": ["a" * 600] * 2}), "headers": {"content-type": "application/json"}},
+    ]
+
+    async def answers(target) -> list[tuple[int, dict]]:
+        transport = httpx.ASGITransport(app=target)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            replies = [await client.post("/predict", **case) for case in cases]
+        return [(reply.status_code, reply.json()) for reply in replies]
+
+    async def main() -> tuple[list, list]:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            return await answers(app), await answers(app.api)
+
+    fast, documented = asyncio.run(main())
+    assert [status for status, _ in fast] == [200, 422, 422, 415, 413]
+    assert [status for status, _ in documented] == [200, 422, 422, 415, 413]
+    assert_same_predictions(fast[0][1]["predictions"], reference.predict(TEXTS[:3]))
+    assert_same_predictions(documented[0][1]["predictions"], reference.predict(TEXTS[:3]))
+    assert [body for _, body in fast[1:]] == [body for _, body in documented[1:]]
+
+
+def test_cli_refuses_bad_settings_and_missing_model(tmp_path, doc_cls_run):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlpkit.serve", f"model={tmp_path / 'nope.onnx'}", "port=0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "error:" in proc.stderr and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    from nlpkit.serve import bind, main
+
+    with pytest.raises(ConfigError, match="valid keys"):
+        main(["model=x.onnx", "prot=80"])
+    with pytest.raises(ConfigError, match="missing required"):
+        main(["port=80"])
+    with pytest.raises(ConfigError, match="choose one of reject, truncate"):
+        ServeConfig.from_args(["model=x", "on_long_text=maybe"])
+    with pytest.raises(ConfigError, match="positive integer"):
+        ServeConfig.from_args(["model=x", "max_batch_size=0"])
+    with pytest.raises(ConfigError, match="max_queue"):
+        ServeConfig.from_args(["model=x", "max_queue=8", "max_texts_per_request=16"])
+    config = ServeConfig.from_args(["model=x", "max_wait_ms=3", "access_log=true"])
+    assert config.host == "127.0.0.1" and config.max_wait_ms == 3.0 and config.access_log is True
+    taken = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(ConfigError, match="cannot listen"):
+            bind("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()
+
+
+# ---------------------------------------------------------------- tagging and joint intent-slot models
+
+WORD_TINY = [
+    "model.embedding.components.word.embed_dim=16",
+    "model.embedding.components.char.char_dim=8",
+    "model.embedding.components.char.kernel_sizes=[1,2]",
+    "model.embedding.components.char.num_filters=8",
+    "model.embedding.components.shape.embed_dim=4",
+    "model.representation.hidden_dim=16",
+    "logger=csv",
+    "debug=fast",
+]
+TASK_OVERRIDES = {
+    "tagging": ["task=tagging", *WORD_TINY],
+    "intent_slot": [
+        "task=intent_slot",
+        *WORD_TINY,
+        "model.pooling.attention_dim=8",
+        "model.doc_decoder.hidden_dims=[8]",
+    ],
+}
+WORD_TEXTS = [
+    "wake me up at 7 am",
+    "play some jazz by miles davis",
+    "",
+    "show me flights from boston to denver on monday",
+    "Ünïcode İstanbul straße",
+    "remind me to call mom tomorrow at noon",
+]
+
+
+@pytest.fixture(scope="module", params=sorted(TASK_OVERRIDES))
+def word_task_run(request, tmp_path_factory) -> tuple[str, Path]:
+    """A tiny tagging / intent-slot run on the built-in data, exported (skipped while no exporter exists)."""
+    from nlpkit.data.builtin import ensure_builtin
+    from nlpkit.export import EXPORTERS, ExportError, export_run
+
+    task = request.param
+    if task not in EXPORTERS:  # as export_run would say, without training first
+        pytest.skip(f"ONNX export of task={task} not on this branch yet (exporters: {sorted(EXPORTERS)})")
+    data_dir = ensure_builtin(tmp_path_factory.mktemp(f"serve_{task}_builtin"))
+    run_dir = tmp_path_factory.mktemp(f"serve_{task}")
+    overrides = [*TASK_OVERRIDES[task], f"paths.builtin_dir={data_dir}", "trainer.max_epochs=1"]
+    nlpkit.train(nlpkit.compose(overrides, output_dir=str(run_dir)))
+    try:
+        export_run(run_dir)
+    except ExportError as err:
+        if "not available" in str(err):
+            pytest.skip(f"ONNX export of task={task} not on this branch yet: {err}")
+        raise
+    return task, run_dir
+
+
+def test_tagging_and_intent_slot_models_are_served(word_task_run, tmp_path):
+    from nlpkit.serving.schemas import prediction_model
+
+    task, run_dir = word_task_run
+    reference = OnnxPredictor(model_path(run_dir), threads=1).predict(WORD_TEXTS)
+    eager = nlpkit.load(run_dir).predict(WORD_TEXTS)
+    with serve(tmp_path, model_path(run_dir), "max_wait_ms=5") as server:
+        response = httpx.post(f"{server.url}/predict", json={"texts": WORD_TEXTS})
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        meta = httpx.get(f"{server.url}/metadata").json()
+        schema = httpx.get(f"{server.url}/openapi.json").json()
+        singles = [
+            httpx.post(f"{server.url}/predict", json={"texts": [t]}).json()["predictions"][0]
+            for t in WORD_TEXTS
+        ]
+    assert_same_predictions(predictions, reference)
+    assert_same_predictions(singles, reference)  # alone or batched with others: the same answer
+    documented = prediction_model(task)
+    for prediction in predictions:
+        documented.model_validate(prediction)  # the OpenAPI response schema is what is sent
+    assert documented.__name__ in schema["components"]["schemas"]
+    assert meta["task"] == task
+    labels_key = "tags" if task == "tagging" else "slots"
+    for prediction, want in zip(predictions, eager):
+        assert len(prediction[labels_key]) == len(prediction["tokens"])
+        assert len(prediction["tokens"]) == len(want["tokens"])
+        assert prediction[labels_key] == want[labels_key]
+    if task == "intent_slot":
+        assert meta["intents"] and all(p["intent"] in meta["intents"] for p in predictions if p["tokens"])
+        assert [p["intent"] for p in predictions if p["tokens"]] == [
+            w["intent"] for w in eager if w["tokens"]
+        ]
+
+
+# ---------------------------------------------------------------- the batcher alone
+
+
+def run_batcher(predict, calls: list[list[str]], **settings) -> list:
+    async def main() -> list:
+        batcher = MicroBatcher(
+            predict, **{"max_batch_size": 4, "max_wait_ms": 20, "max_queue": 100, **settings}
+        )
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(texts) for texts in calls), return_exceptions=True)
+        await batcher.close()
+        with pytest.raises(ShuttingDown):
+            await batcher.submit(["late"])
+        return [results, batcher.stats]
+
+    return asyncio.run(main())
+
+
+def test_batcher_merges_and_splits_back_by_position():
+    seen: list[list[str]] = []
+
+    def predict(texts: list[str]) -> list[dict]:
+        seen.append(list(texts))
+        return [{"echo": text} for text in texts]
+
+    calls = [[f"r{i}t{j}" for j in range(1 + i % 3)] for i in range(10)] + [[f"big{j}" for j in range(7)]]
+    results, stats = run_batcher(predict, calls)
+    for texts, result in zip(calls, results):
+        assert result == [{"echo": text} for text in texts]
+    assert all(len(batch) <= 4 for batch in seen if not batch[0].startswith("big"))
+    assert ["big0", "big1", "big2", "big3", "big4", "big5", "big6"] in seen  # a larger request runs alone
+    assert stats["requests"] == len(calls) and stats["batches"] == len(seen) < len(calls)
+
+
+def test_batcher_isolates_a_failing_request():
+    def predict(texts: list[str]) -> list[dict]:
+        if "boom" in texts:
+            raise RuntimeError("model failed on boom")
+        return [{"echo": text} for text in texts]
+
+    results, _ = run_batcher(predict, [["a"], ["boom"], ["b", "c"]])
+    assert results[0] == [{"echo": "a"}] and results[2] == [{"echo": "b"}, {"echo": "c"}]
+    assert isinstance(results[1], RuntimeError)
+
+
+def test_batcher_rejects_a_wrong_number_of_results_and_a_full_queue():
+    results, _ = run_batcher(lambda texts: [{}], [["a", "b"]])
+    assert isinstance(results[0], RuntimeError) and "1 results for 2 texts" in str(results[0])
+    results, stats = run_batcher(lambda texts: [{}] * len(texts), [["a"] * 3, ["b"] * 3], max_queue=5)
+    assert results[0] == [{}] * 3 and isinstance(results[1], QueueFull)
+    assert stats["rejected_queue_full"] == 1
