@@ -19,17 +19,22 @@ def build_argmax_tags(b: GraphBuilder, emissions: str, mask: str) -> str:
     return b.op("Where", [mask, best, b.const(np.int64(0))], "tag_ids")
 
 
-def _forward_body(trans: str) -> object:
-    """One Viterbi step in five ops (each loop iteration costs onnxruntime a subgraph call):
-    ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', reached)``; ``reached = max + e_t`` is
-    the step's new score for a real token, stacked over time for the backpointers after the loop."""
+def _forward_body(trans: str, identity: str) -> object:
+    """One Viterbi step: ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', backpointers [B, L])``.
+
+    One pass over the ``[B, L, L]`` candidates (ArgMax, then the max gathered at it) per step: the
+    step's working set stays small at any batch size. Padding steps keep the score and point back to
+    the same tag."""
     s = GraphBuilder("viterbi_fwd/")
     candidates = s.op(
         "Add", [s.op("Unsqueeze", ["score_in", s.const([2])]), trans], "candidates"
     )  # [B, Lp, L]
-    best = s.op("ReduceMax", [candidates, s.const([1])], "best", keepdims=0)  # [B, L]
-    reached = s.op("Add", [best, "e_t"], outputs=["reached"])
+    previous = s.op("ArgMax", [candidates], "previous", axis=1, keepdims=1)  # [B, 1, L], first max
+    best = s.op("GatherElements", [candidates, previous], "best", axis=1)  # [B, 1, L]
+    one = s.const([1])
+    reached = s.op("Add", [s.op("Squeeze", [best, one]), "e_t"], "reached")  # [B, L]
     s.op("Where", ["keep_t", reached, "score_in"], outputs=["score_out"])
+    s.op("Where", ["keep_t", s.op("Squeeze", [previous, one]), identity], outputs=["pointers_out"])
     return helper.make_graph(
         s.nodes,
         "viterbi_forward",
@@ -40,7 +45,7 @@ def _forward_body(trans: str) -> object:
         ],
         [
             helper.make_tensor_value_info("score_out", TensorProto.FLOAT, ["batch", "labels"]),
-            helper.make_tensor_value_info("reached", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("pointers_out", TensorProto.INT64, ["batch", "labels"]),
         ],
         initializer=s.initializers,
     )
@@ -111,35 +116,17 @@ def build_viterbi_tags(
     keep = b.op(
         "Unsqueeze", [b.op("Slice", [mask_padded, b.const([1]), end_of_time, b.const([1])]), b.const([2])]
     )
-    final_score, reached = b.nodes_out(
+    identity = b.const(np.arange(len(start), dtype=np.int64), "identity")
+    final_score, pointers = b.nodes_out(
         "Scan",
         [score0, rest, keep],
         2,
         "viterbi_forward",
-        body=_forward_body(trans_c),
+        body=_forward_body(trans_c, identity),
         num_scan_inputs=2,
         scan_input_axes=[1, 1],
         scan_output_axes=[1],
-    )  # [B, L]; reached [B, T, L]
-    # The score step t starts from: score0, then the previous step's new score (the mask is a prefix,
-    # so a real step always follows a real one; padding steps get identity pointers below).
-    before = b.op(
-        "Concat",
-        [
-            b.op("Unsqueeze", [score0, b.const([1])]),
-            b.op("Slice", [reached, b.const([0]), b.const([-1]), b.const([1])]),
-        ],
-        "before",
-        axis=1,
-    )  # [B, T, L]
-    # All backpointers at once: the best previous tag for each tag, as CRFOutput.decode takes it
-    # (first index on ties); padding steps point back to the same tag.
-    candidates = b.op(
-        "Add", [b.op("Unsqueeze", [before, b.const([3])]), trans_c], "bp_candidates"
-    )  # [B,T,Lp,L]
-    previous = b.op("ArgMax", [candidates], "bp_argmax", axis=2, keepdims=0)  # [B, T, L]
-    identity = b.const(np.arange(len(start), dtype=np.int64), "identity")
-    pointers = b.op("Where", [keep, previous, identity], "pointers")
+    )  # [B, L]; pointers [B, T, L]: the best previous tag for each tag at each step
     last = b.op("ArgMax", [b.op("Add", [final_score, end_c])], "last_tag", axis=1, keepdims=1)  # [B, 1]
     first_tag, later = b.nodes_out(
         "Scan",

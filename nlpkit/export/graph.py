@@ -61,17 +61,20 @@ def export_torch(
             )
             model = program.model_proto
         elif exporter == "torchscript":
+            from nlpkit.export.lstm import native_bilstm
+
             buffer = io.BytesIO()
-            torch.onnx.export(
-                module,
-                example_inputs,
-                buffer,
-                dynamo=False,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic_axes,
-                opset_version=OPSET,
-            )
+            with native_bilstm(module):  # BiLSTM layers as one native bidirectional LSTM node each
+                torch.onnx.export(
+                    module,
+                    example_inputs,
+                    buffer,
+                    dynamo=False,
+                    input_names=input_names,
+                    output_names=output_names,
+                    dynamic_axes=dynamic_axes,
+                    opset_version=OPSET,
+                )
             model = onnx.load_from_string(buffer.getvalue())
         else:
             raise ExportError(f"unknown exporter {exporter!r}; choose torchscript or dynamo")
