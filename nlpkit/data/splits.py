@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from nlpkit.data.batching import BucketBatchSampler
+from nlpkit.data.batching import BucketBatchSampler, ResumableDataLoader
 from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.errors import DataError
@@ -77,25 +77,40 @@ class SplitDataModule(pl.LightningDataModule):
         """The ``collate_fn`` for training (``train``) or evaluation batches."""
         raise NotImplementedError
 
+    def _ranks(self) -> tuple[int, int]:
+        """``(global_rank, world_size)`` of the attached trainer (DDP shards batches), else ``(0, 1)``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def _loader(self, split: str, train: bool) -> DataLoader:
-        """Length-bucketed batches (shuffled in training, in data order otherwise)."""
+        """Length-bucketed batches (shuffled in training, in data order otherwise), one disjoint share
+        per DDP rank; the training loader's position is saved in checkpoints (mid-epoch resume)."""
         if split not in self.splits:
             raise DataError(f"no {split} split: set data.{split}_path")
         dataset = self.splits[split]
         cfg = self.config
+        rank, world_size = self._ranks()
+        seed = torch.initial_seed() % 2**31  # follows the run's `seed` (seed_everything)
         sampler = BucketBatchSampler(
             dataset.lengths,
             int(cfg.batch_size if train else cfg.eval_batch_size),
             shuffle=train,
-            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
+            seed=seed,
             pool_batches=int(cfg.bucket_pool_batches),
+            rank=rank,
+            world_size=world_size,
         )
-        return DataLoader(
+        return (ResumableDataLoader if train else DataLoader)(
             dataset,
             batch_sampler=sampler,
             collate_fn=self.collator(train),
             num_workers=int(cfg.num_workers),
             persistent_workers=int(cfg.num_workers) > 0,
+            # Its own generator: creating an iterator then never draws from the global RNG that dropout
+            # uses, so a run resumed mid-epoch continues the exact random stream of an uninterrupted one.
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:
