@@ -112,6 +112,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    if trainer.world_size > 1 and not task.distributed_metrics:
+        raise ConfigError(
+            f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
+            f"{trainer.world_size} DDP processes (trainer=ddp supports task=doc_cls)"
+        )
     if ckpt_path:
         # The vocabularies the checkpoint was trained with, not rebuilt ones.
         datamodule = task.datamodule(cfg.data, run_dir)

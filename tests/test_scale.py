@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import FAST, TINY, run_module
 
 import nlpkit
+from nlpkit.data.batching import BucketBatchSampler
+from nlpkit.errors import ConfigError
+from nlpkit.evaluate import evaluate
 from nlpkit.training.resume import newest_checkpoint
-from conftest import FAST, TINY, run_module
 
 TINY_MODEL = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]", *TINY["bilstm"]]
 
@@ -63,3 +65,69 @@ def test_sigkilled_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_p
         resumed["metrics"]["val/accuracy"] > 0.2
     )  # it learned something (10 classes), so equality means something
     assert _metrics(run_dir) == _metrics(tmp_path / "reference")
+
+
+# ----------------------------------------------------------------------------- DDP
+def test_bucket_sampler_gives_each_rank_a_disjoint_equal_share_of_the_training_batches():
+    lengths = [(i * 7) % 13 + 1 for i in range(203)]
+    single = BucketBatchSampler(lengths, 8, shuffle=True, seed=3, pool_batches=4)
+    single.set_epoch(2)
+    everything = list(single)
+    shards = []
+    for rank in range(3):
+        sampler = BucketBatchSampler(
+            lengths, 8, shuffle=True, seed=3, pool_batches=4, rank=rank, world_size=3
+        )
+        sampler.set_epoch(2)
+        shards.append(list(sampler))
+        assert len(shards[-1]) == len(sampler) == 9  # ceil(26 batches / 3): equal step counts for DDP
+    interleaved = [batch for step in zip(*shards) for batch in step]
+    assert interleaved[: len(everything)] == everything  # rank r takes batches r::3 of the same epoch
+    assert interleaved[len(everything) :] == everything[: 27 - 26]  # padded by repeating the first
+
+
+def test_bucket_sampler_shards_evaluation_by_example_without_padding():
+    lengths = list(range(1, 102))
+    shards = [
+        [i for batch in BucketBatchSampler(lengths, 16, shuffle=False, rank=r, world_size=4) for i in batch]
+        for r in range(4)
+    ]
+    assert sorted(i for shard in shards for i in shard) == list(range(101))  # each example scored once
+
+
+def test_bucket_sampler_skips_consumed_batches_for_one_epoch():
+    sampler = BucketBatchSampler(list(range(1, 50)), 4, shuffle=True, seed=0)
+    sampler.set_epoch(1)
+    full = list(sampler)
+    sampler.set_epoch(1)
+    sampler.start_batch = 5
+    assert list(sampler) == full[5:]
+    sampler.set_epoch(1)
+    assert list(sampler) == full  # the skip applied to the resumed epoch only
+
+
+def test_ddp_two_cpu_processes_report_metrics_over_all_the_data(tmp_path, builtin_dir):
+    """Lightning's ddp launcher re-runs the command once per extra process (gloo on CPU). The reported
+    val/test metrics, computed on two disjoint halves and reduced, must equal one process scoring the
+    whole split with the same checkpoint."""
+    run_dir = tmp_path / "ddp"
+    run_module(
+        "nlpkit.train",
+        [f"paths.builtin_dir={builtin_dir}", *FAST, *TINY_MODEL, "num_threads=1", "trainer=ddp",
+         "trainer.limit_train_batches=4", "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
+         f"hydra.run.dir={run_dir}"],
+    )  # fmt: skip
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert trained["world_size"] == 2
+    assert trained["global_steps"] == 4  # each process took 4 of the epoch's batches
+    single = evaluate(run_dir, output=tmp_path / "eval.json")
+    for key in ("val/accuracy", "val/macro_f1", "test/accuracy", "test/macro_f1"):
+        assert trained[key] == single[key], key  # counts are summed across processes: exact
+    for key in ("val/loss", "test/loss"):
+        assert trained[key] == pytest.approx(single[key], abs=1e-5), key  # mean of equal halves' means
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_ddp_refuses_a_task_whose_metrics_are_not_reduced_across_processes(make_cfg):
+    with pytest.raises(ConfigError, match="not reduced across the 2 DDP processes"):
+        nlpkit.train(make_cfg("task=tagging", "trainer=ddp", *FAST, tiny=False))
