@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FAST, TINY, run_module
 
 import nlpkit
@@ -131,3 +133,48 @@ def test_ddp_two_cpu_processes_report_metrics_over_all_the_data(tmp_path, builti
 def test_ddp_refuses_a_task_whose_metrics_are_not_reduced_across_processes(make_cfg):
     with pytest.raises(ConfigError, match="not reduced across the 2 DDP processes"):
         nlpkit.train(make_cfg("task=tagging", "trainer=ddp", *FAST, tiny=False))
+
+
+# ----------------------------------------------------------------------------- precision
+def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
+    result = nlpkit.train(make_cfg("trainer.precision=bf16-mixed", "trainer.limit_train_batches=6"))
+    metrics = result["metrics"]
+    assert metrics["global_steps"] == 6
+    assert all(math.isfinite(metrics[k]) for k in ("val/loss", "val/accuracy", "test/loss"))
+    # weights stay float32 (autocast computes in bf16), so export and reloading are unchanged
+    assert {p.dtype for p in result["model"].parameters()} == {torch.float32}
+
+
+# ----------------------------------------------------------------------------- launchers
+def test_joblib_launcher_runs_sweep_jobs_in_parallel_processes(tmp_path, builtin_dir):
+    sweep_dir = tmp_path / "joblib"
+    run_module(
+        "nlpkit.train",
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-3,3e-3",
+         f"paths.builtin_dir={builtin_dir}", *FAST, *TINY_MODEL, "num_threads=1", "trainer.limit_train_batches=2",
+         f"hydra.sweep.dir={sweep_dir}"],
+    )  # fmt: skip
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [job.name for job in jobs] == ["0", "1"]
+    assert all((job / "metrics.json").is_file() for job in jobs)
+    assert "JoblibLauncher" in (sweep_dir / "multirun.yaml").read_text()
+
+
+def test_slurm_launcher_config_composes(builtin_dir):
+    """SLURM cannot run here; the documented launcher config must still compose and name a real class."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import get_class
+
+    from nlpkit.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.tasks_per_node=4",
+                 "trainer=ddp", "trainer.accelerator=gpu", "trainer.devices=4", "trainer.num_nodes=2",
+                 "hydra.launcher.nodes=2", "resume=auto"]  # fmt: skip
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert get_class(launcher._target_).__name__ == "SlurmLauncher"
+    assert (launcher.partition, launcher.nodes, launcher.tasks_per_node) == ("gpu", 2, 4)
+    assert (cfg.trainer.strategy, cfg.trainer.num_nodes, cfg.resume) == ("ddp", 2, "auto")
