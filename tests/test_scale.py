@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 from conftest import FAST, TINY, run_module
 
 import nlpkit
+import nlpkit.tasks
 from nlpkit.data.batching import BucketBatchSampler
-from nlpkit.errors import ConfigError
+from nlpkit.data.streaming import StreamingDocs, shuffled
+from nlpkit.errors import ConfigError, DataError
 from nlpkit.evaluate import evaluate
 from nlpkit.training.resume import newest_checkpoint
 
@@ -178,3 +181,75 @@ def test_slurm_launcher_config_composes(builtin_dir):
     assert get_class(launcher._target_).__name__ == "SlurmLauncher"
     assert (launcher.partition, launcher.nodes, launcher.tasks_per_node) == ("gpu", 2, 4)
     assert (cfg.trainer.strategy, cfg.trainer.num_nodes, cfg.resume) == ("ddp", 2, "auto")
+
+
+# ----------------------------------------------------------------------------- streaming
+@pytest.fixture
+def generated_tsv(tmp_path, builtin_dir) -> dict[str, Path]:
+    """A generated training file (builtin utterances, 1500 rows) plus val/test, as TSV."""
+    records = [json.loads(line) for line in (builtin_dir / "train.jsonl").read_text().splitlines()]
+    paths = {}
+    for split, rows in (("train", records[:1500]), ("val", records[1500:1700]), ("test", records[1700:1900])):
+        paths[split] = tmp_path / f"{split}.tsv"
+        paths[split].write_text("text\tlabel\n" + "".join(f"{r['text']}\t{r['intent']}\n" for r in rows))
+    return paths
+
+
+def test_shuffle_buffer_holds_at_most_its_size_and_emits_everything():
+    consumed = 0
+
+    def source():
+        nonlocal consumed
+        for i in range(1000):
+            consumed += 1
+            yield i
+
+    out = []
+    for item in shuffled(source(), 50, random.Random(0)):
+        out.append(item)
+        assert consumed - len(out) <= 50  # never more than the buffer in memory
+    assert sorted(out) == list(range(1000)) and out != list(range(1000))
+
+
+def test_streaming_epoch_covers_the_file_once_in_a_seeded_order(make_cfg, generated_tsv):
+    cfg = make_cfg("data=tsv", f"data.train_path={generated_tsv['train']}", f"data.val_path={generated_tsv['val']}",
+                   "data.streaming=true", "data.shuffle_buffer=64", "data.batch_size=16", "data.bucket_pool_batches=4")  # fmt: skip
+    dm = nlpkit.tasks.get_task("doc_cls").datamodule(cfg.data)
+    dm.load()
+    stream = dm.splits["train"]
+    assert isinstance(stream, StreamingDocs) and stream.num_examples == 1500
+
+    def epoch(number: int, start_batch: int = 0) -> list[list[tuple]]:
+        stream.set_epoch(number)
+        stream.start_batch = start_batch
+        return list(stream)
+
+    first = epoch(0)
+    assert len(first) == len(stream)
+    seen = sorted((tuple(ids.tolist()), int(label)) for batch in first for ids, label in batch)
+    everything = sorted(
+        (tuple(ids), dm.labels.index[label])
+        for ids, label in zip(
+            dm.featurizer.encode_batch(
+                [line.split("\t")[0] for line in generated_tsv["train"].read_text().splitlines()[1:]]
+            ),
+            [line.split("\t")[1] for line in generated_tsv["train"].read_text().splitlines()[1:]],
+        )
+    )
+    assert seen == everything  # every example exactly once per epoch
+    order = [[ids.tolist() for ids, _ in batch] for batch in first]
+    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(0)] == order  # same seed + epoch
+    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(1)] != order  # reshuffled next epoch
+    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(0, start_batch=5)] == order[5:]  # resume
+
+
+def test_streaming_training_end_to_end(make_cfg, generated_tsv):
+    overrides = ["data=tsv", *(f"data.{s}_path={p}" for s, p in generated_tsv.items()), "data.streaming=true",
+                 "data.shuffle_buffer=128", "data.batch_size=64", "trainer.limit_train_batches=null", "optim.lr=0.01"]  # fmt: skip
+    result = nlpkit.train(make_cfg(*overrides))
+    assert result["metrics"]["global_steps"] == math.ceil(1500 / 64)  # one full pass over the stream
+    assert result["metrics"]["val/accuracy"] > 0.3
+    with pytest.raises(DataError, match="data.streaming=true needs data.val_path"):
+        nlpkit.train(make_cfg(*overrides, "data.val_path=null", run_name="no_val"))
+    with pytest.raises(DataError, match="does not combine with DDP"):
+        nlpkit.train(make_cfg(*overrides, "data.num_workers=1", run_name="workers"))

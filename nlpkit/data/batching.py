@@ -129,10 +129,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` whose position within the epoch is saved in Lightning checkpoints.
 
-    Lightning stores ``state_dict()`` of a training loader that has one (``fit_loop`` "combined_loader"
-    state) and hands it back through ``load_state_dict`` before iterating again, so a run resumed from a
-    mid-epoch checkpoint continues with the next unseen batch of the same epoch instead of starting the
-    epoch over. Needs a ``batch_sampler`` with ``epoch`` and ``start_batch`` (``BucketBatchSampler``).
+    Lightning stores ``state_dict()`` of a training loader that has one, and nlpkit's ``ResumeState``
+    callback hands it back through ``load_state_dict``, so a run resumed from a mid-epoch checkpoint
+    continues with the next unseen batch of the same epoch instead of starting the epoch over. The
+    batch order comes from a ``batch_sampler`` (``BucketBatchSampler``) or, for a streamed split, from
+    the dataset (``StreamingDocs``): either has ``epoch``, ``set_epoch`` and ``start_batch``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -140,11 +141,19 @@ class ResumableDataLoader(DataLoader):
         self.epoch_in_progress = 0
         self.batches_done = 0
 
+    @property
+    def order(self) -> Any:
+        """What decides the batch order: the batch sampler, else the (streaming) dataset."""
+        return self.batch_sampler if self.batch_sampler is not None else self.dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[Any]:
         # A generator: this runs at the first next(), after Lightning's set_epoch for the epoch.
-        sampler = self.batch_sampler
-        self.epoch_in_progress = int(sampler.epoch)
-        self.batches_done = int(sampler.start_batch)
+        order = self.order
+        self.epoch_in_progress = int(order.epoch)
+        self.batches_done = int(order.start_batch)
         for batch in super().__iter__():
             self.batches_done += 1  # counted as handed out: Lightning does not prefetch sized loaders
             yield batch
@@ -153,5 +162,5 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": self.epoch_in_progress, "batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.batch_sampler.set_epoch(int(state["epoch"]))
-        self.batch_sampler.start_batch = int(state["batches_done"])
+        self.order.set_epoch(int(state["epoch"]))
+        self.order.start_batch = int(state["batches_done"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from nlpkit.data.batching import BucketBatchSampler, ResumableDataLoader
 from nlpkit.data.builtin import ensure_builtin
@@ -92,6 +92,14 @@ class SplitDataModule(pl.LightningDataModule):
         dataset = self.splits[split]
         cfg = self.config
         rank, world_size = self._ranks()
+        if isinstance(dataset, IterableDataset):  # a streamed split batches itself
+            if world_size > 1 or int(cfg.num_workers) > 0:
+                raise DataError(
+                    f"data.streaming reads {split} as one sequential stream: it does not combine with "
+                    f"DDP (world size {world_size}) or data.num_workers={cfg.num_workers}; use 1 process "
+                    f"and num_workers=0, or data.streaming=false"
+                )
+            return ResumableDataLoader(dataset, batch_size=None, collate_fn=self.collator(train))
         seed = torch.initial_seed() % 2**31  # follows the run's `seed` (seed_everything)
         sampler = BucketBatchSampler(
             dataset.lengths,

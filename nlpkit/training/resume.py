@@ -104,6 +104,8 @@ class ResumeState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         position = state.get("train_loader")
         loader = self._train_loader()
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(trainer.current_epoch)  # the resumed epoch's batch order
         mid_epoch = (
             position is not None
             and int(position["epoch"]) == trainer.current_epoch
