@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import nlpkit
 from nlpkit.config import CONF_DIR, validate
@@ -129,7 +130,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         task.save_vocabularies(datamodule, run_dir)
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
+        raise NlpkitError(
+            f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
+            f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
+        ) from err
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None

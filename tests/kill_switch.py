@@ -1,4 +1,4 @@
-"""A Lightning callback that SIGKILLs its own process after a given training step (for the resume test).
+"""A Lightning callback that signals its own process after a given training step (for the resume test).
 
 Injected from the command line as ``+callbacks.kill._target_=tests.kill_switch.KillAfterStep
 +callbacks.kill.step=N``: the process dies with no chance to clean up, as with ``kill -9``.
@@ -13,9 +13,14 @@ import pytorch_lightning as pl
 
 
 class KillAfterStep(pl.Callback):
-    def __init__(self, step: int):
+    """Sends ``signal_name`` (default SIGKILL) to this process once ``trainer.global_step >= step``."""
+
+    def __init__(self, step: int, signal_name: str = "SIGKILL"):
         self.step = step
+        self.signal = getattr(signal, signal_name)
+        self.sent = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signal)

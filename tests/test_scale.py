@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import nlpkit
 import nlpkit.tasks
 from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.data.streaming import StreamingDocs, shuffled
-from nlpkit.errors import ConfigError, DataError
+from nlpkit.errors import ConfigError, DataError, NlpkitError
 from nlpkit.evaluate import evaluate
-from nlpkit.training.resume import newest_checkpoint
+from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
 
 TINY_MODEL = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]", *TINY["bilstm"]]
 
@@ -28,10 +29,13 @@ def _metrics(run_dir: Path) -> dict:
     return metrics
 
 
-# ----------------------------------------------------------------------------- resume after SIGKILL
-def test_sigkilled_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_path, builtin_dir):
-    """Kill -9 twice, each time resuming with resume=auto: at step 8 (newest checkpoint: the periodic
-    step.ckpt of step 6, mid-epoch 0), then the resumed run at step 11 (newest: last.ckpt of epoch 0's end).
+# ----------------------------------------------------------------------------- faults
+def test_killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_path, builtin_dir):
+    """Stop a CLI run twice, each time continuing with resume=auto, and compare with one uninterrupted run:
+
+    1. SIGTERM after step 8: the run must fail (exit 1, no metrics.json); the newest checkpoint is the
+       periodic step.ckpt of step 6, mid-epoch 0;
+    2. the resumed run gets SIGKILL after step 11: the newest checkpoint is last.ckpt of epoch 0's end.
 
     Tolerance: none, the metrics must be bit-identical. Everything that decides the computation is
     restored: weights, Adam moments, loop and early-stopping state, the epoch's batch order and position
@@ -44,32 +48,60 @@ def test_sigkilled_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_p
     assert reference["metrics"]["global_steps"] == 30
 
     run_dir = tmp_path / "killed"
-    kill = ["+callbacks.kill._target_=tests.kill_switch.KillAfterStep"]
-    # step 8: newest checkpoint is step.ckpt of step 6 (mid-epoch 0); step 11: last.ckpt of epoch 0's end
-    for kill_step, expected_source in ((8, "step.ckpt"), (11, "last.ckpt")):
+    for kill_step, signal_name, returncode, newest in (
+        (8, "SIGTERM", 1, "step.ckpt"),
+        (11, "SIGKILL", -9, "last.ckpt"),
+    ):
         proc = run_module(
             "nlpkit.train",
-            [
-                *overrides,
-                f"hydra.run.dir={run_dir}",
-                "resume=auto",
-                *kill,
-                f"+callbacks.kill.step={kill_step}",
-            ],
+            [*overrides, f"hydra.run.dir={run_dir}", "resume=auto", "+callbacks.kill._target_=tests.kill_switch.KillAfterStep",
+             f"+callbacks.kill.step={kill_step}", f"+callbacks.kill.signal_name={signal_name}"],
             check=False,
-        )
-        assert proc.returncode == -9, proc.stderr[-2000:]  # died by SIGKILL, no clean-up ran
+        )  # fmt: skip
+        assert proc.returncode == returncode, proc.stderr[-2000:]
+        if signal_name == "SIGTERM":
+            assert "training stopped by SIGTERM after 8 steps" in proc.stderr + proc.stdout
         assert not (run_dir / "metrics.json").exists()
-        newest = newest_checkpoint(run_dir)
-        assert newest is not None and newest.name == expected_source
+        assert newest_checkpoint(run_dir).name == newest
+        assert not list((run_dir / "checkpoints").glob("*.tmp"))
 
     resumed = nlpkit.train(nlpkit.compose([*overrides, "resume=auto"], output_dir=str(run_dir)))
-    run = json.loads((run_dir / "run.json").read_text())
-    assert Path(run["resumed_from"]).name == "last.ckpt"
-    assert (
-        resumed["metrics"]["val/accuracy"] > 0.2
-    )  # it learned something (10 classes), so equality means something
+    assert Path(json.loads((run_dir / "run.json").read_text())["resumed_from"]).name == "last.ckpt"
+    assert resumed["metrics"]["val/accuracy"] > 0.2  # it learned (10 classes), so equality means something
     assert _metrics(run_dir) == _metrics(tmp_path / "reference")
+
+
+def test_resume_auto_without_checkpoints_starts_fresh_and_a_bad_path_is_refused(make_cfg):
+    assert resume_checkpoint("auto", Path(make_cfg().paths.output_dir)) is None
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        nlpkit.train(make_cfg("resume=nowhere.ckpt"))
+
+
+def test_every_run_artifact_is_written_by_temp_file_and_rename(make_cfg, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        renamed.append(Path(dst).name)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    result = nlpkit.train(make_cfg())
+    run_dir = Path(result["run_dir"])
+    expected = {"config.yaml", "tokenizer.json", "labels.json", "metrics.json", "run.json", "best.ckpt",
+                "last.ckpt", "confusion_matrix.png"}  # fmt: skip
+    assert expected <= set(renamed)
+    assert all((run_dir / name).is_file() or (run_dir / "checkpoints" / name).is_file() for name in expected)
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_unusable_run_directory_fails_before_training(make_cfg, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    cfg = make_cfg()
+    cfg.paths.output_dir = str(blocker / "run")
+    with pytest.raises(NlpkitError, match="is not writable"):
+        nlpkit.train(cfg)
 
 
 # ----------------------------------------------------------------------------- DDP
