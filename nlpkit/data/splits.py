@@ -99,7 +99,9 @@ class SplitDataModule(pl.LightningDataModule):
                     f"DDP (world size {world_size}) or data.num_workers={cfg.num_workers}; use 1 process "
                     f"and num_workers=0, or data.streaming=false"
                 )
-            return ResumableDataLoader(dataset, batch_size=None, collate_fn=self.collator(train))
+            return ResumableDataLoader(
+                dataset, batch_size=None, collate_fn=self.collator(train), generator=torch.Generator()
+            )  # its own generator: see below
         seed = torch.initial_seed() % 2**31  # follows the run's `seed` (seed_everything)
         sampler = BucketBatchSampler(
             dataset.lengths,
