@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST, TINY, run_module
+from test_tagging import TINY as TAGGING_TINY
 
 import nlpkit
 import nlpkit.tasks
@@ -304,3 +305,31 @@ def test_streaming_run_stopped_mid_epoch_resumes_to_the_same_metrics(make_cfg, g
     for metrics in (reference, resumed):
         metrics.pop("train_seconds")
     assert resumed == reference and reference["global_steps"] == 48
+
+
+def test_tagging_run_with_unk_replacement_resumes_to_the_same_metrics(tmp_path, builtin_dir):
+    """Tagging draws its word-to-<unk> replacements from the collator's own generator: its state is
+    checkpointed too, so a run stopped mid-epoch resumes exactly. Every sentence gets a word seen once
+    (a singleton), so replacements really happen."""
+    records = [json.loads(line) for line in (builtin_dir / "train.jsonl").read_text().splitlines()]
+    paths = {}
+    for split, rows in (("train", records[:600]), ("val", records[600:700])):
+        paths[split] = tmp_path / f"{split}.conll"
+        paths[split].write_text(
+            "".join(
+                "".join(f"{t} {tag}\n" for t, tag in zip([*r["tokens"], f"{split}{i}"], [*r["slots"], "O"]))
+                + "\n"
+                for i, r in enumerate(rows)
+            )
+        )
+    overrides = ["task=tagging", "data=conll", f"data.train_path={paths['train']}", f"data.val_path={paths['val']}",
+                 *FAST, *TAGGING_TINY, "data.unk_replace_prob=0.5", "num_threads=1", "trainer.max_epochs=2",
+                 "trainer.limit_train_batches=8", "callbacks.step_checkpoint.every_n_train_steps=3"]  # fmt: skip
+    reference = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "reference")))["metrics"]
+    stopped = tmp_path / "stopped"
+    nlpkit.train(nlpkit.compose([*overrides, "+trainer.max_steps=11"], output_dir=str(stopped)))
+    assert newest_checkpoint(stopped).name == "step.ckpt"  # step 9: batch 1 of epoch 1
+    resumed = nlpkit.train(nlpkit.compose([*overrides, "resume=auto"], output_dir=str(stopped)))["metrics"]
+    for metrics in (reference, resumed):
+        metrics.pop("train_seconds")
+    assert resumed == reference and reference["global_steps"] == 16

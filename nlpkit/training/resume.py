@@ -62,10 +62,16 @@ def resume_checkpoint(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def _collator_generator(loader: Any) -> torch.Generator | None:
+    generator = getattr(getattr(loader, "collate_fn", None), "generator", None)
+    return generator if isinstance(generator, torch.Generator) else None
+
+
 class ResumeState(pl.Callback):
     """Saves what Lightning's checkpoint lacks for an exact resume, and restores it.
 
-    - the torch and Python RNG states (dropout masks);
+    - the torch and Python RNG states (dropout masks), and the state of a training collator's own
+      ``generator`` where it has one (tagging's word-to-unk replacement);
     - the training loader's position in its epoch. Lightning saves a stateful loader's state itself
       but, when ``configure_optimizers`` asks for ``estimated_stepping_batches`` (nlpkit's does, for
       LR schedules), builds the loader before the checkpoint is read and never hands the state back.
@@ -90,6 +96,9 @@ class ResumeState(pl.Callback):
         loader = self._train_loader()
         if hasattr(loader, "state_dict"):
             state["train_loader"] = loader.state_dict()
+        generator = _collator_generator(loader)
+        if generator is not None:
+            state["collator_rng"] = generator.get_state()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -104,6 +113,9 @@ class ResumeState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         position = state.get("train_loader")
         loader = self._train_loader()
+        generator = _collator_generator(loader)
+        if generator is not None and "collator_rng" in state:
+            generator.set_state(state["collator_rng"])
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(trainer.current_epoch)  # the resumed epoch's batch order
         mid_epoch = (
