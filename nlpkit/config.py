@@ -75,7 +75,7 @@ class PathsConfig:
 SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": PathsConfig}  # data: per task
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
-    "optimized_metric", "run_test", "hydra", "tags", "num_threads",
+    "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume",
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.
@@ -196,5 +196,10 @@ def validate(cfg: DictConfig) -> DictConfig:
             )
     _check_targets(cfg, "")
     _check_trainer(cfg.trainer)
+    resume = cfg.get("resume")
+    if resume is not None and not isinstance(resume, str):
+        raise ConfigError(
+            f"resume={resume!r}: use null (fresh start), auto (newest checkpoint) or a .ckpt path"
+        )
     OmegaConf.set_struct(typed, with_flag)
     return typed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 import types
@@ -22,12 +23,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import nlpkit
 from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
 from nlpkit.tasks import get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.utils.io import write_json, write_text
 
 log = logging.getLogger("nlpkit.train")
@@ -45,7 +48,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_probe"
+        probe = run_dir / f".write_probe.{os.getpid()}"  # one per process: DDP ranks probe at once
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as err:
@@ -98,12 +101,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = get_task(cfg.task.name)
-    datamodule, module = task.build(cfg, run_dir)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    task.save_vocabularies(datamodule, run_dir)
+    ckpt_path = resume_checkpoint(cfg.get("resume"), run_dir)
 
-    callbacks = _callbacks(cfg, run_dir)
+    callbacks = [*_callbacks(cfg, run_dir), ResumeState()]
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    # Built before anything is written: under DDP, trainer.is_global_zero picks the one writer.
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         callbacks=callbacks,
@@ -111,8 +113,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    if trainer.world_size > 1 and not task.distributed_metrics:
+        raise ConfigError(
+            f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
+            f"{trainer.world_size} DDP processes (trainer=ddp supports task=doc_cls)"
+        )
+    if ckpt_path:
+        # The vocabularies the checkpoint was trained with, not rebuilt ones.
+        datamodule = task.datamodule(cfg.data, run_dir)
+        datamodule.load()
+        module = task.module(cfg, datamodule, datamodule.featurizer.vocab)
+    else:
+        datamodule, module = task.build(cfg, run_dir)
+    if trainer.is_global_zero:
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        task.save_vocabularies(datamodule, run_dir)
+
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
+        raise NlpkitError(
+            f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
+            f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
+        ) from err
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
@@ -126,20 +150,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update(
             _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
         )
-        task.extra_artifacts(module, run_dir)
+        if trainer.is_global_zero:
+            task.extra_artifacts(module, run_dir)
     metrics["train_seconds"] = round(train_seconds, 3)
     metrics["epochs"] = int(trainer.current_epoch)
     metrics["global_steps"] = int(trainer.global_step)
     metrics["data/skipped_rows"] = int(datamodule.policy.total_skipped)
-    write_json(run_dir / "metrics.json", metrics)
-    write_json(
-        run_dir / "run.json",
-        {
-            "task": cfg.task.name,
-            "nlpkit_version": nlpkit.__version__,
-            "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
-        },
-    )
+    if trainer.world_size > 1:
+        metrics["world_size"] = int(trainer.world_size)
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        write_json(
+            run_dir / "run.json",
+            {
+                "task": cfg.task.name,
+                "nlpkit_version": nlpkit.__version__,
+                "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+                "resumed_from": ckpt_path,
+            },
+        )
     if datamodule.policy.total_skipped:
         log.warning("data: %s", datamodule.policy.report())
     target = cfg.get("optimized_metric") or cfg.task.monitor

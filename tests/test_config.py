@@ -37,7 +37,7 @@ EXPECTED_GROUPS = {
         "parallel_intent_slot",
     },  # fmt: skip
     "optim": {"adam", "adamw", "sgd"},
-    "trainer": {"default"},
+    "trainer": {"default", "ddp"},
     "callbacks": {"default", "none"},
     "logger": {"default", "csv"},
     "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips"},

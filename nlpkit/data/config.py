@@ -45,6 +45,9 @@ class DocDataConfig(SplitsConfig):
     delimiter: override the format's delimiter.
     label_delimiter: set (e.g. ``","``) for multi-label data: labels split on it.
     on_bad_row: ``error`` stops at the first bad row naming file and line; ``skip`` counts and reports.
+    streaming: read the training file afresh each epoch instead of holding it (large files); needs
+        ``val_path``; one process, ``num_workers=0``.
+    shuffle_buffer: with ``streaming``, examples mixed in memory at a time (seeded, approximate shuffle).
     """
 
     format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
@@ -55,3 +58,5 @@ class DocDataConfig(SplitsConfig):
     delimiter: str | None = None
     label_delimiter: str | None = None
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+    streaming: bool = False
+    shuffle_buffer: int = 10000

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from nlpkit.data.batching import pad_sequences
+from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.readers import Example, read_examples
+from nlpkit.data.readers import Example, iter_examples, read_examples
 from nlpkit.data.splits import SplitDataModule
+from nlpkit.data.streaming import StreamingDocs, usable
 from nlpkit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,10 @@ class DocClassificationDataModule(SplitDataModule):
         if self._loaded:
             return
         cfg = self.config
+        if cfg.get("streaming") and cfg.train_path:
+            self._load_streaming()
+            self._loaded = True
+            return
         raw = self.read_splits(need_train=self.featurizer is None)
         if self.featurizer is None:
             fcfg = FeaturizerConfig(**dict(cfg.featurizer))
@@ -85,6 +92,70 @@ class DocClassificationDataModule(SplitDataModule):
         if self.policy.total_skipped:
             log.warning("data: %s", self.policy.report())
         self._loaded = True
+
+    def _load_streaming(self) -> None:
+        """``data.streaming``: one pass over the training file builds the vocabularies (when not given)
+        and counts the examples; training then streams it (``StreamingDocs``). Val/test load as usual."""
+        cfg = self.config
+        if not cfg.val_path:
+            raise DataError(
+                "data.streaming=true needs data.val_path: a validation split cannot be held out of a "
+                "stream that is never loaded"
+            )
+        if str(cfg.format) == "builtin":
+            ensure_builtin(Path(cfg.train_path).parent)
+        label_sets: set[str] = set()
+        count = 0
+
+        def texts():
+            nonlocal count
+            examples = iter_examples(cfg.train_path, cfg, self.policy)
+            for example in usable(examples, self.multilabel, self.policy):
+                label_sets.update(example.labels)
+                count += 1
+                yield example.text
+
+        if self.featurizer is None:
+            self.featurizer = Featurizer.train(texts(), FeaturizerConfig(**dict(cfg.featurizer)))
+        else:
+            for _ in texts():
+                pass
+        if count == 0:
+            raise DataError(f"{cfg.train_path}: no usable {self.unit} in the train split")
+        if self.labels is None:
+            self.labels = LabelVocab(sorted(label_sets), multilabel=self.multilabel)
+        unseen = sorted(label_sets - set(self.labels.names))
+        if unseen:
+            raise DataError(f"{cfg.train_path}: labels {unseen} are not in the run's label vocabulary")
+        if len(self.labels) < 2 and not self.multilabel:
+            raise DataError(
+                f"{cfg.train_path}: found {len(self.labels)} label(s) {self.labels.names}; classification "
+                f"needs at least 2 (check data.label_field={cfg.label_field!r})"
+            )
+        log.info(
+            "data: streaming %s (%d examples, shuffle buffer %d)", cfg.train_path, count, cfg.shuffle_buffer
+        )
+        self.splits["train"] = StreamingDocs(
+            cfg.train_path,
+            cfg,
+            self.featurizer,
+            self.target,
+            num_examples=count,
+            multilabel=self.multilabel,
+            batch_size=int(cfg.batch_size),
+            pool_batches=int(cfg.bucket_pool_batches),
+            shuffle_buffer=int(cfg.shuffle_buffer),
+            seed=torch.initial_seed() % 2**31,  # follows the run's `seed`, like the in-memory sampler
+        )
+        for split in ("val", "test"):
+            path = cfg.get(f"{split}_path")
+            if path:
+                examples = self.read_split(path)
+                if not examples:
+                    raise DataError(f"{path}: no usable {self.unit} in the {split} split")
+                self.splits[split] = self._encode(examples, unseen_is_bad=True)
+        if self.policy.total_skipped:
+            log.warning("data: %s", self.policy.report())
 
     def target(self, labels: tuple[str, ...]) -> torch.Tensor:
         if self.multilabel:

@@ -113,20 +113,40 @@ def read_delimited(
     quoting: bool = True,
 ) -> list[Example]:
     """TSV/CSV with a header row, or headerless with ``columns`` naming each column."""
-    lines = list(_decoded_lines(path, policy))
-    # Physical line numbers survive csv's multi-line quoted fields through this index.
-    numbers = [number for number, _ in lines]
+    return list(iter_delimited(path, delimiter=delimiter, text_field=text_field, label_field=label_field,
+                               has_header=has_header, columns=columns, policy=policy,
+                               label_delimiter=label_delimiter, quoting=quoting))  # fmt: skip
+
+
+def iter_delimited(
+    path: Path,
+    *,
+    delimiter: str,
+    text_field: str,
+    label_field: str,
+    has_header: bool,
+    columns: list[str] | None,
+    policy: BadRowPolicy,
+    label_delimiter: str | None = None,
+    quoting: bool = True,
+) -> Iterator[Example]:
+    """``read_delimited`` one example at a time, never holding the file (``data.streaming``)."""
+    last_line = [0]  # physical number of the line csv read last: a row's origin, even when quoted
+    # fields span lines or invalid-UTF-8 lines were skipped
+
+    def texts() -> Iterator[str]:
+        for number, text in _decoded_lines(path, policy):
+            last_line[0] = number
+            yield text
+
     reader = csv.reader(
-        (text for _, text in lines),
-        delimiter=delimiter,
-        quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE,
+        texts(), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
     )
     header: list[str] | None = None if has_header else list(columns or [])
     if not has_header and not header:
         raise DataError(f"{path}: data.has_header=false needs data.columns naming each column")
-    examples: list[Example] = []
     for row in reader:
-        origin = f"{path}:{numbers[reader.line_num - 1]}"
+        origin = f"{path}:{last_line[0]}"
         if not row or all(not cell.strip() for cell in row):
             continue  # blank line
         if header is None:
@@ -149,8 +169,7 @@ def read_delimited(
             raise DataError(f"{origin}: no column {label_field!r} (data.label_field); columns are {header}")
         example = _make_example(record[text_field], record[label_field], origin, policy, label_delimiter)
         if example:
-            examples.append(example)
-    return examples
+            yield example
 
 
 def json_records(path: Path, policy: BadRowPolicy) -> Iterator[tuple[str, dict]]:
@@ -174,7 +193,13 @@ def read_jsonl(
     path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
 ) -> list[Example]:
     """One JSON object per line; the label may be a string or (multi-label) a list of strings."""
-    examples = []
+    return list(iter_jsonl(path, text_field=text_field, label_field=label_field, policy=policy,
+                           label_delimiter=label_delimiter))  # fmt: skip
+
+
+def iter_jsonl(
+    path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
+) -> Iterator[Example]:
     for origin, record in json_records(path, policy):
         for name, role in ((text_field, "text_field"), (label_field, "label_field")):
             if name not in record:
@@ -183,13 +208,17 @@ def read_jsonl(
         else:
             example = _make_example(record[text_field], record[label_field], origin, policy, label_delimiter)
             if example:
-                examples.append(example)
-    return examples
+                yield example
 
 
 def read_label_text(path: Path, *, policy: BadRowPolicy, label_delimiter: str | None = None) -> list[Example]:
     """``label text...`` per line: the first whitespace-separated token is the label."""
-    examples = []
+    return list(iter_label_text(path, policy=policy, label_delimiter=label_delimiter))
+
+
+def iter_label_text(
+    path: Path, *, policy: BadRowPolicy, label_delimiter: str | None = None
+) -> Iterator[Example]:
     for number, line in _decoded_lines(path, policy):
         if not line.strip():
             continue
@@ -200,17 +229,21 @@ def read_label_text(path: Path, *, policy: BadRowPolicy, label_delimiter: str | 
             continue
         example = _make_example(parts[1], parts[0], origin, policy, label_delimiter)
         if example:
-            examples.append(example)
-    return examples
+            yield example
 
 
 def read_examples(path: str | Path, data_cfg, policy: BadRowPolicy) -> list[Example]:
     """Read one split with the reader ``data_cfg.format`` selects."""
+    return list(iter_examples(path, data_cfg, policy))
+
+
+def iter_examples(path: str | Path, data_cfg, policy: BadRowPolicy) -> Iterator[Example]:
+    """``read_examples`` one example at a time (the file is never held whole)."""
     path = Path(path)
     fmt = str(data_cfg.format)
     if fmt in ("tsv", "csv"):
         delimiter = data_cfg.delimiter or ("\t" if fmt == "tsv" else ",")
-        return read_delimited(
+        return iter_delimited(
             path,
             delimiter=delimiter,
             text_field=data_cfg.text_field,
@@ -222,7 +255,7 @@ def read_examples(path: str | Path, data_cfg, policy: BadRowPolicy) -> list[Exam
             quoting=fmt == "csv",
         )
     if fmt in ("jsonl", "builtin"):
-        return read_jsonl(
+        return iter_jsonl(
             path,
             text_field=data_cfg.text_field,
             label_field=data_cfg.label_field,
@@ -230,5 +263,5 @@ def read_examples(path: str | Path, data_cfg, policy: BadRowPolicy) -> list[Exam
             label_delimiter=data_cfg.label_delimiter,
         )
     if fmt == "label_text":
-        return read_label_text(path, policy=policy, label_delimiter=data_cfg.label_delimiter)
+        return iter_label_text(path, policy=policy, label_delimiter=data_cfg.label_delimiter)
     raise DataError(f"unknown data.format {fmt!r}; choose one of tsv, csv, jsonl, label_text, builtin")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
-from nlpkit.data.batching import BucketBatchSampler
+from nlpkit.data.batching import BucketBatchSampler, ResumableDataLoader
 from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.errors import DataError
@@ -77,25 +77,50 @@ class SplitDataModule(pl.LightningDataModule):
         """The ``collate_fn`` for training (``train``) or evaluation batches."""
         raise NotImplementedError
 
+    def _ranks(self) -> tuple[int, int]:
+        """``(global_rank, world_size)`` of the attached trainer (DDP shards batches), else ``(0, 1)``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def _loader(self, split: str, train: bool) -> DataLoader:
-        """Length-bucketed batches (shuffled in training, in data order otherwise)."""
+        """Length-bucketed batches (shuffled in training, in data order otherwise), one disjoint share
+        per DDP rank; the training loader's position is saved in checkpoints (mid-epoch resume)."""
         if split not in self.splits:
             raise DataError(f"no {split} split: set data.{split}_path")
         dataset = self.splits[split]
         cfg = self.config
+        rank, world_size = self._ranks()
+        if isinstance(dataset, IterableDataset):  # a streamed split batches itself
+            if world_size > 1 or int(cfg.num_workers) > 0:
+                raise DataError(
+                    f"data.streaming reads {split} as one sequential stream: it does not combine with "
+                    f"DDP (world size {world_size}) or data.num_workers={cfg.num_workers}; use 1 process "
+                    f"and num_workers=0, or data.streaming=false"
+                )
+            return ResumableDataLoader(
+                dataset, batch_size=None, collate_fn=self.collator(train), generator=torch.Generator()
+            )  # its own generator: see below
+        seed = torch.initial_seed() % 2**31  # follows the run's `seed` (seed_everything)
         sampler = BucketBatchSampler(
             dataset.lengths,
             int(cfg.batch_size if train else cfg.eval_batch_size),
             shuffle=train,
-            seed=torch.initial_seed() % 2**31,  # follows the run's `seed` (seed_everything)
+            seed=seed,
             pool_batches=int(cfg.bucket_pool_batches),
+            rank=rank,
+            world_size=world_size,
         )
-        return DataLoader(
+        return (ResumableDataLoader if train else DataLoader)(
             dataset,
             batch_sampler=sampler,
             collate_fn=self.collator(train),
             num_workers=int(cfg.num_workers),
             persistent_workers=int(cfg.num_workers) > 0,
+            # Its own generator: creating an iterator then never draws from the global RNG that dropout
+            # uses, so a run resumed mid-epoch continues the exact random stream of an uninterrupted one.
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -23,6 +23,8 @@ class Task:
     name: ClassVar[str]
     #: dataclass schema that validates the ``data`` config section for this task
     data_schema: ClassVar[type]
+    #: whether the task's metrics are reduced across DDP processes (multi-process training allowed)
+    distributed_metrics: ClassVar[bool] = False
 
     @classmethod
     def datamodule(cls, data_cfg: DictConfig, run_dir: Path | None = None) -> pl.LightningDataModule:

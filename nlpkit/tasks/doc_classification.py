@@ -76,6 +76,7 @@ class DocClassificationModule(TaskModule):
             prog_bar=stage != "test",
             on_step=False,
             on_epoch=True,
+            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
         )
         if stage == "test" and self.confusion is not None:
             self.confusion.update(predictions, batch["labels"])
@@ -85,7 +86,8 @@ class DocClassificationModule(TaskModule):
         """Metrics accumulate per step (cheap) and are computed and logged once per epoch: logging a
         metric collection every step costs several ms, a large share of a small model's step."""
         metrics = self.metrics[f"{stage}_metrics"]
-        self.log_dict(metrics.compute(), prog_bar=stage == "val")
+        # compute() gathers every process's counts under DDP, so each rank logs the global value
+        self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:

@@ -22,6 +22,7 @@ LABELS_FILE = "labels.json"
 class DocClassificationTask(Task):
     name = "doc_cls"
     data_schema = DocDataConfig
+    distributed_metrics = True  # torchmetrics (sync_dist) reduce across DDP processes
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):

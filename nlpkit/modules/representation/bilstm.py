@@ -19,6 +19,15 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
+def _run_lstm(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """``lstm(x)`` states; in float32 under CPU autocast (``trainer.precision=bf16-mixed``): oneDNN has
+    no bf16 LSTM on CPUs without native bf16 support and fails there. The rest still runs in bf16."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return lstm(x.float())[0]
+    return lstm(x)[0]
+
+
 class BiLSTM(nn.Module):
     """Stacked bidirectional LSTM emitting per-token states ``[B, T, 2 * hidden_dim]``.
 
@@ -43,8 +52,8 @@ class BiLSTM(nn.Module):
         for index, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if index > 0:
                 x = self.dropout(x)
-            forward_states, _ = fwd(x)  # [B, T, H]
-            backward_states, _ = bwd(reverse_padded(x, lengths))
+            forward_states = _run_lstm(fwd, x)  # [B, T, H]
+            backward_states = _run_lstm(bwd, reverse_padded(x, lengths))
             x = torch.cat([forward_states, reverse_padded(backward_states, lengths)], dim=-1)  # [B, T, 2H]
         return x * mask.unsqueeze(-1).to(x.dtype)  # padding states zeroed
 
