@@ -14,6 +14,7 @@ test split, edge cases, the vocabularies) and the decoded output with the PyTorc
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -315,16 +316,16 @@ class FeatureChecker:
         straight from the character vocabulary's index (``CharVocab.encode`` of a one-character token).
         Multi-character tokens are compared through ``TaggingFeatures`` itself in ``check_groups``.
         """
-        from nlpkit.data.token_features import CharVocab, word_shape
+        from nlpkit.data.token_features import CharVocab
 
-        tokens = [ch for ch in all_characters() if not ch.isspace()]
+        tokens, shapes = _codepoint_tokens()
         got = self.run([" ".join(tokens)])
         fields = {
             "tokens": (got["tokens"][0].tolist(), tokens),
             "word_ids": (got["words"][0].tolist(), self.features.words.encode(tokens)),
         }
         if "shapes" in got:
-            fields["shapes"] = (got["shapes"][0].tolist(), [word_shape(ch) for ch in tokens])
+            fields["shapes"] = (got["shapes"][0].tolist(), list(shapes))
         if "chars" in got:
             index = self.features.chars.index
             fields["char_ids"] = (
@@ -344,6 +345,16 @@ class FeatureChecker:
         if first is not None:
             result["first_mismatch"] = first
         return result
+
+
+@functools.lru_cache(maxsize=1)
+def _codepoint_tokens() -> tuple[list[str], tuple[int, ...]]:
+    """Every non-whitespace code point as a token, and its ``word_shape`` (data-independent: computed
+    once per process)."""
+    from nlpkit.data.token_features import word_shape
+
+    tokens = [ch for ch in all_characters() if not ch.isspace()]
+    return tokens, tuple(word_shape(ch) for ch in tokens)
 
 
 def torch_predictions(setup: Setup, texts: list[str]) -> list[dict]:
