@@ -136,6 +136,13 @@ def test_temperature_restarts_an_exhausted_task_and_epochs_reshuffle():
     assert len({tuple(e) for e in epochs}) > 1
 
 
+def test_a_resumed_epoch_draws_the_same_order_as_the_original_run():
+    loaders = {"a": [f"a{i}" for i in range(5)], "b": ["b0", "b1", "b2"]}
+    resumed = MultiTaskBatches(loaders, "proportional", 1.0, seed=0, epoch_source=lambda: 3)
+    counted = MultiTaskBatches(loaders, "proportional", 1.0, seed=0)
+    assert [list(counted) for _ in range(4)][3] == list(resumed) == list(resumed)
+
+
 # ---------------------------------------------------------------- config validation
 @pytest.mark.parametrize(
     ("overrides", "expected"),
@@ -152,6 +159,14 @@ def test_temperature_restarts_an_exhausted_task_and_epochs_reshuffle():
         (["task.tasks.slots.data.format=csv"], "task.tasks.slots.data.format='csv' is not a valid choice"),
         (["task.tasks.slots.loss_weight=-1"], "loss_weight=-1.0 must be >= 0"),
         (["task.schedule=random"], "round_robin, proportional, temperature"),
+        (
+            ["task.tasks.slots.metric=span_f"],
+            "task.tasks.slots.metric='span_f' is not a metric of task tagging; did you mean 'span_f1'",
+        ),
+        (
+            ["task.monitor=val/slots/slot_f1"],
+            "'slot_f1' is not a metric of task tagging; choose one of span_f1",
+        ),
         (["task.shared=[embedding,encoder]"], "'encoder' is not a shareable module"),
         (
             ["task.monitor=val/atis/slot_f1"],
@@ -197,6 +212,7 @@ def test_shared_modules_are_one_object_with_one_vocabulary(base_cfg):
         with_overrides(
             base_cfg,
             "task.tasks.slots.task=intent_slot",
+            "task.tasks.slots.metric=frame_accuracy",
             "task.shared=[embedding,representation,pooling,doc_decoder,doc_output]",
         )
     )

@@ -87,21 +87,37 @@ def tagged_loader(task: str, loader: DataLoader) -> DataLoader:
 class MultiTaskBatches:
     """The training "dataloader": one epoch is ``len(self)`` tagged batches in the schedule's order.
 
-    The order is drawn from ``random.Random(seed + epoch)``, so a run is reproducible."""
+    The order is drawn from ``random.Random(seed + epoch)``, so a run is reproducible. ``epoch_source``
+    (the trainer's current epoch) keeps a resumed run on the same orders; without it epochs are counted
+    here. Each sub-task's batch sampler is set to the same epoch."""
 
-    def __init__(self, loaders: Mapping[str, DataLoader], schedule: str, temperature: float, seed: int):
+    def __init__(
+        self,
+        loaders: Mapping[str, DataLoader],
+        schedule: str,
+        temperature: float,
+        seed: int,
+        epoch_source: Callable[[], int | None] | None = None,
+    ):
         self.loaders = dict(loaders)
         self.schedule = schedule
         self.temperature = float(temperature)
         self.seed = int(seed)
+        self.epoch_source = epoch_source
         self.epoch = 0
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders.values())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
+        current = self.epoch_source() if self.epoch_source is not None else None
+        epoch = self.epoch if current is None else int(current)
+        self.epoch = epoch + 1
+        rng = random.Random(self.seed + epoch)
+        for loader in self.loaders.values():
+            sampler = getattr(loader, "batch_sampler", None)
+            if callable(getattr(sampler, "set_epoch", None)):
+                sampler.set_epoch(epoch)
         sizes = {name: len(loader) for name, loader in self.loaders.items()}
         iterators: dict[str, Iterator] = {}
         for name in task_order(sizes, self.schedule, self.temperature, rng):
@@ -204,7 +220,10 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> MultiTaskBatches:
         loaders = {name: tagged_loader(name, dm.train_dataloader()) for name, dm in self.datamodules.items()}
-        return MultiTaskBatches(loaders, self.schedule, self.temperature, self.seed)
+        return MultiTaskBatches(loaders, self.schedule, self.temperature, self.seed, self._current_epoch)
+
+    def _current_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         """One loader per sub-task that has ``split``, in config order."""

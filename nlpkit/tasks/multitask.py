@@ -21,6 +21,7 @@ The run directory holds ``tasks/<name>/`` with each sub-task's vocabularies (and
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,24 @@ SHAREABLE = {
     "doc_output": "intents",
 }
 TASKS_DIR = "tasks"
+#: validation metrics each sub-task logs (a target or monitor must be one of them)
+METRICS = {
+    "tagging": ("span_f1", "span_precision", "span_recall", "token_accuracy", "loss"),
+    "intent_slot": (
+        "frame_accuracy", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall", "token_accuracy",
+        "loss", "intent_loss", "slot_loss",
+    ),
+    "intent": ("intent_accuracy", "loss"),
+}  # fmt: skip
+
+
+def _check_metric(metric: str, kind: str, where: str) -> None:
+    if metric not in METRICS[kind]:
+        close = difflib.get_close_matches(metric, METRICS[kind], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{where}={metric!r} is not a metric of task {kind}{hint or ';'} choose one of {', '.join(METRICS[kind])}"
+        )
 
 
 @dataclass
@@ -134,17 +153,16 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
     model = OmegaConf.merge(cfg.model, overrides or {})
     _check_targets(model, f"{where}.model")
-    weight = float(node.get("loss_weight", 1.0))
+    try:
+        weight = float(node.get("loss_weight", 1.0))
+    except ValueError as err:
+        raise ConfigError(f"{where}.loss_weight={node.loss_weight!r} is not a number") from err
     if weight < 0:
         raise ConfigError(f"{where}.loss_weight={weight} must be >= 0")
+    metric = str(node.get("metric") or task_cls.target_metric)
+    _check_metric(metric, kind, f"{where}.metric")
     return OmegaConf.create(
-        {
-            "task": kind,
-            "data": data,
-            "model": model,
-            "loss_weight": weight,
-            "metric": str(node.get("metric") or task_cls.target_metric),
-        }
+        {"task": kind, "data": data, "model": model, "loss_weight": weight, "metric": metric}
     )
 
 
@@ -199,6 +217,8 @@ class MultiTaskTask(Task):
                 f"task.monitor={monitor!r}: use val/{MEAN_TARGET} or val/<sub-task>/<metric> with a sub-task "
                 f"of task.tasks ({', '.join(cfg.task.tasks)})"
             )
+        if rest != MEAN_TARGET:
+            _check_metric(rest.split("/", 1)[1], cfg.task.tasks[task_name].task, "task.monitor metric")
         return cfg
 
     # ------------------------------------------------------------------ building
