@@ -309,6 +309,18 @@ def test_evaluate_and_predict_clis_work_on_a_multitask_run(multitask_run, tmp_pa
     assert set(lines[0]) == {"text", "intents", "slots"} and len(lines[1]["slots"]["tags"]) == 2
 
 
+def test_resume_auto_continues_a_multitask_run_with_its_vocabularies(compose, tmp_path):
+    first = nlpkit.train(compose("trainer.max_epochs=1"))
+    resumed = nlpkit.train(compose("trainer.max_epochs=2", "resume=auto"))
+    run_dir = Path(resumed["run_dir"])
+    assert first["run_dir"] == resumed["run_dir"]
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from"].endswith("last.ckpt")
+    assert (resumed["metrics"]["epochs"], resumed["metrics"]["global_steps"]) == (
+        2,
+        6,
+    )  # debug=fast: 3 a epoch
+
+
 # ---------------------------------------------------------------- the intent-only task alone
 def test_intent_task_trains_saves_and_reloads(compose):
     cfg = compose("trainer.limit_train_batches=6", task="intent")

@@ -15,6 +15,9 @@ epoch:
   ``batches ** (1 / temperature)`` (1 = proportional, large = uniform); a sub-task that runs out
   starts over, reshuffled. Small tasks are up-sampled without dominating.
 
+A resumed run (``resume=auto``) draws the order of the epoch it resumes in; a checkpoint taken in the
+middle of an epoch continues that epoch's order from its start (the schedule keeps no position).
+
 With a shared embedding (``share_vocabulary``), one word vocabulary and one character vocabulary are
 built over every sub-task's training sentences, so a word has the same id whichever task it comes from.
 """
@@ -74,13 +77,14 @@ class TaskTagged:
 
 
 def tagged_loader(task: str, loader: DataLoader) -> DataLoader:
-    """The same batches as ``loader`` (same sampler and workers), each tagged with ``task``."""
+    """The same batches as ``loader`` (same sampler, workers and generator), each tagged with ``task``."""
     return DataLoader(
         loader.dataset,
         batch_sampler=loader.batch_sampler,
         collate_fn=TaskTagged(task, loader.collate_fn),
         num_workers=loader.num_workers,
         persistent_workers=loader.persistent_workers,
+        generator=loader.generator,  # never the global RNG dropout uses (exact resume)
     )
 
 

@@ -71,6 +71,14 @@ class Task:
         return dm, cls.module(cfg, dm, dm.featurizer.vocab)
 
     @classmethod
+    def rebuild(cls, cfg: DictConfig, run_dir: Path) -> tuple[pl.LightningDataModule, TaskModule]:
+        """Resuming: the run's vocabularies (not rebuilt ones), data read, a model whose weights the
+        checkpoint will bring."""
+        dm = cls.datamodule(cfg.data, run_dir)
+        dm.load()
+        return dm, cls.module(cfg, dm, dm.featurizer.vocab)
+
+    @classmethod
     def restore(
         cls, cfg: DictConfig, run_dir: Path, data_cfg: DictConfig | None = None
     ) -> tuple[pl.LightningDataModule, TaskModule]:

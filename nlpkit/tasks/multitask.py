@@ -284,6 +284,12 @@ class MultiTaskTask(Task):
         return dm, cls.multitask_module(cfg, dm, fresh=True)
 
     @classmethod
+    def rebuild(cls, cfg, run_dir):
+        dm = cls.multitask_datamodule(cfg, run_dir)
+        dm.load()
+        return dm, cls.multitask_module(cfg, dm, fresh=True)
+
+    @classmethod
     def restore(cls, cfg, run_dir, data_cfg=None):
         run_dir = Path(run_dir)
         dm = cls.multitask_datamodule(cfg, run_dir)
