@@ -181,7 +181,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     OmegaConf.set_struct(typed, False)
     from nlpkit.tasks import get_task
 
-    schemas = dict(SCHEMAS, data=get_task(str(cfg.task.name)).data_schema)
+    task_cls = get_task(str(cfg.task.name))
+    schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
         _check_schema(cfg[key], schema, key)
         try:
@@ -201,5 +202,6 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(
             f"resume={resume!r}: use null (fresh start), auto (newest checkpoint) or a .ckpt path"
         )
+    typed = task_cls.check_config(typed)
     OmegaConf.set_struct(typed, with_flag)
     return typed

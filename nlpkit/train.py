@@ -120,9 +120,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     if ckpt_path:
         # The vocabularies the checkpoint was trained with, not rebuilt ones.
-        datamodule = task.datamodule(cfg.data, run_dir)
-        datamodule.load()
-        module = task.module(cfg, datamodule, datamodule.featurizer.vocab)
+        datamodule, module = task.rebuild(cfg, run_dir)
     else:
         datamodule, module = task.build(cfg, run_dir)
     if trainer.is_global_zero:

@@ -17,7 +17,7 @@ from tests.conftest import run_module
 CONF = Path(CONF_DIR)
 # Snapshot of the shipped choices: a config that silently vanishes fails here.
 EXPECTED_GROUPS = {
-    "task": {"doc_cls", "tagging", "intent_slot"},
+    "task": {"doc_cls", "tagging", "intent_slot", "intent", "multitask"},
     "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm"},
     "embedding": {"word", "char_cnn", "shape", "word_char_shape"},
     "representation": {"bilstm", "docnn", "bag", "token_bilstm"},
@@ -35,12 +35,15 @@ EXPECTED_GROUPS = {
         "parallel",
         "builtin_intent_slot",
         "parallel_intent_slot",
+        "builtin_intent",
+        "multitask",
     },  # fmt: skip
     "optim": {"adam", "adamw", "sgd"},
     "trainer": {"default", "ddp"},
     "callbacks": {"default", "none"},
     "logger": {"default", "csv"},
-    "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips"},
+    "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips", "atis_snips"},
+    "multitask": {"builtin", "atis_snips"},
     "hparams_search": {"optuna"},
     "debug": {"fast"},
 }

@@ -172,6 +172,7 @@ class TaggingDataModule(SplitDataModule):
         self.labels = labels
         self.splits: dict[str, EncodedTagged] = {}
         self.unseen_tags: dict[str, int] = {}
+        self._raw: dict[str, list[TaggedSentence]] | None = None
 
     @property
     def features(self) -> TaggingFeatures:
@@ -180,12 +181,20 @@ class TaggingDataModule(SplitDataModule):
     def read_split(self, path: str) -> list[TaggedSentence]:
         return read_tagged(path, self.config, self.policy)
 
+    def read(self) -> dict[str, list[TaggedSentence]]:
+        """The raw sentences of each split, read once. A multi-task run reads every task's training
+        sentences first, to build one word vocabulary for a shared embedding, then calls ``load``."""
+        if self._raw is None:
+            self._raw = self.read_splits(need_train=self.featurizer is None)
+        return self._raw
+
     def load(self) -> None:
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""
         if self._loaded:
             return
         cfg = self.config
-        raw = self.read_splits(need_train=self.featurizer is None)
+        raw = self.read()
+        self._raw = None  # encoded below; the raw sentences stay on each split's dataset
         fcfg = WordFeaturizerConfig(**dict(cfg.featurizer))
         if self.featurizer is None:
             self.featurizer = train_word_featurizer((s.tokens for s in raw["train"]), fcfg)

@@ -9,13 +9,17 @@ from __future__ import annotations
 from nlpkit.errors import ConfigError
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_cls import DocClassificationTask
+from nlpkit.tasks.intent import IntentTask
 from nlpkit.tasks.intent_slot import IntentSlotTask
+from nlpkit.tasks.multitask import MultiTaskTask
 from nlpkit.tasks.tagging import TaggingTask
 
 TASKS: dict[str, type[Task]] = {
     DocClassificationTask.name: DocClassificationTask,
     TaggingTask.name: TaggingTask,
     IntentSlotTask.name: IntentSlotTask,
+    IntentTask.name: IntentTask,
+    MultiTaskTask.name: MultiTaskTask,
 }
 
 

@@ -25,6 +25,16 @@ class Task:
     data_schema: ClassVar[type]
     #: whether the task's metrics are reduced across DDP processes (multi-process training allowed)
     distributed_metrics: ClassVar[bool] = False
+    #: dataclass schema of the ``task`` section, when the task has more keys than ``TaskConfig``
+    task_schema: ClassVar[type | None] = None
+    #: the validation metric (without ``val/``) that ranks this task's checkpoints by default
+    target_metric: ClassVar[str] = "accuracy"
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> DictConfig:
+        """Task-specific validation after the generic checks (``nlpkit.config.validate``); may return
+        a completed copy. A task made of sub-tasks validates each of them here."""
+        return cfg
 
     @classmethod
     def datamodule(cls, data_cfg: DictConfig, run_dir: Path | None = None) -> pl.LightningDataModule:
@@ -57,6 +67,14 @@ class Task:
     def build(cls, cfg: DictConfig, run_dir: Path | None = None) -> tuple[pl.LightningDataModule, TaskModule]:
         """Fresh training: read data, build vocabularies from train, build the model."""
         dm = cls.datamodule(cfg.data)
+        dm.load()
+        return dm, cls.module(cfg, dm, dm.featurizer.vocab)
+
+    @classmethod
+    def rebuild(cls, cfg: DictConfig, run_dir: Path) -> tuple[pl.LightningDataModule, TaskModule]:
+        """Resuming: the run's vocabularies (not rebuilt ones), data read, a model whose weights the
+        checkpoint will bring."""
+        dm = cls.datamodule(cfg.data, run_dir)
         dm.load()
         return dm, cls.module(cfg, dm, dm.featurizer.vocab)
 

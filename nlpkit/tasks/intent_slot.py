@@ -76,6 +76,7 @@ class IntentSlotPredictor:
 class IntentSlotTask(TaggingTask):
     name = "intent_slot"
     data_schema = IntentSlotDataConfig
+    target_metric = "frame_accuracy"
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):

@@ -28,6 +28,7 @@ REPORT_FILE = "span_report.json"
 class TaggingTask(Task):
     name = "tagging"
     data_schema = TaggingDataConfig
+    target_metric = "span_f1"
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):

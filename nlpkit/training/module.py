@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 from torch import nn
@@ -29,6 +30,20 @@ class TaskModule(pl.LightningModule):
         self.optim_cfg = optim_cfg
         self.monitor = monitor
         self.monitor_mode = monitor_mode
+        self._log_sink: Callable[..., None] | None = None
+
+    def route_logs(self, sink: Callable[..., None]) -> None:
+        """Send every ``log``/``log_dict`` call to ``sink(name, value, **kwargs)`` instead of the trainer.
+
+        A multi-task module hosts one module per sub-task, runs their steps and epoch hooks, and
+        receives their metrics through this, to prefix them with the sub-task's name."""
+        self._log_sink = sink
+
+    def log(self, name: str, value: Any, *args, **kwargs) -> None:
+        if self._log_sink is not None:
+            self._log_sink(name, value, *args, **kwargs)
+            return
+        super().log(name, value, *args, **kwargs)
 
     def _step(self, batch: dict, stage: str):
         """Loss (returned), metric updates and logging for one batch of ``stage`` (train/val/test)."""

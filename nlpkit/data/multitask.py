@@ -1,0 +1,247 @@
+"""Multi-task data: one data module per sub-task, combined by a seeded batch schedule.
+
+Every training step takes one batch of one sub-task. Training batches are ``{"task": name, "batch":
+batch}``; validation and test run one dataloader per sub-task (Lightning's ``dataloader_idx``) whose
+batches carry the task name the same way.
+
+Schedules (``task.schedule``), each over ``N = sum of every sub-task's training batches`` steps per
+epoch:
+
+* ``round_robin``: sub-tasks take turns, in config order; a sub-task whose batches are used up drops
+  out, so every batch is seen exactly once (the largest task alone fills the end of the epoch).
+* ``proportional``: every batch of every sub-task exactly once, in a seeded random order: each task's
+  share of any stretch of steps is proportional to its size.
+* ``temperature``: each step draws a sub-task with probability proportional to
+  ``batches ** (1 / temperature)`` (1 = proportional, large = uniform); a sub-task that runs out
+  starts over, reshuffled. Small tasks are up-sampled without dominating.
+
+A resumed run (``resume=auto``) draws the order of the epoch it resumes in; a checkpoint taken in the
+middle of an epoch continues that epoch's order from its start (the schedule keeps no position).
+
+With a shared embedding (``share_vocabulary``), one word vocabulary and one character vocabulary are
+built over every sub-task's training sentences, so a word has the same id whichever task it comes from.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from nlpkit.data.readers import BadRowPolicy
+from nlpkit.data.tagging import TaggingDataModule
+from nlpkit.data.token_features import CharVocab, WordFeaturizerConfig, train_word_featurizer
+from nlpkit.errors import ConfigError
+
+SCHEDULES = ("round_robin", "proportional", "temperature")
+
+
+def task_order(sizes: Mapping[str, int], schedule: str, temperature: float, rng: random.Random) -> list[str]:
+    """The sub-task of each training step of one epoch (``sum(sizes.values())`` steps)."""
+    names = list(sizes)
+    total = sum(sizes.values())
+    if schedule == "round_robin":
+        remaining = dict(sizes)
+        order: list[str] = []
+        while len(order) < total:
+            for name in names:
+                if remaining[name]:
+                    order.append(name)
+                    remaining[name] -= 1
+        return order
+    if schedule == "proportional":
+        order = [name for name in names for _ in range(sizes[name])]
+        rng.shuffle(order)
+        return order
+    if schedule == "temperature":
+        if temperature <= 0:
+            raise ConfigError(f"task.temperature={temperature} must be > 0")
+        weights = [sizes[name] ** (1.0 / temperature) for name in names]
+        return rng.choices(names, weights=weights, k=total)
+    raise ConfigError(f"task.schedule={schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+class TaskTagged:
+    """A collate function that wraps each batch as ``{"task": name, "batch": batch}``."""
+
+    def __init__(self, task: str, collate: Callable):
+        self.task = task
+        self.collate = collate
+
+    def __call__(self, items: list) -> dict[str, Any]:
+        return {"task": self.task, "batch": self.collate(items)}
+
+
+def tagged_loader(task: str, loader: DataLoader) -> DataLoader:
+    """The same batches as ``loader`` (same sampler, workers and generator), each tagged with ``task``."""
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=loader.batch_sampler,
+        collate_fn=TaskTagged(task, loader.collate_fn),
+        num_workers=loader.num_workers,
+        persistent_workers=loader.persistent_workers,
+        generator=loader.generator,  # never the global RNG dropout uses (exact resume)
+    )
+
+
+class MultiTaskBatches:
+    """The training "dataloader": one epoch is ``len(self)`` tagged batches in the schedule's order.
+
+    The order is drawn from ``random.Random(seed + epoch)``, so a run is reproducible. ``epoch_source``
+    (the trainer's current epoch) keeps a resumed run on the same orders; without it epochs are counted
+    here. Each sub-task's batch sampler is set to the same epoch."""
+
+    def __init__(
+        self,
+        loaders: Mapping[str, DataLoader],
+        schedule: str,
+        temperature: float,
+        seed: int,
+        epoch_source: Callable[[], int | None] | None = None,
+    ):
+        self.loaders = dict(loaders)
+        self.schedule = schedule
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+        self.epoch_source = epoch_source
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return sum(len(loader) for loader in self.loaders.values())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        current = self.epoch_source() if self.epoch_source is not None else None
+        epoch = self.epoch if current is None else int(current)
+        self.epoch = epoch + 1
+        rng = random.Random(self.seed + epoch)
+        for loader in self.loaders.values():
+            sampler = getattr(loader, "batch_sampler", None)
+            if callable(getattr(sampler, "set_epoch", None)):
+                sampler.set_epoch(epoch)
+        sizes = {name: len(loader) for name, loader in self.loaders.items()}
+        iterators: dict[str, Iterator] = {}
+        for name in task_order(sizes, self.schedule, self.temperature, rng):
+            if name not in iterators:
+                iterators[name] = iter(self.loaders[name])
+            try:
+                yield next(iterators[name])
+            except StopIteration:  # temperature sampling: this task starts over, reshuffled
+                iterators[name] = iter(self.loaders[name])
+                yield next(iterators[name])
+
+
+class CombinedPolicy:
+    """The bad-row counts of every sub-task, read like one ``BadRowPolicy``."""
+
+    def __init__(self, policies: Mapping[str, BadRowPolicy]):
+        self.policies = dict(policies)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(policy.total_skipped for policy in self.policies.values())
+
+    def report(self) -> str:
+        return "; ".join(f"{name}: {policy.report()}" for name, policy in self.policies.items())
+
+
+class MultiTaskDataModule(pl.LightningDataModule):
+    """Combines one data module per sub-task (``datamodules``, in config order; ``kinds``: the task
+    name of each, e.g. ``tagging``).
+
+    ``splits`` maps each split to the sub-tasks that have it (``{"test": {"atis": dataset}}``);
+    ``share_vocabulary`` builds one word and character vocabulary over all training data (a shared
+    embedding needs it) unless the sub-tasks were given a trained run's vocabularies.
+    """
+
+    def __init__(
+        self,
+        datamodules: Mapping[str, TaggingDataModule],
+        kinds: Mapping[str, str],
+        schedule: str = "round_robin",
+        temperature: float = 2.0,
+        share_vocabulary: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.datamodules = dict(datamodules)
+        self.kinds = dict(kinds)
+        self.schedule = schedule
+        self.temperature = float(temperature)
+        self.share_vocabulary = share_vocabulary
+        self.seed = int(seed)
+        self._loaded = False
+
+    def _build_shared_vocabulary(self) -> None:
+        fresh = {name: dm for name, dm in self.datamodules.items() if dm.featurizer is None}
+        if not fresh:
+            return  # restoring: every sub-task has the run's (identical) vocabularies
+        settings = {name: OmegaConf.to_container(dm.config.featurizer) for name, dm in fresh.items()}
+        first, first_settings = next(iter(settings.items()))
+        for name, other in settings.items():
+            if other != first_settings:
+                differing = sorted(k for k in first_settings if first_settings[k] != other.get(k))
+                raise ConfigError(
+                    f"task.shared has 'embedding', so every sub-task needs the same data.featurizer: "
+                    f"task.tasks.{first}.data.featurizer and task.tasks.{name}.data.featurizer differ in "
+                    f"{', '.join(differing)}"
+                )
+        config = WordFeaturizerConfig(**first_settings)
+        token_lists = [s.tokens for dm in fresh.values() for s in dm.read()["train"]]
+        featurizer = train_word_featurizer(token_lists, config)
+        chars = CharVocab.build(token_lists, config.max_word_length)
+        for dm in fresh.values():
+            dm.featurizer = featurizer
+            dm.chars = chars
+
+    def load(self) -> None:
+        """Build the shared vocabulary if asked, then load every sub-task. Idempotent."""
+        if self._loaded:
+            return
+        if self.share_vocabulary:
+            self._build_shared_vocabulary()
+        for dm in self.datamodules.values():
+            dm.load()
+        self._loaded = True
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    @property
+    def splits(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, dm in self.datamodules.items():
+            for split, dataset in dm.splits.items():
+                out.setdefault(split, {})[name] = dataset
+        return out
+
+    @property
+    def policy(self) -> CombinedPolicy:
+        return CombinedPolicy({name: dm.policy for name, dm in self.datamodules.items()})
+
+    def train_dataloader(self) -> MultiTaskBatches:
+        loaders = {name: tagged_loader(name, dm.train_dataloader()) for name, dm in self.datamodules.items()}
+        return MultiTaskBatches(loaders, self.schedule, self.temperature, self.seed, self._current_epoch)
+
+    def _current_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
+
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        """One loader per sub-task that has ``split``, in config order."""
+        return [
+            tagged_loader(name, getattr(dm, f"{split}_dataloader")())
+            for name, dm in self.datamodules.items()
+            if split in dm.splits
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+
+__all__ = ["SCHEDULES", "MultiTaskBatches", "MultiTaskDataModule", "task_order"]

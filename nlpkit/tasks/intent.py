@@ -1,0 +1,101 @@
+"""Intent-only task glue: ``IntentDataModule`` + ``IntentModel`` + ``IntentModule``.
+
+``python -m nlpkit.train task=intent`` trains intent detection on text + label files (any
+classification reader) with the word-level features of the tagging stack, so an intent-only dataset
+can join a multi-task run beside slot-tagging data (``task=multitask``). The run directory holds
+``tokenizer.json``, ``chars.json``, ``labels.json`` (the unused slot vocabulary, ``O``) and
+``intents.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.intent import IntentDataConfig, IntentDataModule
+from nlpkit.data.labels import LabelVocab
+from nlpkit.data.tagging import TaggingFeatures
+from nlpkit.data.token_features import NUM_SHAPES, CharVocab
+from nlpkit.models.intent import IntentModel, build_intent_model
+from nlpkit.tasks.intent_detection import IntentModule
+from nlpkit.tasks.intent_slot import INTENTS_FILE, IntentSlotTask
+from nlpkit.tasks.tagging import CHARS_FILE, LABELS_FILE, TOKENIZER_FILE
+
+
+class IntentPredictor:
+    """``predict(["text ..."]) -> [{"intent", "intent_scores"}]``; text is split on whitespace.
+
+    An empty text gets ``intent=None`` and no scores."""
+
+    def __init__(self, model: IntentModel, features: TaggingFeatures, intents: LabelVocab):
+        self.model = model.eval()
+        self.features = features
+        self.intents = intents
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts, not one string")
+        sentences = [text.split() for text in texts]
+        results: list[dict] = [{"intent": None, "intent_scores": {}} for _ in sentences]
+        order = [i for i, tokens in enumerate(sentences) if tokens]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = self.features.collate([self.features.encode(sentences[i]) for i in chunk])
+            probabilities = self.model.decode(
+                batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
+            )  # [B, I]
+            for row, i in enumerate(chunk):
+                results[i] = {
+                    "intent": self.intents.names[int(probabilities[row].argmax())],
+                    "intent_scores": dict(zip(self.intents.names, probabilities[row].tolist())),
+                }
+        return results
+
+
+class IntentTask(IntentSlotTask):
+    """Saves and reloads the same vocabularies as ``intent_slot`` (its slot vocabulary is just ``O``)."""
+
+    name = "intent"
+    data_schema = IntentDataConfig
+    target_metric = "intent_accuracy"
+
+    @classmethod
+    def datamodule(cls, data_cfg, run_dir=None):
+        if run_dir is None:
+            return IntentDataModule(data_cfg)
+        run_dir = Path(run_dir)
+        return IntentDataModule(
+            data_cfg,
+            Featurizer.load(run_dir / TOKENIZER_FILE),
+            CharVocab.load(run_dir / CHARS_FILE),
+            LabelVocab.load(run_dir / LABELS_FILE),
+            LabelVocab.load(run_dir / INTENTS_FILE),
+        )
+
+    @classmethod
+    def module(cls, cfg, datamodule, vocab):
+        dm = datamodule
+        model = build_intent_model(
+            cfg.model,
+            vocab_size=dm.featurizer.vocab_size,
+            pad_id=dm.featurizer.pad_id,
+            num_chars=len(dm.chars),
+            num_shapes=NUM_SHAPES,
+            intent_names=dm.intents.names,
+            vocab=vocab,
+        )
+        return IntentModule(model, dm.intents.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
+
+    @classmethod
+    def make_predictor(cls, model, datamodule):
+        return IntentPredictor(
+            model, TaggingFeatures(datamodule.featurizer, datamodule.chars), datamodule.intents
+        )
+
+    @classmethod
+    def extra_artifacts(cls, module, run_dir):
+        return {}

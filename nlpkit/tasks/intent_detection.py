@@ -1,0 +1,74 @@
+"""Intent detection over word-level features: the LightningModule that trains an ``IntentModel``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nlpkit.models.intent import IntentModel
+from nlpkit.tasks.joint_intent_slot import FrameScorer
+from nlpkit.training.module import TaskModule
+
+
+class IntentModule(TaskModule):
+    """Cross-entropy on the intent; logs ``{stage}/loss`` and, for val/test, ``intent_accuracy`` and
+    ``unseen_intents`` (gold intents never seen in training: no class to predict, counted as errors),
+    the same names as ``task=intent_slot`` so the two compare directly."""
+
+    def __init__(
+        self,
+        model: IntentModel,
+        intent_names: Sequence[str],
+        optim_cfg,
+        monitor: str = "val/intent_accuracy",
+        monitor_mode: str = "max",
+    ):
+        super().__init__(model, intent_names, optim_cfg, monitor, monitor_mode)
+        self.scorers = {"val": FrameScorer(self.label_names), "test": FrameScorer(self.label_names)}
+
+    def forward(self, tokens, lengths, chars=None, shapes=None) -> torch.Tensor:
+        return self.model(tokens, lengths, chars, shapes)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits = self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes"))  # [B, I]
+        known = batch["intents"] >= 0  # an intent unseen in training has no class to learn
+        if known.any():
+            loss = self.model.doc_output.loss(logits[known], batch["intents"][known])
+        else:
+            loss = logits.sum() * 0.0
+        self.log(
+            f"{stage}/loss",
+            loss,
+            batch_size=batch["tokens"].size(0),
+            prog_bar=stage != "test",
+            on_step=False,
+            on_epoch=True,
+        )
+        if stage != "train":
+            predicted = [self.label_names[i] for i in logits.argmax(-1).cpu().tolist()]
+            no_slots = [()] * len(predicted)
+            self.scorers[stage].update(batch["gold_intents"], predicted, no_slots, no_slots)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.scorers["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.scorers["test"].reset()
+
+    def _log_intents(self, stage: str) -> None:
+        scorer = self.scorers[stage]
+        self.log_dict(
+            {
+                f"{stage}/intent_accuracy": scorer.intent_accuracy,
+                f"{stage}/unseen_intents": float(scorer.unseen),
+            },
+            prog_bar=stage == "val",
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_intents("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_intents("test")

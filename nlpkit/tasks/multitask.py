@@ -1,0 +1,371 @@
+"""Multi-task glue (PyText §3.3): N sub-tasks, each with its own data module, head and loss weight,
+sharing the modules named in ``task.shared``.
+
+``python -m nlpkit.train task=multitask`` (built-in intent-only + slot-only sub-tasks) or
+``experiment=atis_snips``. Each sub-task is built by its own task class (``tagging``, ``intent_slot``
+or ``intent``: the tasks over the word-level token features, so their embeddings and encoders are
+interchangeable) from a config of its own: ``task.tasks.<name>.data``, the top-level ``model`` with
+``task.tasks.<name>.model`` merged over it, and ``optim``. Then, for each name in ``task.shared``,
+the first sub-task's module is put into every other sub-task's model (one ``nn.Module`` object, so
+its parameters are trained by every task and stored once per checkpoint storage).
+
+Sharing rules, checked with a ``ConfigError``: every sub-task must have the shared module, with the
+same shape; a shared ``embedding`` makes the run build one word and character vocabulary over every
+sub-task's training data (their ``data.featurizer`` settings must agree); a shared word head
+(``decoder``/``output``) needs the same slot tags, a shared intent head (``doc_decoder``/
+``doc_output``) the same intents.
+
+The run directory holds ``tasks/<name>/`` with each sub-task's vocabularies (and reports);
+``nlpkit.load(run_dir)`` gives a ``MultiTaskPredictor``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from nlpkit.config import _check_schema, _check_targets
+from nlpkit.data.config import choices
+from nlpkit.data.multitask import SCHEDULES, MultiTaskDataModule
+from nlpkit.errors import ConfigError
+from nlpkit.tasks.base import Task
+from nlpkit.tasks.intent import IntentTask
+from nlpkit.tasks.intent_slot import IntentSlotTask
+from nlpkit.tasks.multitask_module import MEAN_TARGET, MultiTaskModule
+from nlpkit.tasks.tagging import TaggingTask
+from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
+
+#: tasks that can be sub-tasks: all built on the word-level token features of the tagging stack
+SUBTASKS: dict[str, type[Task]] = {cls.name: cls for cls in (IntentTask, IntentSlotTask, TaggingTask)}
+#: model parts that can be shared by name, and the vocabulary a shared head needs to agree on
+SHAREABLE = {
+    "embedding": None,
+    "representation": None,
+    "pooling": None,
+    "decoder": "labels",
+    "output": "labels",
+    "doc_decoder": "intents",
+    "doc_output": "intents",
+}
+TASKS_DIR = "tasks"
+#: validation metrics each sub-task logs (a target or monitor must be one of them)
+METRICS = {
+    "tagging": ("span_f1", "span_precision", "span_recall", "token_accuracy", "loss"),
+    "intent_slot": (
+        "frame_accuracy", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall", "token_accuracy",
+        "loss", "intent_loss", "slot_loss",
+    ),
+    "intent": ("intent_accuracy", "loss"),
+}  # fmt: skip
+
+
+def _check_metric(metric: str, kind: str, where: str) -> None:
+    if metric not in METRICS[kind]:
+        close = difflib.get_close_matches(metric, METRICS[kind], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{where}={metric!r} is not a metric of task {kind}{hint or ';'} choose one of {', '.join(METRICS[kind])}"
+        )
+
+
+@dataclass
+class MultiTaskConfig:
+    """The ``task`` section of ``task=multitask``.
+
+    monitor: ``val/mean_target`` (mean of every sub-task's ``metric``) or one sub-task's metric, e.g.
+        ``val/atis/slot_f1``; early stopping and checkpoint selection follow it.
+    schedule: ``round_robin``, ``proportional`` or ``temperature`` (see ``nlpkit.data.multitask``).
+    temperature: for ``schedule=temperature``: task probability ~ batches ** (1 / temperature).
+    shared: model parts shared by every sub-task (``embedding``, ``representation``, ...).
+    tasks: sub-task name -> ``{task, data, model, loss_weight, metric}`` (``SubTaskConfig``).
+    """
+
+    name: str = "multitask"
+    monitor: str = f"val/{MEAN_TARGET}"
+    monitor_mode: str = field(default="max", metadata=choices("max", "min"))
+    schedule: str = field(default="round_robin", metadata=choices(*SCHEDULES))
+    temperature: float = 2.0
+    shared: list[str] = field(default_factory=lambda: ["embedding", "representation"])
+    tasks: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SubTaskConfig:
+    """One sub-task: ``task`` (``intent``, ``intent_slot`` or ``tagging``), its ``data`` section (that
+    task's data schema), ``model`` overrides merged over the top-level model, ``loss_weight``, and
+    ``metric``: its target metric without ``val/`` (default: the task's own, e.g. ``span_f1``)."""
+
+    task: str = ""
+    data: Any = None
+    model: Any = None
+    loss_weight: float = 1.0
+    metric: str | None = None
+
+
+@dataclass
+class MultiTaskDataConfig:
+    """Top-level ``data`` of ``task=multitask``: a value set here applies to every sub-task's data
+    (``data.batch_size=16``); ``null`` keeps each sub-task's own value."""
+
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    bucket_pool_batches: int | None = None
+    num_workers: int | None = None
+    on_bad_row: str | None = None
+
+
+def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> DictConfig:
+    """One validated, completed sub-task config: typed data, full model, weight and metric."""
+    where = f"task.tasks.{name}"
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+        raise ConfigError(
+            f"{where}: a sub-task name may use letters, digits, '_' and '-' only "
+            "(it names metrics, val/<name>/..., and the run's tasks/<name>/ directory)"
+        )
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{where} must be a mapping with keys task, data, model, loss_weight, metric")
+    _check_schema(node, SubTaskConfig, where)
+    kind = node.get("task")
+    if kind not in SUBTASKS:
+        raise ConfigError(
+            f"{where}.task={kind!r} cannot be a multi-task sub-task; choose one of {', '.join(sorted(SUBTASKS))} "
+            "(the tasks over word-level token features; for text + label data use task: intent)"
+        )
+    task_cls = SUBTASKS[kind]
+    if not isinstance(node.get("data"), DictConfig):
+        raise ConfigError(f"{where}.data is missing: give the sub-task's data section (e.g. its train_path)")
+    data = OmegaConf.merge(node.data, defaults)
+    _check_schema(data, task_cls.data_schema, f"{where}.data")
+    try:
+        data = OmegaConf.merge(OmegaConf.structured(task_cls.data_schema), data)
+    except OmegaConfBaseException as err:  # a value of the wrong type
+        raise ConfigError(f"invalid value in {where}.data: {getattr(err, 'msg', err)}") from err
+    overrides = node.get("model")
+    if overrides is not None and not isinstance(overrides, DictConfig):
+        raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
+    model = OmegaConf.merge(cfg.model, overrides or {})
+    _check_targets(model, f"{where}.model")
+    try:
+        weight = float(node.get("loss_weight", 1.0))
+    except ValueError as err:
+        raise ConfigError(f"{where}.loss_weight={node.loss_weight!r} is not a number") from err
+    if weight < 0:
+        raise ConfigError(f"{where}.loss_weight={weight} must be >= 0")
+    metric = str(node.get("metric") or task_cls.target_metric)
+    _check_metric(metric, kind, f"{where}.metric")
+    return OmegaConf.create(
+        {"task": kind, "data": data, "model": model, "loss_weight": weight, "metric": metric}
+    )
+
+
+class MultiTaskPredictor:
+    """Every sub-task's predictor. ``predict(texts, task="atis")`` gives that sub-task's predictions;
+    without ``task``, each text gets ``{sub-task name: its prediction}``."""
+
+    def __init__(self, predictors: dict[str, Any]):
+        self.predictors = predictors
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.predictors)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64, task: str | None = None) -> list[dict]:
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts, not one string")
+        if task is not None:
+            if task not in self.predictors:
+                raise KeyError(f"no sub-task {task!r} in this run; its sub-tasks: {', '.join(self.tasks)}")
+            return self.predictors[task].predict(texts, batch_size=batch_size)
+        per_task = {name: p.predict(texts, batch_size=batch_size) for name, p in self.predictors.items()}
+        return [{name: per_task[name][i] for name in per_task} for i in range(len(texts))]
+
+
+class MultiTaskTask(Task):
+    name = "multitask"
+    data_schema = MultiTaskDataConfig
+    task_schema = MultiTaskConfig
+    target_metric = MEAN_TARGET
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> DictConfig:
+        tasks = cfg.task.tasks
+        if not tasks:
+            raise ConfigError(
+                "task=multitask needs sub-tasks in task.tasks (name -> {task, data, model, loss_weight, "
+                "metric}); pick a set with multitask=builtin or multitask=atis_snips"
+            )
+        defaults = {k: v for k, v in cfg.data.items() if v is not None}
+        cfg.task.tasks = {name: _check_subtask(cfg, name, node, defaults) for name, node in tasks.items()}
+        for part in cfg.task.shared:
+            if part not in SHAREABLE:
+                raise ConfigError(
+                    f"task.shared: {part!r} is not a shareable module; choose from {', '.join(SHAREABLE)}"
+                )
+        monitor = str(cfg.task.monitor)
+        stage, _, rest = monitor.partition("/")
+        task_name = rest.split("/")[0] if "/" in rest else None
+        if stage != "val" or (rest != MEAN_TARGET and task_name not in cfg.task.tasks):
+            raise ConfigError(
+                f"task.monitor={monitor!r}: use val/{MEAN_TARGET} or val/<sub-task>/<metric> with a sub-task "
+                f"of task.tasks ({', '.join(cfg.task.tasks)})"
+            )
+        if rest != MEAN_TARGET:
+            _check_metric(rest.split("/", 1)[1], cfg.task.tasks[task_name].task, "task.monitor metric")
+        return cfg
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def subtask_config(cls, cfg: DictConfig, name: str) -> DictConfig:
+        """The config sub-task ``name`` is built from, shaped like a single-task config."""
+        node = cfg.task.tasks[name]
+        return OmegaConf.create(
+            {
+                "task": {"name": node.task, "monitor": f"val/{node.metric}", "monitor_mode": "max"},
+                "data": node.data,
+                "model": node.model,
+                "optim": cfg.optim,
+            }
+        )
+
+    @classmethod
+    def multitask_datamodule(cls, cfg: DictConfig, run_dir: Path | None = None) -> MultiTaskDataModule:
+        """Each sub-task's data module; with ``run_dir``, reusing that run's vocabularies."""
+        datamodules = {}
+        for name, node in cfg.task.tasks.items():
+            vocab_dir = Path(run_dir) / TASKS_DIR / name if run_dir is not None else None
+            datamodules[name] = SUBTASKS[node.task].datamodule(node.data, vocab_dir)
+        return MultiTaskDataModule(
+            datamodules,
+            {name: node.task for name, node in cfg.task.tasks.items()},
+            schedule=str(cfg.task.schedule),
+            temperature=float(cfg.task.temperature),
+            share_vocabulary="embedding" in cfg.task.shared,
+            seed=int(cfg.get("seed", 0)),
+        )
+
+    @classmethod
+    def datamodule(cls, data_cfg, run_dir=None):
+        raise ConfigError(
+            "task=multitask builds its data modules from the whole config (multitask_datamodule)"
+        )
+
+    @classmethod
+    def multitask_module(
+        cls, cfg: DictConfig, datamodule: MultiTaskDataModule, fresh: bool
+    ) -> MultiTaskModule:
+        subtasks = {}
+        for name, node in cfg.task.tasks.items():
+            dm = datamodule.datamodules[name]
+            vocab = dm.featurizer.vocab if fresh else None
+            subtasks[name] = SUBTASKS[node.task].module(cls.subtask_config(cfg, name), dm, vocab)
+        share_modules(subtasks, list(cfg.task.shared), datamodule)
+        return MultiTaskModule(
+            subtasks,
+            {name: node.task for name, node in cfg.task.tasks.items()},
+            {name: node.loss_weight for name, node in cfg.task.tasks.items()},
+            {name: node.metric for name, node in cfg.task.tasks.items()},
+            cfg.optim,
+            str(cfg.task.monitor),
+            str(cfg.task.monitor_mode),
+        )
+
+    @classmethod
+    def build(cls, cfg, run_dir=None):
+        dm = cls.multitask_datamodule(cfg)
+        dm.load()
+        return dm, cls.multitask_module(cfg, dm, fresh=True)
+
+    @classmethod
+    def rebuild(cls, cfg, run_dir):
+        dm = cls.multitask_datamodule(cfg, run_dir)
+        dm.load()
+        return dm, cls.multitask_module(cfg, dm, fresh=True)
+
+    @classmethod
+    def restore(cls, cfg, run_dir, data_cfg=None):
+        run_dir = Path(run_dir)
+        dm = cls.multitask_datamodule(cfg, run_dir)
+        module = cls.multitask_module(cfg, dm, fresh=False)
+        module.model.load_state_dict(model_state(load_checkpoint(best_checkpoint(run_dir))))
+        module.eval()
+        return dm, module
+
+    @classmethod
+    def save_vocabularies(cls, datamodule, run_dir):
+        for name, dm in datamodule.datamodules.items():
+            directory = Path(run_dir) / TASKS_DIR / name
+            directory.mkdir(parents=True, exist_ok=True)
+            SUBTASKS[datamodule.kinds[name]].save_vocabularies(dm, directory)
+
+    @classmethod
+    def predictor(cls, cfg, run_dir):
+        dm, module = cls.restore(cfg, run_dir)
+        return MultiTaskPredictor(
+            {
+                name: SUBTASKS[node.task].make_predictor(module.model[name], dm.datamodules[name])
+                for name, node in cfg.task.tasks.items()
+            }
+        )
+
+    @classmethod
+    def extra_artifacts(cls, module, run_dir):
+        written = {}
+        for name, sub in module.subtasks.items():
+            found = SUBTASKS[module.kinds[name]].extra_artifacts(sub, Path(run_dir) / TASKS_DIR / name)
+            written.update({f"{name}/{key}": path for key, path in found.items()})
+        return written
+
+
+def share_modules(subtasks: dict[str, Any], shared: list[str], datamodule: MultiTaskDataModule) -> None:
+    """Put the first sub-task's module of each ``shared`` name into every other sub-task's model."""
+    names = list(subtasks)
+    first = names[0]
+    for part in shared:
+        for name in names:
+            if not isinstance(getattr(subtasks[name].model, part, None), nn.Module):
+                parts = [n for n, _ in subtasks[name].model.named_children()]
+                raise ConfigError(
+                    f"task.shared has {part!r} but sub-task {name!r} has no such module (its model has "
+                    f"{', '.join(parts)}); share only modules every sub-task has"
+                )
+        vocabulary = SHAREABLE[part]
+        ours = getattr(subtasks[first].model, part)
+        for name in names[1:]:
+            if vocabulary is not None:
+                mine = getattr(datamodule.datamodules[first], vocabulary).names
+                theirs = getattr(datamodule.datamodules[name], vocabulary).names
+                if mine != theirs:
+                    raise ConfigError(
+                        f"task.shared has {part!r}, but sub-tasks {first!r} and {name!r} have different "
+                        f"{'slot tags' if vocabulary == 'labels' else 'intents'}: a shared head needs one label set"
+                    )
+            if part == "embedding" and (
+                datamodule.datamodules[first].featurizer.vocab
+                != datamodule.datamodules[name].featurizer.vocab
+            ):
+                raise ConfigError(
+                    f"task.shared has 'embedding', but sub-tasks {first!r} and {name!r} have different word vocabularies"
+                )
+            replaced = getattr(subtasks[name].model, part)
+            mine_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+            their_shapes = {k: tuple(v.shape) for k, v in replaced.state_dict().items()}
+            if type(ours) is not type(replaced) or mine_shapes != their_shapes:
+                differing = sorted(
+                    k
+                    for k in mine_shapes.keys() | their_shapes.keys()
+                    if mine_shapes.get(k) != their_shapes.get(k)
+                )
+                raise ConfigError(
+                    f"task.shared has {part!r}, but sub-task {name!r}'s {part} is not the same module as "
+                    f"{first!r}'s ({type(replaced).__name__} vs {type(ours).__name__}; differing: "
+                    f"{', '.join(differing[:3]) or 'class'}): give them the same model config"
+                )
+            setattr(subtasks[name].model, part, ours)

@@ -1,0 +1,125 @@
+"""Multi-task training: one LightningModule hosting one task module per sub-task.
+
+Each sub-task's own module (``TaggingModule``, ``IntentSlotModule``, ``IntentModule``) keeps its loss,
+decoding and metrics; this module routes each batch to its sub-task, weights the training loss, runs
+the sub-tasks' epoch hooks and prefixes everything they log with the sub-task's name
+(``val/atis/slot_f1``). It adds ``{stage}/mean_target``: the mean over sub-tasks of each one's target
+metric, the default checkpoint-selection metric.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from nlpkit.training.module import TaskModule
+
+MEAN_TARGET = "mean_target"
+
+
+class MultiTaskModule(TaskModule):
+    """``self.model`` is a ``ModuleDict`` of the sub-task models (shared modules are the same object
+    in several of them, so the optimizer sees each parameter once); ``self.subtasks`` holds the
+    sub-task modules that own them.
+
+    Args:
+        subtasks: sub-task name -> its task module, built with the sub-task's own config.
+        kinds: sub-task name -> its task name (``tagging``, ``intent_slot``, ``intent``).
+        loss_weights: sub-task name -> weight of its loss in training.
+        target_metrics: sub-task name -> the metric (without stage) its ``mean_target`` share comes from.
+    """
+
+    def __init__(
+        self,
+        subtasks: Mapping[str, TaskModule],
+        kinds: Mapping[str, str],
+        loss_weights: Mapping[str, float],
+        target_metrics: Mapping[str, str],
+        optim_cfg,
+        monitor: str = f"val/{MEAN_TARGET}",
+        monitor_mode: str = "max",
+    ):
+        models = nn.ModuleDict({name: module.model for name, module in subtasks.items()})
+        super().__init__(models, [], optim_cfg, monitor, monitor_mode)
+        self.subtasks = nn.ModuleDict(dict(subtasks))
+        self.kinds = dict(kinds)
+        self.loss_weights = {name: float(loss_weights[name]) for name in subtasks}
+        self.target_metrics = {name: str(target_metrics[name]) for name in subtasks}
+        self._targets: dict[str, dict[str, float]] = {"val": {}, "test": {}}
+        self._evaluated: dict[str, set[str]] = {"val": set(), "test": set()}
+        for name, module in subtasks.items():
+            module.route_logs(functools.partial(self._log_subtask, name))
+
+    def _log_subtask(self, task: str, name: str, value: Any, *args, **kwargs) -> None:
+        """A sub-task's ``stage/metric`` logged as ``stage/task/metric``; its target value is kept."""
+        stage, _, metric = name.partition("/")
+        target = metric == self.target_metrics[task]
+        if target and stage in self._targets:
+            self._targets[stage][task] = float(value)
+        kwargs["add_dataloader_idx"] = False  # the task name already tells the loaders apart
+        kwargs["prog_bar"] = bool(kwargs.get("prog_bar")) and (target or metric == "loss")
+        self.log(f"{stage}/{task}/{metric}", value, *args, **kwargs)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        task = batch["task"]
+        loss = self.loss_weights[task] * self.subtasks[task]._step(batch["batch"], stage)
+        if stage == "train":
+            self.log(
+                "train/loss",
+                loss,
+                batch_size=batch["batch"]["tokens"].size(0),
+                prog_bar=True,
+                on_step=False,
+                on_epoch=True,
+            )
+        else:
+            self._evaluated[stage].add(task)
+        return loss
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "test")
+
+    # ------------------------------------------------------------------ epoch hooks, per sub-task
+    def on_train_epoch_start(self) -> None:
+        for module in self.subtasks.values():
+            module.on_train_epoch_start()
+
+    def on_train_epoch_end(self) -> None:
+        for module in self.subtasks.values():
+            module.on_train_epoch_end()
+
+    def _start_eval(self, stage: str) -> None:
+        self._targets[stage] = {}
+        self._evaluated[stage] = set()
+        hook = "on_validation_epoch_start" if stage == "val" else "on_test_epoch_start"
+        for module in self.subtasks.values():
+            getattr(module, hook)()
+
+    def _end_eval(self, stage: str) -> None:
+        """Each evaluated sub-task logs its epoch metrics; then the mean of their target metrics."""
+        hook = "on_validation_epoch_end" if stage == "val" else "on_test_epoch_end"
+        for name, module in self.subtasks.items():
+            if name in self._evaluated[stage]:
+                getattr(module, hook)()
+        values = list(self._targets[stage].values())
+        if values:
+            self.log(f"{stage}/{MEAN_TARGET}", sum(values) / len(values), prog_bar=stage == "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval("val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval("test")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")

@@ -1,0 +1,356 @@
+"""Multi-task training: schedules, sub-task config validation, module sharing, and intent-only +
+slot-only sub-tasks trained together, saved, reloaded and evaluated; plus the intent-only task."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf, open_dict
+
+import nlpkit
+from nlpkit.config import validate
+from nlpkit.data.multitask import MultiTaskBatches, task_order
+from nlpkit.errors import ConfigError
+from nlpkit.models.intent import IntentModel
+from nlpkit.models.word_tagger import sequence_mask
+from nlpkit.predict import predict_file
+from nlpkit.tasks import get_task
+
+TINY = [
+    "model.embedding.components.word.embed_dim=16",
+    "model.embedding.components.char.char_dim=8",
+    "model.embedding.components.char.kernel_sizes=[1,2]",
+    "model.embedding.components.char.num_filters=8",
+    "model.embedding.components.shape.embed_dim=4",
+    "model.representation.hidden_dim=16",
+    "model.pooling.attention_dim=8",
+    "model.doc_decoder.hidden_dims=[8]",
+    "logger=csv",
+    "debug=fast",
+]
+
+
+SMALL = {"train": 600, "valid": 150, "test": 150}  # lines of the built-in data the tests train on
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """The first lines of each built-in split, as plain JSONL files (reading all of it takes seconds)."""
+    from nlpkit.data.builtin import ensure_builtin
+
+    full = ensure_builtin(tmp_path_factory.mktemp("builtin"))
+    small = tmp_path_factory.mktemp("small")
+    for split, n in SMALL.items():
+        lines = (full / f"{split}.jsonl").read_text().splitlines()[:n]
+        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return small
+
+
+def data_overrides(data: Path, prefix: str) -> list[str]:
+    return [f"{prefix}.format=jsonl"] + [
+        f"{prefix}.{key}_path={data}/{split}.jsonl"
+        for key, split in (("train", "train"), ("val", "valid"), ("test", "test"))
+    ]
+
+
+@pytest.fixture
+def compose(tmp_path, small_data):
+    """``compose(*overrides, task=...)``: a tiny multitask (or ``task=intent``) config on the small data."""
+
+    def _compose(*overrides: str, task: str = "multitask", tmp: Path = tmp_path):
+        if task == "multitask":
+            data = data_overrides(small_data, "task.tasks.intents.data") + data_overrides(
+                small_data, "task.tasks.slots.data"
+            )
+        else:
+            data = data_overrides(small_data, "data")
+        return nlpkit.compose([f"task={task}", *TINY, *data, *overrides], output_dir=str(tmp / "run"))
+
+    return _compose
+
+
+@pytest.fixture(scope="module")
+def base_cfg(small_data, tmp_path_factory):
+    """One composed multitask config; tests change copies of it (composing takes seconds)."""
+    data = data_overrides(small_data, "task.tasks.intents.data") + data_overrides(
+        small_data, "task.tasks.slots.data"
+    )
+    return nlpkit.compose(
+        ["task=multitask", *TINY, *data], output_dir=str(tmp_path_factory.mktemp("base") / "run")
+    )
+
+
+def with_overrides(cfg, *overrides: str):
+    """A copy of ``cfg`` with ``key=value`` overrides (``+key`` adds a key, as on the command line)."""
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        for override in overrides:
+            key, value = override.lstrip("+").split("=", 1)
+            OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False, force_add=True)
+    return cfg
+
+
+def read_test_split(cfg) -> list[dict]:
+    path = Path(cfg.task.tasks.slots.data.test_path)
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- schedules
+def test_round_robin_takes_turns_until_every_batch_is_used():
+    order = task_order({"a": 3, "b": 1, "c": 2}, "round_robin", 2.0, random.Random(0))
+    assert order == ["a", "b", "c", "a", "c", "a"]
+
+
+def test_proportional_uses_every_batch_once_in_a_seeded_order():
+    sizes = {"a": 30, "b": 10}
+    first = task_order(sizes, "proportional", 2.0, random.Random(1))
+    assert first == task_order(sizes, "proportional", 2.0, random.Random(1))
+    assert first != task_order(sizes, "proportional", 2.0, random.Random(2))
+    assert first.count("a") == 30 and first.count("b") == 10
+
+
+def test_temperature_flattens_task_probabilities():
+    sizes = {"big": 900, "small": 100}
+    near_proportional = task_order(sizes, "temperature", 1.0, random.Random(0))
+    near_uniform = task_order(sizes, "temperature", 100.0, random.Random(0))
+    assert len(near_proportional) == len(near_uniform) == 1000
+    assert 0.05 < near_proportional.count("small") / 1000 < 0.15
+    assert 0.4 < near_uniform.count("small") / 1000 < 0.6
+
+
+def test_temperature_restarts_an_exhausted_task_and_epochs_reshuffle():
+    loaders = {"big": [f"big{i}" for i in range(6)], "small": ["small0"]}
+    batches = MultiTaskBatches(loaders, "temperature", 100.0, seed=0)
+    epoch = list(batches)
+    assert len(epoch) == len(batches) == 7
+    assert epoch.count("small0") >= 2  # drawn more often than it has batches: it started over
+    proportional = MultiTaskBatches(loaders, "proportional", 1.0, seed=0)
+    epochs = [list(proportional) for _ in range(4)]
+    assert all(sorted(e) == sorted(loaders["big"] + loaders["small"]) for e in epochs)
+    assert len({tuple(e) for e in epochs}) > 1
+
+
+def test_a_resumed_epoch_draws_the_same_order_as_the_original_run():
+    loaders = {"a": [f"a{i}" for i in range(5)], "b": ["b0", "b1", "b2"]}
+    resumed = MultiTaskBatches(loaders, "proportional", 1.0, seed=0, epoch_source=lambda: 3)
+    counted = MultiTaskBatches(loaders, "proportional", 1.0, seed=0)
+    assert [list(counted) for _ in range(4)][3] == list(resumed) == list(resumed)
+
+
+# ---------------------------------------------------------------- config validation
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["+task.tasks.slots.data.tag_shceme=BIO"],
+            "task.tasks.slots.data.tag_shceme; did you mean 'tag_scheme'",
+        ),
+        (["+task.tasks.slots.weight=2"], "task.tasks.slots.weight; did you mean 'loss_weight'"),
+        (
+            ["task.tasks.slots.task=doc_cls"],
+            "task.tasks.slots.task='doc_cls' cannot be a multi-task sub-task",
+        ),
+        (["task.tasks.slots.data.format=csv"], "task.tasks.slots.data.format='csv' is not a valid choice"),
+        (["task.tasks.slots.loss_weight=-1"], "loss_weight=-1.0 must be >= 0"),
+        (["task.schedule=random"], "round_robin, proportional, temperature"),
+        (
+            ["task.tasks.slots.metric=span_f"],
+            "task.tasks.slots.metric='span_f' is not a metric of task tagging; did you mean 'span_f1'",
+        ),
+        (
+            ["task.monitor=val/slots/slot_f1"],
+            "'slot_f1' is not a metric of task tagging; choose one of span_f1",
+        ),
+        (["task.shared=[embedding,encoder]"], "'encoder' is not a shareable module"),
+        (
+            ["task.monitor=val/atis/slot_f1"],
+            "val/<sub-task>/<metric> with a sub-task of task.tasks (intents, slots)",
+        ),
+        (["+task.tasks.slots.model.representation.hiden_dim=3"], "did you mean 'hidden_dim'"),
+    ],
+)
+def test_bad_sub_task_config_fails_naming_the_path(base_cfg, overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        validate(with_overrides(base_cfg, *overrides))
+    assert expected in str(err.value)
+
+
+def test_top_level_data_values_apply_to_every_sub_task(base_cfg):
+    cfg = validate(with_overrides(base_cfg, "data.batch_size=7", "task.tasks.slots.data.eval_batch_size=9"))
+    assert [cfg.task.tasks[n].data.batch_size for n in ("intents", "slots")] == [7, 7]
+    assert cfg.task.tasks.slots.data.eval_batch_size == 9
+    assert cfg.task.tasks.intents.metric == "intent_accuracy" and cfg.task.tasks.slots.metric == "span_f1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["task.shared=[embedding,pooling]"], "sub-task 'slots' has no such module"),
+        (["task.tasks.slots.data.featurizer.lowercase=false"], "differ in lowercase"),
+        (
+            ["+task.tasks.slots.model.representation.hidden_dim=8"],
+            "sub-task 'slots''s representation is not the same",
+        ),
+    ],
+)
+def test_sharing_what_cannot_be_shared_is_refused(base_cfg, overrides, expected):
+    cfg = validate(with_overrides(base_cfg, *overrides))
+    with pytest.raises(ConfigError) as err:
+        get_task("multitask").build(cfg)
+    assert expected in str(err.value)
+
+
+def test_shared_modules_are_one_object_with_one_vocabulary(base_cfg):
+    # The slot-only data as a joint intent-slot sub-task: both sub-tasks then have the intent head too.
+    cfg = validate(
+        with_overrides(
+            base_cfg,
+            "task.tasks.slots.task=intent_slot",
+            "task.tasks.slots.metric=frame_accuracy",
+            "task.shared=[embedding,representation,pooling,doc_decoder,doc_output]",
+        )
+    )
+    dm, module = get_task("multitask").build(cfg)
+    intents, slots = module.model["intents"], module.model["slots"]
+    for part in ("embedding", "representation", "pooling", "doc_decoder", "doc_output"):
+        assert getattr(intents, part) is getattr(slots, part), part
+    assert dm.datamodules["intents"].featurizer is dm.datamodules["slots"].featurizer
+    unique = {id(p) for m in module.model.values() for p in m.parameters()}
+    assert len(list(module.parameters())) == len(unique)  # the optimizer sees each parameter once
+
+
+def test_every_trainable_parameter_gets_a_gradient_from_the_weighted_losses(base_cfg):
+    cfg = validate(with_overrides(base_cfg, "task.tasks.intents.loss_weight=0.5"))
+    dm, module = get_task("multitask").build(cfg)
+    first_batches = {}
+    for batch in dm.train_dataloader():  # round robin: one batch of each task first
+        first_batches.setdefault(batch["task"], batch)
+        if len(first_batches) == 2:
+            break
+    sum(module._step(batch, "train") for batch in first_batches.values()).backward()
+    for name, param in module.model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+# ---------------------------------------------------------------- intent-only + slot-only, end to end
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory, small_data):
+    data = data_overrides(small_data, "task.tasks.intents.data") + data_overrides(
+        small_data, "task.tasks.slots.data"
+    )
+    cfg = nlpkit.compose(
+        ["task=multitask", *TINY, *data, "trainer.limit_train_batches=12", "task.schedule=proportional"],
+        output_dir=str(tmp_path_factory.mktemp("multitask") / "run"),
+    )
+    return cfg, nlpkit.train(cfg)
+
+
+def test_metrics_are_prefixed_and_selection_uses_the_mean_target(multitask_run):
+    cfg, result = multitask_run
+    run_dir = Path(result["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for stage in ("val", "test"):
+        assert 0.0 <= metrics[f"{stage}/intents/intent_accuracy"] <= 1.0
+        assert 0.0 <= metrics[f"{stage}/slots/span_f1"] <= 1.0
+        mean = (metrics[f"{stage}/intents/intent_accuracy"] + metrics[f"{stage}/slots/span_f1"]) / 2
+        assert metrics[f"{stage}/mean_target"] == pytest.approx(mean, abs=1e-6)
+    assert not any("dataloader_idx" in key for key in metrics)
+    assert result["optimized_metric"] == pytest.approx(metrics["val/mean_target"])
+    assert metrics["global_steps"] == 12
+    assert {p.name for p in (run_dir / "tasks" / "intents").iterdir()} >= {"tokenizer.json", "intents.json"}
+    assert (run_dir / "tasks" / "slots" / "span_report.json").is_file()
+    shared = run_dir / "tasks"
+    assert (shared / "intents" / "tokenizer.json").read_bytes() == (
+        shared / "slots" / "tokenizer.json"
+    ).read_bytes()
+
+
+def test_load_gives_each_sub_task_and_reproduces_its_test_metrics(multitask_run):
+    cfg, result = multitask_run
+    run_dir = result["run_dir"]
+    test = read_test_split(validate(cfg))
+    texts = [" ".join(ex["tokens"]) for ex in test]
+    predictor = nlpkit.load(run_dir)
+    assert predictor.tasks == ["intents", "slots"]
+    intents = predictor.predict(texts, task="intents")
+    slots = predictor.predict(texts, task="slots")
+    again = nlpkit.load(run_dir).predict(texts[:40], batch_size=7)  # fresh load, other padding, both tasks
+    assert [p["intents"] for p in again] == intents[:40] and [p["slots"] for p in again] == slots[:40]
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    accuracy = sum(p["intent"] == ex["intent"] for p, ex in zip(intents, test)) / len(test)
+    assert accuracy == pytest.approx(metrics["test/intents/intent_accuracy"], abs=1e-6)
+    tokens = sum(len(ex["slots"]) for ex in test)
+    right = sum(a == b for p, ex in zip(slots, test) for a, b in zip(p["tags"], ex["slots"]))
+    assert right / tokens == pytest.approx(metrics["test/slots/token_accuracy"], abs=1e-6)
+    with pytest.raises(KeyError, match="its sub-tasks: intents, slots"):
+        predictor.predict(texts[:1], task="atis")
+
+
+def test_evaluate_and_predict_clis_work_on_a_multitask_run(multitask_run, tmp_path):
+    cfg, result = multitask_run
+    run_dir = Path(result["run_dir"])
+    from nlpkit.evaluate import evaluate
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    again = evaluate(run_dir, output=tmp_path / "eval.json")
+    for key in ("test/intents/intent_accuracy", "test/slots/span_f1", "test/mean_target"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+    (tmp_path / "in.txt").write_text("wake me up at 7 am\nplay jazz\n")
+    predict_file(run_dir, tmp_path / "in.txt", tmp_path / "out.jsonl")  # what the predict CLI runs
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["text"] for line in lines] == ["wake me up at 7 am", "play jazz"]
+    assert set(lines[0]) == {"text", "intents", "slots"} and len(lines[1]["slots"]["tags"]) == 2
+
+
+def test_resume_auto_continues_a_multitask_run_with_its_vocabularies(compose, tmp_path):
+    first = nlpkit.train(compose("trainer.max_epochs=1"))
+    resumed = nlpkit.train(compose("trainer.max_epochs=2", "resume=auto"))
+    run_dir = Path(resumed["run_dir"])
+    assert first["run_dir"] == resumed["run_dir"]
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from"].endswith("last.ckpt")
+    assert (resumed["metrics"]["epochs"], resumed["metrics"]["global_steps"]) == (
+        2,
+        6,
+    )  # debug=fast: 3 a epoch
+
+
+# ---------------------------------------------------------------- the intent-only task alone
+def test_intent_task_trains_saves_and_reloads(compose):
+    cfg = compose("trainer.limit_train_batches=6", task="intent")
+    result = nlpkit.train(cfg)
+    assert isinstance(result["model"], IntentModel)
+    metrics = result["metrics"]
+    assert 0.0 <= metrics["test/intent_accuracy"] <= 1.0 and metrics["test/unseen_intents"] == 0
+    test = [json.loads(line) for line in Path(validate(cfg).data.test_path).read_text().splitlines()]
+    texts = [ex["text"] for ex in test]
+    first = nlpkit.load(result["run_dir"]).predict(texts)
+    assert nlpkit.load(result["run_dir"]).predict(texts[:30], batch_size=4) == first[:30]
+    accuracy = sum(p["intent"] == ex["intent"] for p, ex in zip(first, test)) / len(test)
+    assert accuracy == pytest.approx(metrics["test/intent_accuracy"], abs=1e-6)
+    assert nlpkit.load(result["run_dir"]).predict(["", "play jazz"])[0] == {
+        "intent": None,
+        "intent_scores": {},
+    }
+    model = result["model"]
+    lengths = torch.tensor([3, 1])
+    tokens = torch.tensor([[2, 3, 4], [5, 0, 0]])
+    chars = torch.ones(2, 3, 4, dtype=torch.long) * sequence_mask(tokens, lengths).unsqueeze(-1)
+    assert model.decode(tokens, lengths, chars, torch.ones_like(tokens)).sum(-1).allclose(torch.ones(2))
+
+
+def test_atis_snips_experiment_composes(tmp_path):
+    cfg = validate(nlpkit.compose(["experiment=atis_snips"], output_dir=str(tmp_path / "run")))
+    assert cfg.task.name == "multitask" and list(cfg.task.tasks) == ["atis", "snips"]
+    for name in ("atis", "snips"):
+        node = cfg.task.tasks[name]
+        assert node.task == "intent_slot" and node.metric == "frame_accuracy"
+        assert node.data.format == "parallel" and node.data.train_path.endswith(f"{name}_slotgated/train")
+        assert node.data.batch_size == 32 and node.model.name == "joint_bilstm"
+    assert list(cfg.task.shared) == ["embedding", "representation"]
