@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-fast lint format bench bench-serve clean
@@ -21,9 +22,10 @@ install: $(STAMP) ## create .venv and install nlpkit (editable, dev extras); ide
 train: $(STAMP) ## train the default BiLSTM document classifier on the built-in dataset
 	$(PY) -m nlpkit.train task=doc_cls model=bilstm
 
-test: $(STAMP) ## run the whole test suite
-	# Tiny test models gain nothing from intra-op threads; one thread per process avoids oversubscription.
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q --durations=15
+test: $(STAMP) ## run the whole test suite (one pytest worker per core, a file per worker at a time)
+	# Tiny test models gain nothing from intra-op threads: one thread per process, one process per core.
+	# --dist loadfile keeps a file's tests (and its session fixtures: trained runs, exports) on one worker.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check nlpkit tests scripts
