@@ -16,6 +16,18 @@ import nlpkit
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("NLPKIT_DATA_DIR", ROOT.parent / "shared" / "data"))
 
+# Word-level models (tagging, intent_slot, intent, multitask): word + char-CNN + casing, tiny widths.
+WORD_TINY = [
+    "model.embedding.components.word.embed_dim=16",
+    "model.embedding.components.char.char_dim=8",
+    "model.embedding.components.char.kernel_sizes=[1,2]",
+    "model.embedding.components.char.num_filters=8",
+    "model.embedding.components.shape.embed_dim=4",
+    "model.representation.hidden_dim=16",
+]
+# ... plus the document head of joint / intent models.
+JOINT_TINY = [*WORD_TINY, "model.pooling.attention_dim=8", "model.doc_decoder.hidden_dims=[8]"]
+
 # Tiny widths per model preset: every test trains for real, in seconds.
 TINY = {
     "bilstm": ["model.representation.hidden_dim=16", "model.representation.attention_dim=8"],

@@ -16,15 +16,11 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
+from tests.conftest import WORD_TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
-    "model.embedding.components.word.embed_dim=16",
-    "model.embedding.components.char.char_dim=8",
-    "model.embedding.components.char.kernel_sizes=[1,2,3]",
-    "model.embedding.components.char.num_filters=8",
-    "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
+    *WORD_TINY,
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "logger=csv",

@@ -16,19 +16,9 @@ from nlpkit.models.intent_slot import build_intent_slot_model
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.tasks import get_task
 from nlpkit.tasks.joint_intent_slot import FrameScorer
+from tests.conftest import JOINT_TINY
 
-TINY = [
-    "model.embedding.components.word.embed_dim=16",
-    "model.embedding.components.char.char_dim=8",
-    "model.embedding.components.char.kernel_sizes=[1,2]",
-    "model.embedding.components.char.num_filters=8",
-    "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
-    "model.pooling.attention_dim=8",
-    "model.doc_decoder.hidden_dims=[8]",
-    "logger=csv",
-    "debug=fast",
-]
+TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
 
 def compose(tmp: Path, *overrides: str, run: str = "run"):

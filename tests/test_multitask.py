@@ -21,19 +21,9 @@ from nlpkit.models.intent import IntentModel
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
+from tests.conftest import JOINT_TINY
 
-TINY = [
-    "model.embedding.components.word.embed_dim=16",
-    "model.embedding.components.char.char_dim=8",
-    "model.embedding.components.char.kernel_sizes=[1,2]",
-    "model.embedding.components.char.num_filters=8",
-    "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
-    "model.pooling.attention_dim=8",
-    "model.doc_decoder.hidden_dims=[8]",
-    "logger=csv",
-    "debug=fast",
-]
+TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
 
 SMALL = {"train": 600, "valid": 150, "test": 150}  # lines of the built-in data the tests train on

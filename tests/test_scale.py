@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, TINY, run_module
 from test_tagging import TINY as TAGGING_TINY
 
 import nlpkit
@@ -20,6 +19,7 @@ from nlpkit.data.streaming import StreamingDocs, shuffled
 from nlpkit.errors import ConfigError, DataError, NlpkitError
 from nlpkit.evaluate import evaluate
 from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
+from tests.conftest import FAST, TINY, run_module
 
 TINY_MODEL = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]", *TINY["bilstm"]]
 

@@ -30,6 +30,7 @@ from nlpkit.errors import ConfigError
 from nlpkit.serving import OnnxPredictor
 from nlpkit.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
 from nlpkit.serving.config import ServeConfig
+from tests import conftest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -392,16 +393,7 @@ def test_cli_refuses_bad_settings_and_missing_model(tmp_path, doc_cls_run):
 
 # ---------------------------------------------------------------- tagging and joint intent-slot models
 
-WORD_TINY = [
-    "model.embedding.components.word.embed_dim=16",
-    "model.embedding.components.char.char_dim=8",
-    "model.embedding.components.char.kernel_sizes=[1,2]",
-    "model.embedding.components.char.num_filters=8",
-    "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
-    "logger=csv",
-    "debug=fast",
-]
+WORD_TINY = [*conftest.WORD_TINY, "logger=csv", "debug=fast"]
 TASK_OVERRIDES = {
     "tagging": ["task=tagging", *WORD_TINY],
     "intent_slot": [

@@ -100,24 +100,6 @@ def _make_example(
     return Example(text=text, labels=labels, origin=origin)
 
 
-def read_delimited(
-    path: Path,
-    *,
-    delimiter: str,
-    text_field: str,
-    label_field: str,
-    has_header: bool,
-    columns: list[str] | None,
-    policy: BadRowPolicy,
-    label_delimiter: str | None = None,
-    quoting: bool = True,
-) -> list[Example]:
-    """TSV/CSV with a header row, or headerless with ``columns`` naming each column."""
-    return list(iter_delimited(path, delimiter=delimiter, text_field=text_field, label_field=label_field,
-                               has_header=has_header, columns=columns, policy=policy,
-                               label_delimiter=label_delimiter, quoting=quoting))  # fmt: skip
-
-
 def iter_delimited(
     path: Path,
     *,
@@ -130,7 +112,8 @@ def iter_delimited(
     label_delimiter: str | None = None,
     quoting: bool = True,
 ) -> Iterator[Example]:
-    """``read_delimited`` one example at a time, never holding the file (``data.streaming``)."""
+    """TSV/CSV with a header row, or headerless with ``columns`` naming each column, one example at a
+    time: never holding the file (``data.streaming``)."""
     last_line = [0]  # physical number of the line csv read last: a row's origin, even when quoted
     # fields span lines or invalid-UTF-8 lines were skipped
 

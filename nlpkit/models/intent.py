@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from nlpkit.errors import ConfigError
-from nlpkit.models.word_tagger import build_component, sequence_mask
-from nlpkit.modules.embedding.concat import embed_inputs
+from nlpkit.models.word_tagger import build_component, encode_tokens
 
 
 class IntentModel(nn.Module):
@@ -46,9 +45,7 @@ class IntentModel(nn.Module):
         chars: torch.Tensor | None = None,
         shapes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        mask = sequence_mask(tokens, lengths)
-        embedded = embed_inputs(self.embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
-        states = self.representation(embedded, mask)  # [B, T, D]
+        states, mask = encode_tokens(self.embedding, self.representation, tokens, lengths, chars, shapes)
         return self.doc_decoder(self.pooling(states, mask))  # [B, I]
 
     def decode(

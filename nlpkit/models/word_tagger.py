@@ -24,6 +24,20 @@ def sequence_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def encode_tokens(
+    embedding: nn.Module,
+    representation: nn.Module,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    chars: torch.Tensor | None = None,
+    shapes: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared token encoder of every word-level model: per-token states ``[B, T, D]`` and the mask."""
+    mask = sequence_mask(tokens, lengths)
+    embedded = embed_inputs(embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
+    return representation(embedded, mask), mask
+
+
 class WordTagger(nn.Module):
     """``forward(tokens [B, T], lengths [B], chars [B, T, C], shapes [B, T]) -> emissions [B, T, L]``.
 
@@ -47,9 +61,7 @@ class WordTagger(nn.Module):
         shapes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token states ``[B, T, D]`` and the mask ``[B, T]``."""
-        mask = sequence_mask(tokens, lengths)
-        embedded = embed_inputs(self.embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
-        return self.representation(embedded, mask), mask
+        return encode_tokens(self.embedding, self.representation, tokens, lengths, chars, shapes)
 
     def forward(
         self,
