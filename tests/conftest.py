@@ -16,6 +16,16 @@ import nlpkit
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("NLPKIT_DATA_DIR", ROOT.parent / "shared" / "data"))
 
+
+def torch_blocked_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess in which ``import torch`` fails (a shadowing package first on
+    PYTHONPATH): proves a code path needs only onnxruntime + numpy."""
+    fake = tmp_path / "torch_blocked"
+    (fake / "torch").mkdir(parents=True, exist_ok=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+
+
 # Word-level models (tagging, intent_slot, intent, multitask): word + char-CNN + casing, tiny widths.
 WORD_TINY = [
     "model.embedding.components.word.embed_dim=16",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
+from tests.conftest import torch_blocked_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
@@ -235,9 +235,6 @@ def test_wrong_vocabulary_fails_the_gate(exported, tmp_path, monkeypatch):
 def test_predictor_runs_without_torch(exported, tmp_path):
     run_dir, _ = exported["bilstm"]
     texts = ["wake me up at 7 am", "play some jazz", "", "Ünïcode İstanbul ÉCOLE straße"]
-    fake = tmp_path / "fake"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -248,7 +245,7 @@ def test_predictor_runs_without_torch(exported, tmp_path):
         print(json.dumps(out))
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    env = torch_blocked_env(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
     )
@@ -266,10 +263,7 @@ def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
     run_dir, _ = exported["cnn"]
     texts = ["wake me up at 7 am", "play some jazz"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
-    fake = tmp_path / "fake"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    env = torch_blocked_env(tmp_path)
     args = [
         f"run_dir={run_dir}",
         f"input={tmp_path / 'in.txt'}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
-from tests.conftest import WORD_TINY
+from tests.conftest import WORD_TINY, torch_blocked_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -105,9 +104,6 @@ def test_quantized_joint_model_records_metric_deltas(word_runs):
 @pytest.mark.parametrize("name", ["tagger_crf", "joint_crf"])
 def test_onnx_predictor_without_torch_matches_pytorch(word_runs, name, tmp_path):
     run_dir, _ = word_runs[name]
-    fake = tmp_path / "fake"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -117,7 +113,7 @@ def test_onnx_predictor_without_torch_matches_pytorch(word_runs, name, tmp_path)
         print(json.dumps(out))
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    env = torch_blocked_env(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
     )
