@@ -95,10 +95,12 @@ def test_quantized_model_and_accuracy_delta(exported):
     run_dir, report = exported["cnn"]
     quantized = report["quantized"]
     assert (run_dir / "export" / "model.int8.onnx").is_file()
-    assert abs(quantized["accuracy_delta"]) <= 1.0
-    assert quantized["test_accuracy"] == pytest.approx(
-        quantized["test_accuracy_fp32"] + quantized["accuracy_delta"]
+    assert abs(quantized["delta"]["accuracy"]) <= 1.0
+    assert quantized["test_metrics"]["accuracy"] == pytest.approx(
+        quantized["test_metrics_fp32"]["accuracy"] + quantized["delta"]["accuracy"]
     )
+    assert quantized["test_metrics_fp32"] == report["metrics"]["test_onnx"]
+    assert 0.9 <= quantized["label_agreement_with_fp32"] <= 1.0
 
 
 def test_every_edge_case_tokenizes_like_hf(exported):

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_score_diff": next(
             (c["max_abs_diff"] for c in report["checks"].values() if "max_abs_diff" in c), None
         ),
-        "accuracy": report.get("accuracy", report.get("metrics")),
+        "metrics": report.get("metrics"),
         "quantized": report.get("quantized"),
         "timings": report["timings"],
     }

@@ -19,9 +19,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-import nlpkit
 from nlpkit.export import graph as G
-from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, SCORE_TOLERANCE, first_few
+from nlpkit.export.parity import (
+    EDGE_CASES,
+    MIXED_BATCH,
+    SCORE_TOLERANCE,
+    accept_model,
+    first_few,
+    gate_report,
+    provenance_metadata,
+    quantized_entry,
+)
 from nlpkit.export.text_graph import (
     ExportError,
     GraphBuilder,
@@ -291,19 +299,13 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         delimiter=str(cfg.data.label_delimiter) if multilabel else None,
     )
     checkpoint = best_checkpoint(run_dir)
-    import onnxruntime
-
     metadata = {
         "task": str(cfg.task.name),
         "labels": json.dumps(list(predictor.labels.names), ensure_ascii=False),
         "multilabel": json.dumps(multilabel),
         "threshold": json.dumps(ref.threshold),
         "label_delimiter": json.dumps(ref.delimiter),
-        "nlpkit_version": nlpkit.__version__,
-        "tokenizer_sha256": G.sha256_file(tokenizer_path),
-        "weights_sha256": G.sha256_file(checkpoint),
-        "weights_file": str(checkpoint.relative_to(run_dir)),
-        "requires_onnxruntime_extensions": "false",
+        **provenance_metadata(run_dir, checkpoint, tokenizer_path),
         "tokenizer": spec.description,
         "max_length": json.dumps(spec.max_length),
         "outputs": json.dumps(
@@ -314,7 +316,6 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
                 "scores": "float [batch, n_labels]: " + ("per-label sigmoid" if multilabel else "softmax"),
             }
         ),
-        "verified_with_onnxruntime": onnxruntime.__version__,
     }
 
     network = export_network(predictor.model, featurizer.vocab_size, exporter)
@@ -353,36 +354,36 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         [1, MIXED_BATCH],
     )
     checks["labels"], checks["scores"] = check_predictions(main_session, ref, texts + edge, [1, MIXED_BATCH])
-    passed = all(check["passed"] for check in checks.values())
-    report: dict[str, Any] = {
-        "task": str(cfg.task.name),
-        "run_dir": str(run_dir),
-        "passed": passed,
-        "parity_data": {"split": split, "examples": len(texts), "edge_cases": len(edge)},
-        "checks": checks,
-        "metadata": metadata,
-        "exporter": exporter,
-        "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
-        "timings": {"export_seconds": round(export_seconds, 3)},
-    }
+    report = gate_report(
+        task=str(cfg.task.name),
+        run_dir=run_dir,
+        split=split,
+        examples=len(texts),
+        edge_cases=len(edge),
+        checks=checks,
+        metadata=metadata,
+        exporter=exporter,
+        model=model,
+        export_seconds=export_seconds,
+    )
     files: dict[str, bytes] = {}
-    if passed:
-        payload = model.SerializeToString()
-        files["model.onnx"] = payload
-        report["model"] = {"file": "model.onnx", "bytes": len(payload)}
-        report["accuracy"] = {
-            f"{split}_onnx": accuracy(main_session, ref, examples),
-        }
+    if report["passed"]:
+        fp32 = {"accuracy": accuracy(main_session, ref, examples)}
+        files = accept_model(report, model, split, fp32)
         if quantize:
-            report["quantized"], files["model.int8.onnx"] = _quantized(
-                network,
+            int8_model = build_graph(
+                G.quantize_dynamic_int8(network),
                 ref,
-                metadata,
-                examples,
+                {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
+            )
+            int8_session = G.session(int8_model)
+            files["model.int8.onnx"] = int8_model.SerializeToString()
+            report["quantized"] = quantized_entry(
+                files["model.int8.onnx"],
                 split,
-                report["accuracy"][f"{split}_onnx"],
-                main_session,
-                texts,
+                {"accuracy": accuracy(int8_session, ref, examples)},
+                fp32,
+                label_agreement_with_fp32=_label_agreement(main_session, int8_session, texts),
             )
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -403,23 +404,10 @@ def _rename_for_debug(model: onnx.ModelProto) -> onnx.ModelProto:
     return debug
 
 
-def _quantized(
-    network, ref, metadata, examples, split, fp32_accuracy, fp32_session, texts
-) -> tuple[dict, bytes]:
-    int8_network = G.quantize_dynamic_int8(network)
-    model = build_graph(int8_network, ref, {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"})
-    sess = G.session(model)
-    int8_accuracy = accuracy(sess, ref, examples)
+def _label_agreement(fp32_session, int8_session, texts: list[str]) -> float | None:
+    """Share of ``texts`` whose int8 label equals the fp32 label."""
+    if not texts:
+        return None
     fp32 = [str(x) for (b,) in G.run_batched(fp32_session, texts, MIXED_BATCH, ["label"]) for x in b]
-    int8 = [str(x) for (b,) in G.run_batched(sess, texts, MIXED_BATCH, ["label"]) for x in b]
-    payload = model.SerializeToString()
-    return {
-        "file": "model.int8.onnx",
-        "bytes": len(payload),
-        f"{split}_accuracy": int8_accuracy,
-        f"{split}_accuracy_fp32": fp32_accuracy,
-        "accuracy_delta": int8_accuracy - fp32_accuracy,
-        "label_agreement_with_fp32": (sum(a == b for a, b in zip(fp32, int8)) / len(texts))
-        if texts
-        else None,
-    }, payload
+    int8 = [str(x) for (b,) in G.run_batched(int8_session, texts, MIXED_BATCH, ["label"]) for x in b]
+    return sum(a == b for a, b in zip(fp32, int8)) / len(texts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 SCORE_TOLERANCE = 1e-4
 MIXED_BATCH = 64
 MAX_REPORTED = 5
@@ -32,3 +34,69 @@ EDGE_CASES = [
 def first_few(items: list[dict]) -> list[dict]:
     """The first mismatches, for the report (all of them are counted)."""
     return items[:MAX_REPORTED]
+
+
+def provenance_metadata(run_dir, checkpoint, tokenizer_path) -> dict[str, str]:
+    """The metadata every exported file carries: versions and the hashes of what it was built from."""
+    import onnxruntime
+
+    import nlpkit
+    from nlpkit.export.graph import sha256_file
+
+    return {
+        "nlpkit_version": nlpkit.__version__,
+        "tokenizer_sha256": sha256_file(tokenizer_path),
+        "weights_sha256": sha256_file(checkpoint),
+        "weights_file": str(checkpoint.relative_to(run_dir)),
+        "requires_onnxruntime_extensions": "false",
+        "verified_with_onnxruntime": onnxruntime.__version__,
+    }
+
+
+def gate_report(
+    *,
+    task: str,
+    run_dir,
+    split: str,
+    examples: int,
+    edge_cases: int,
+    checks: dict[str, dict],
+    metadata: dict[str, str],
+    exporter: str,
+    model,
+    export_seconds: float,
+) -> dict[str, Any]:
+    """The ``export_report.json`` skeleton; ``passed`` only when every check passed."""
+    return {
+        "task": task,
+        "run_dir": str(run_dir),
+        "passed": all(check["passed"] for check in checks.values()),
+        "parity_data": {"split": split, "examples": examples, "edge_cases": edge_cases},
+        "checks": checks,
+        "metadata": metadata,
+        "exporter": exporter,
+        "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+        "timings": {"export_seconds": round(export_seconds, 3)},
+    }
+
+
+def accept_model(report: dict[str, Any], model, split: str, metrics: dict[str, float]) -> dict[str, bytes]:
+    """Record the passed model (its size and its metrics on ``split``) and return it as ``model.onnx``."""
+    payload = model.SerializeToString()
+    report["model"] = {"file": "model.onnx", "bytes": len(payload)}
+    report["metrics"] = {f"{split}_onnx": metrics}
+    return {"model.onnx": payload}
+
+
+def quantized_entry(
+    payload: bytes, split: str, int8: dict[str, float], fp32: dict[str, float], **extra
+) -> dict[str, Any]:
+    """The report's ``quantized`` section: the int8 file's metrics beside fp32's, and their deltas."""
+    return {
+        "file": "model.int8.onnx",
+        "bytes": len(payload),
+        f"{split}_metrics": int8,
+        f"{split}_metrics_fp32": fp32,
+        "delta": {k: int8[k] - fp32[k] for k in fp32},
+        **extra,
+    }

@@ -25,10 +25,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-import nlpkit
 from nlpkit.export import graph as G
 from nlpkit.export.decoding import build_argmax_tags, build_viterbi_tags
-from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, SCORE_TOLERANCE, first_few
+from nlpkit.export.parity import (
+    EDGE_CASES,
+    MIXED_BATCH,
+    SCORE_TOLERANCE,
+    accept_model,
+    first_few,
+    gate_report,
+    provenance_metadata,
+    quantized_entry,
+)
 from nlpkit.export.text_graph import ExportError, GraphBuilder, all_characters, read_tokenizer_spec
 from nlpkit.export.word_graph import WordFeatureNames, WordFeatureSpec, build_word_nodes
 
@@ -530,19 +538,13 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
     started = time.perf_counter()
     setup, tokenizer_path = _setup(run_dir, cfg)
     checkpoint = best_checkpoint(run_dir)
-    import onnxruntime
-
     metadata = {
         "task": setup.task,
         "labels": json.dumps(setup.tag_names, ensure_ascii=False),
         "tag_scheme": "BIO" if str(cfg.data.tag_scheme) == "IOB1" else str(cfg.data.tag_scheme),
         "decoding": setup.decoding,
-        "nlpkit_version": nlpkit.__version__,
-        "tokenizer_sha256": G.sha256_file(tokenizer_path),
+        **provenance_metadata(run_dir, checkpoint, tokenizer_path),
         "chars_sha256": G.sha256_file(run_dir / "chars.json"),
-        "weights_sha256": G.sha256_file(checkpoint),
-        "weights_file": str(checkpoint.relative_to(run_dir)),
-        "requires_onnxruntime_extensions": "false",
         "tokenizer": "str.split() whitespace tokens; " + setup.spec.tokenizer.description,
         "max_word_length": json.dumps(setup.spec.max_word_length),
         "outputs": json.dumps(
@@ -559,7 +561,6 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
                 setup.tags_output: f"string [batch, max_tokens]: tag per token ({setup.decoding}), '' at padding",
             }
         ),
-        "verified_with_onnxruntime": onnxruntime.__version__,
     }
     if setup.joint:
         metadata["intents"] = json.dumps(setup.intent_names, ensure_ascii=False)
@@ -596,25 +597,23 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
     main_session = G.session(model)
     checks.update(check_predictions(main_session, setup, texts + edge, [1, MIXED_BATCH]))
     timed("predictions", tick)
-    passed = all(check["passed"] for check in checks.values())
-    report: dict[str, Any] = {
-        "task": setup.task,
-        "run_dir": str(run_dir),
-        "passed": passed,
-        "parity_data": {"split": split, "examples": len(texts), "edge_cases": len(edge)},
-        "checks": checks,
-        "metadata": metadata,
-        "exporter": exporter,
-        "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
-        "timings": {"export_seconds": round(export_seconds, 3), "checks": seconds},
-    }
+    report = gate_report(
+        task=setup.task,
+        run_dir=run_dir,
+        split=split,
+        examples=len(texts),
+        edge_cases=len(edge),
+        checks=checks,
+        metadata=metadata,
+        exporter=exporter,
+        model=model,
+        export_seconds=export_seconds,
+    )
+    report["timings"]["checks"] = seconds
     files: dict[str, bytes] = {}
-    if passed:
-        payload = model.SerializeToString()
-        files["model.onnx"] = payload
-        report["model"] = {"file": "model.onnx", "bytes": len(payload)}
+    if report["passed"]:
         fp32 = evaluate(main_session, setup, sentences)
-        report["metrics"] = {f"{split}_onnx": fp32}
+        files = accept_model(report, model, split, fp32)
         if quantize:
             tick = time.perf_counter()
             int8_model = build_graph(
@@ -622,17 +621,9 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
                 setup,
                 {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
             )
-            int8_session = G.session(int8_model)
-            int8 = evaluate(int8_session, setup, sentences)
-            payload8 = int8_model.SerializeToString()
-            files["model.int8.onnx"] = payload8
-            report["quantized"] = {
-                "file": "model.int8.onnx",
-                "bytes": len(payload8),
-                f"{split}_metrics": int8,
-                f"{split}_metrics_fp32": fp32,
-                "delta": {k: int8[k] - fp32[k] for k in fp32},
-            }
+            int8 = evaluate(G.session(int8_model), setup, sentences)
+            files["model.int8.onnx"] = int8_model.SerializeToString()
+            report["quantized"] = quantized_entry(files["model.int8.onnx"], split, int8, fp32)
             timed("quantize_and_evaluate", tick)
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
