@@ -30,6 +30,7 @@ from nlpkit.data.tagging import (
     TaggingCollator,
     TaggingDataConfig,
     TaggingDataModule,
+    warn_unseen,
 )
 from nlpkit.data.tagging_readers import TaggedSentence
 from nlpkit.data.token_features import CharVocab
@@ -157,25 +158,24 @@ class IntentSlotDataModule(TaggingDataModule):
             out.append(IntentSentence(sentence.tokens, sentence.tags, sentence.origin, intent))
         return out
 
-    def load(self) -> None:
-        if self._loaded:
-            return
-        super().load()
+    def _build_vocabularies(self, train: list[IntentSentence]) -> None:
+        super()._build_vocabularies(train)
         if self.intents is None:
-            self.intents = LabelVocab.build([s.intent] for s in self.splits["train"].sentences)
-        for split, dataset in list(self.splits.items()):
-            items = []
-            for item, sentence in zip(dataset.items, dataset.sentences):
-                intent_id = self.intents.index.get(sentence.intent, UNSEEN_INTENT)
-                if intent_id == UNSEEN_INTENT:
-                    self.unseen_intents[sentence.intent] = self.unseen_intents.get(sentence.intent, 0) + 1
-                items.append(EncodedIntentSentence(**vars(item), intent_id=intent_id, intent=sentence.intent))
-            self.splits[split] = EncodedTagged(items, dataset.sentences)
-        if self.unseen_intents:
-            log.warning(
-                "data: gold intents not seen in training (always scored as errors): %s",
-                ", ".join(f"{name} x{n}" for name, n in sorted(self.unseen_intents.items())),
-            )
+            self.intents = LabelVocab.build([s.intent] for s in train)
+
+    def _report_unseen(self) -> None:
+        super()._report_unseen()
+        warn_unseen(self.unseen_intents, "gold intents not seen in training (always scored as errors)")
+
+    def _encode(self, sentences: list[IntentSentence], features) -> EncodedTagged:
+        encoded = super()._encode(sentences, features)
+        items = []
+        for item, sentence in zip(encoded.items, sentences):
+            intent_id = self.intents.index.get(sentence.intent, UNSEEN_INTENT)
+            if intent_id == UNSEEN_INTENT:
+                self.unseen_intents[sentence.intent] = self.unseen_intents.get(sentence.intent, 0) + 1
+            items.append(EncodedIntentSentence(**vars(item), intent_id=intent_id, intent=sentence.intent))
+        return EncodedTagged(items, sentences)
 
 
 __all__ = [

@@ -120,6 +120,12 @@ class EncodedTagged(Dataset):
         return [len(item.words) for item in self.items]
 
 
+def warn_unseen(counts: dict[str, int], what: str) -> None:
+    """One warning listing the gold labels of val/test that training never saw, with their counts."""
+    if counts:
+        log.warning("data: %s: %s", what, ", ".join(f"{name} x{n}" for name, n in sorted(counts.items())))
+
+
 class TaggingCollator:
     """Pads a batch; in training, replaces singleton words by ``<unk>`` with ``unk_replace_prob``
     (Lample et al., 2016) so the ``<unk>`` vector is trained for the unknown words of test time."""
@@ -192,27 +198,29 @@ class TaggingDataModule(SplitDataModule):
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""
         if self._loaded:
             return
-        cfg = self.config
         raw = self.read()
         self._raw = None  # encoded below; the raw sentences stay on each split's dataset
-        fcfg = WordFeaturizerConfig(**dict(cfg.featurizer))
-        if self.featurizer is None:
-            self.featurizer = train_word_featurizer((s.tokens for s in raw["train"]), fcfg)
-        if self.chars is None:
-            self.chars = CharVocab.build((s.tokens for s in raw["train"]), fcfg.max_word_length)
-        if self.labels is None:
-            self.labels = LabelVocab.build(s.tags for s in raw["train"])
+        self._build_vocabularies(raw.get("train", []))
         features = self.features
         for split, sentences in raw.items():
             self.splits[split] = self._encode(sentences, features)
-        if self.unseen_tags:
-            log.warning(
-                "data: gold tags not seen in training (scored as missed spans, trained as O): %s",
-                ", ".join(f"{tag} x{n}" for tag, n in sorted(self.unseen_tags.items())),
-            )
+        self._report_unseen()
         if self.policy.total_skipped:
             log.warning("data: %s", self.policy.report())
         self._loaded = True
+
+    def _report_unseen(self) -> None:
+        warn_unseen(self.unseen_tags, "gold tags not seen in training (scored as missed spans, trained as O)")
+
+    def _build_vocabularies(self, train: list[TaggedSentence]) -> None:
+        """Build from the training sentences whichever vocabularies were not given."""
+        fcfg = WordFeaturizerConfig(**dict(self.config.featurizer))
+        if self.featurizer is None:
+            self.featurizer = train_word_featurizer((s.tokens for s in train), fcfg)
+        if self.chars is None:
+            self.chars = CharVocab.build((s.tokens for s in train), fcfg.max_word_length)
+        if self.labels is None:
+            self.labels = LabelVocab.build(s.tags for s in train)
 
     def _encode(self, sentences: list[TaggedSentence], features: TaggingFeatures) -> EncodedTagged:
         fallback = self.labels.index.get("O", 0)

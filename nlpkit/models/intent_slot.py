@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlpkit.errors import ConfigError
-from nlpkit.models.word_tagger import WordTagger, build_component, build_word_tagger, sequence_mask
+from nlpkit.models.word_tagger import WordTagger, build_document_head, build_word_tagger, sequence_mask
 
 
 class IntentSlotModel(WordTagger):
@@ -67,44 +66,14 @@ class IntentSlotModel(WordTagger):
 def build_intent_slot_model(
     model_cfg,
     *,
-    vocab_size: int,
-    pad_id: int,
-    num_chars: int,
-    num_shapes: int,
     label_names: Sequence[str],
     intent_names: Sequence[str],
     tag_scheme: str,
-    vocab: Sequence[str] | None = None,
+    **encoder_sizes,
 ) -> IntentSlotModel:
     """The word tagger's components (``embedding``, ``representation``, ``decoder``, ``output``) plus
-    ``pooling``, ``doc_decoder`` and ``doc_output``, each sized from the previous ``output_dim``."""
-    missing = [key for key in ("pooling", "doc_decoder", "doc_output") if not model_cfg.get(key)]
-    if missing:
-        raise ConfigError(
-            f"task=intent_slot needs model.{missing[0]} (the document head); use model=joint_bilstm or add "
-            f"{', '.join('model.' + k for k in missing)}"
-        )
-    tagger = build_word_tagger(
-        model_cfg,
-        vocab_size=vocab_size,
-        pad_id=pad_id,
-        num_chars=num_chars,
-        num_shapes=num_shapes,
-        label_names=label_names,
-        tag_scheme=tag_scheme,
-        vocab=vocab,
-    )
-    pooling = build_component(model_cfg.pooling, {"input_dim": tagger.representation.output_dim})
-    doc_decoder = build_component(
-        model_cfg.doc_decoder, {"input_dim": pooling.output_dim, "output_dim": len(intent_names)}
-    )
-    doc_output = build_component(model_cfg.doc_output, {"num_labels": len(intent_names)})
-    return IntentSlotModel(
-        tagger.embedding,
-        tagger.representation,
-        tagger.decoder,
-        tagger.output,
-        pooling,
-        doc_decoder,
-        doc_output,
-    )
+    the document head (``pooling``, ``doc_decoder``, ``doc_output``), each sized from the previous
+    ``output_dim``; ``encoder_sizes`` as for :func:`~nlpkit.models.word_tagger.build_token_encoder`."""
+    tagger = build_word_tagger(model_cfg, label_names=label_names, tag_scheme=tag_scheme, **encoder_sizes)
+    head = build_document_head(model_cfg, tagger.representation.output_dim, intent_names, "intent_slot")
+    return IntentSlotModel(tagger.embedding, tagger.representation, tagger.decoder, tagger.output, *head)

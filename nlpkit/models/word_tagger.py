@@ -1,7 +1,8 @@
 """Word tagger: token embedding -> per-token representation -> word-level head -> CRF/softmax output.
 
-The pieces are the ones a joint intent-slot or multi-task model shares: ``WordTagger.encode`` gives
-per-token states from the shared embedding + BiLSTM, ``WordTagger.emissions`` the word-level scores.
+The pieces are the ones a joint intent-slot or multi-task model shares: ``TokenEncoderModel.encode``
+gives per-token states from the shared embedding + BiLSTM; the builders here size each component from
+the previous one's ``output_dim``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from torch import nn
 
+from nlpkit.errors import ConfigError
 from nlpkit.modules.embedding.concat import embed_inputs
 
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -24,34 +26,18 @@ def sequence_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def encode_tokens(
-    embedding: nn.Module,
-    representation: nn.Module,
-    tokens: torch.Tensor,
-    lengths: torch.Tensor,
-    chars: torch.Tensor | None = None,
-    shapes: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shared token encoder of every word-level model: per-token states ``[B, T, D]`` and the mask."""
-    mask = sequence_mask(tokens, lengths)
-    embedded = embed_inputs(embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
-    return representation(embedded, mask), mask
+class TokenEncoderModel(nn.Module):
+    """Base of every word-level model: ``embedding`` + per-token ``representation``.
 
-
-class WordTagger(nn.Module):
-    """``forward(tokens [B, T], lengths [B], chars [B, T, C], shapes [B, T]) -> emissions [B, T, L]``.
-
-    ``chars``/``shapes`` are needed only when the embedding reads them. ``decode`` returns tag ids.
+    Inputs are ``tokens [B, T]``, ``lengths [B]`` and, when the embedding reads them, ``chars [B, T, C]``
+    and ``shapes [B, T]``. Subclasses add heads over :meth:`encode`'s states; a multi-task run shares
+    the two modules between models by name.
     """
 
-    def __init__(
-        self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module
-    ):
+    def __init__(self, embedding: nn.Module, representation: nn.Module):
         super().__init__()
         self.embedding = embedding
         self.representation = representation
-        self.decoder = decoder
-        self.output = output
 
     def encode(
         self,
@@ -61,7 +47,23 @@ class WordTagger(nn.Module):
         shapes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token states ``[B, T, D]`` and the mask ``[B, T]``."""
-        return encode_tokens(self.embedding, self.representation, tokens, lengths, chars, shapes)
+        mask = sequence_mask(tokens, lengths)
+        embedded = embed_inputs(self.embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
+        return self.representation(embedded, mask), mask
+
+
+class WordTagger(TokenEncoderModel):
+    """``forward(tokens [B, T], lengths [B], chars [B, T, C], shapes [B, T]) -> emissions [B, T, L]``.
+
+    ``chars``/``shapes`` are needed only when the embedding reads them. ``decode`` returns tag ids.
+    """
+
+    def __init__(
+        self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module
+    ):
+        super().__init__(embedding, representation)
+        self.decoder = decoder
+        self.output = output
 
     def forward(
         self,
@@ -108,22 +110,18 @@ def build_component(node, available: Mapping[str, Any]) -> nn.Module:
     return instantiate(node, **kwargs)
 
 
-def build_word_tagger(
+def build_token_encoder(
     model_cfg,
     *,
     vocab_size: int,
     pad_id: int,
     num_chars: int,
     num_shapes: int,
-    label_names: Sequence[str],
-    tag_scheme: str,
     vocab: Sequence[str] | None = None,
-) -> WordTagger:
-    """Build each component from its config node, sizing each from the previous ``output_dim``.
-
-    ``vocab`` is only needed to initialise pretrained word vectors; pass ``None`` when restoring.
-    """
-    scheme = "BIO" if tag_scheme == "IOB1" else str(tag_scheme)
+) -> tuple[nn.Module, nn.Module]:
+    """``(embedding, representation)`` from the model config, the representation sized from the
+    embedding's ``output_dim``. ``vocab`` only initialises pretrained word vectors (``None`` when
+    restoring)."""
     embedding = build_component(
         model_cfg.embedding,
         {
@@ -135,6 +133,20 @@ def build_word_tagger(
         },
     )
     representation = build_component(model_cfg.representation, {"input_dim": embedding.output_dim})
+    return embedding, representation
+
+
+def build_word_tagger(
+    model_cfg,
+    *,
+    label_names: Sequence[str],
+    tag_scheme: str,
+    **encoder_sizes,
+) -> WordTagger:
+    """The token encoder (``encoder_sizes``: see :func:`build_token_encoder`), then ``decoder`` and
+    ``output``, each sized from the previous ``output_dim``."""
+    scheme = "BIO" if tag_scheme == "IOB1" else str(tag_scheme)
+    embedding, representation = build_token_encoder(model_cfg, **encoder_sizes)
     decoder = build_component(
         model_cfg.decoder, {"input_dim": representation.output_dim, "output_dim": len(label_names)}
     )
@@ -143,3 +155,24 @@ def build_word_tagger(
         {"num_labels": len(label_names), "label_names": list(label_names), "tag_scheme": scheme},
     )
     return WordTagger(embedding, representation, decoder, output)
+
+
+def build_document_head(
+    model_cfg, input_dim: int, intent_names: Sequence[str], task: str
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """``(pooling, doc_decoder, doc_output)``: per-token states ``[B, T, input_dim]`` -> intent scores.
+
+    A model config without them (a plain tagger preset) is a ``ConfigError`` naming ``task``.
+    """
+    missing = [key for key in ("pooling", "doc_decoder", "doc_output") if not model_cfg.get(key)]
+    if missing:
+        raise ConfigError(
+            f"task={task} needs model.{missing[0]} (the document head); use model=joint_bilstm or add "
+            f"{', '.join('model.' + k for k in missing)}"
+        )
+    pooling = build_component(model_cfg.pooling, {"input_dim": input_dim})
+    doc_decoder = build_component(
+        model_cfg.doc_decoder, {"input_dim": pooling.output_dim, "output_dim": len(intent_names)}
+    )
+    doc_output = build_component(model_cfg.doc_output, {"num_labels": len(intent_names)})
+    return pooling, doc_decoder, doc_output

@@ -10,19 +10,15 @@ can join a multi-task run beside slot-tagging data (``task=multitask``). The run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.intent import IntentDataConfig, IntentDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tagging import TaggingFeatures
-from nlpkit.data.token_features import NUM_SHAPES, CharVocab
 from nlpkit.models.intent import IntentModel, build_intent_model
 from nlpkit.tasks.intent_detection import IntentModule
-from nlpkit.tasks.intent_slot import INTENTS_FILE, IntentSlotTask
-from nlpkit.tasks.tagging import CHARS_FILE, LABELS_FILE, TOKENIZER_FILE
+from nlpkit.tasks.intent_slot import IntentSlotTask
 
 
 class IntentPredictor:
@@ -63,31 +59,12 @@ class IntentTask(IntentSlotTask):
     data_schema = IntentDataConfig
     target_metric = "intent_accuracy"
 
-    @classmethod
-    def datamodule(cls, data_cfg, run_dir=None):
-        if run_dir is None:
-            return IntentDataModule(data_cfg)
-        run_dir = Path(run_dir)
-        return IntentDataModule(
-            data_cfg,
-            Featurizer.load(run_dir / TOKENIZER_FILE),
-            CharVocab.load(run_dir / CHARS_FILE),
-            LabelVocab.load(run_dir / LABELS_FILE),
-            LabelVocab.load(run_dir / INTENTS_FILE),
-        )
+    datamodule_class = IntentDataModule
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):
         dm = datamodule
-        model = build_intent_model(
-            cfg.model,
-            vocab_size=dm.featurizer.vocab_size,
-            pad_id=dm.featurizer.pad_id,
-            num_chars=len(dm.chars),
-            num_shapes=NUM_SHAPES,
-            intent_names=dm.intents.names,
-            vocab=vocab,
-        )
+        model = build_intent_model(cfg.model, intent_names=dm.intents.names, **cls.encoder_sizes(dm, vocab))
         return IntentModule(model, dm.intents.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
 
     @classmethod

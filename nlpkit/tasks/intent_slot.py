@@ -13,15 +13,13 @@ from pathlib import Path
 
 import torch
 
-from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.intent_slot import IntentSlotDataConfig, IntentSlotDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import spans
 from nlpkit.data.tagging import TaggingFeatures
-from nlpkit.data.token_features import NUM_SHAPES, CharVocab
 from nlpkit.models.intent_slot import IntentSlotModel, build_intent_slot_model
 from nlpkit.tasks.joint_intent_slot import IntentSlotModule
-from nlpkit.tasks.tagging import CHARS_FILE, LABELS_FILE, TOKENIZER_FILE, TaggingTask
+from nlpkit.tasks.tagging import LABELS_FILE, TaggingTask
 
 INTENTS_FILE = "intents.json"
 
@@ -78,32 +76,18 @@ class IntentSlotTask(TaggingTask):
     data_schema = IntentSlotDataConfig
     target_metric = "frame_accuracy"
 
-    @classmethod
-    def datamodule(cls, data_cfg, run_dir=None):
-        if run_dir is None:
-            return IntentSlotDataModule(data_cfg)
-        run_dir = Path(run_dir)
-        return IntentSlotDataModule(
-            data_cfg,
-            Featurizer.load(run_dir / TOKENIZER_FILE),
-            CharVocab.load(run_dir / CHARS_FILE),
-            LabelVocab.load(run_dir / LABELS_FILE),
-            LabelVocab.load(run_dir / INTENTS_FILE),
-        )
+    datamodule_class = IntentSlotDataModule
+    label_files = (LABELS_FILE, INTENTS_FILE)
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):
         dm = datamodule
         model = build_intent_slot_model(
             cfg.model,
-            vocab_size=dm.featurizer.vocab_size,
-            pad_id=dm.featurizer.pad_id,
-            num_chars=len(dm.chars),
-            num_shapes=NUM_SHAPES,
             label_names=dm.labels.names,
             intent_names=dm.intents.names,
             tag_scheme=str(cfg.data.tag_scheme),
-            vocab=vocab,
+            **cls.encoder_sizes(dm, vocab),
         )
         return IntentSlotModule(
             model,

@@ -26,34 +26,47 @@ REPORT_FILE = "span_report.json"
 
 
 class TaggingTask(Task):
+    """Word tagging; also the base of the other word-level tasks (``intent_slot``, ``intent``), which
+    share its featurizer, character vocabulary and run-directory layout."""
+
     name = "tagging"
     data_schema = TaggingDataConfig
     target_metric = "span_f1"
+    datamodule_class = TaggingDataModule
+    #: the label vocabularies a run directory holds, in the data module's argument order
+    label_files: tuple[str, ...] = (LABELS_FILE,)
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):
         if run_dir is None:
-            return TaggingDataModule(data_cfg)
+            return cls.datamodule_class(data_cfg)
         run_dir = Path(run_dir)
-        return TaggingDataModule(
+        return cls.datamodule_class(
             data_cfg,
             Featurizer.load(run_dir / TOKENIZER_FILE),
             CharVocab.load(run_dir / CHARS_FILE),
-            LabelVocab.load(run_dir / LABELS_FILE),
+            *(LabelVocab.load(run_dir / name) for name in cls.label_files),
         )
+
+    @staticmethod
+    def encoder_sizes(datamodule, vocab) -> dict:
+        """What every word-level model builder needs from the data: see ``build_token_encoder``."""
+        return {
+            "vocab_size": datamodule.featurizer.vocab_size,
+            "pad_id": datamodule.featurizer.pad_id,
+            "num_chars": len(datamodule.chars),
+            "num_shapes": NUM_SHAPES,
+            "vocab": vocab,
+        }
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):
         dm = datamodule
         model = build_word_tagger(
             cfg.model,
-            vocab_size=dm.featurizer.vocab_size,
-            pad_id=dm.featurizer.pad_id,
-            num_chars=len(dm.chars),
-            num_shapes=NUM_SHAPES,
             label_names=dm.labels.names,
             tag_scheme=str(cfg.data.tag_scheme),
-            vocab=vocab,
+            **cls.encoder_sizes(dm, vocab),
         )
         return TaggingModule(model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
 
