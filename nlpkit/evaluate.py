@@ -1,7 +1,9 @@
 """Re-compute a trained run's metrics: ``python -m nlpkit.evaluate run_dir=DIR [data.test_path=FILE ...]``.
 
 ``data.*`` overrides the run's own data config (e.g. another test file in the same format); the
-run's tokenizer and label vocabulary are reused. Writes ``DIR/eval/metrics.json`` (or ``output=``).
+run's tokenizer and label vocabulary are reused. On a multi-task run, ``task.tasks.NAME.data.*``
+overrides one sub-task's data (``data.*`` applies to every sub-task). Writes ``DIR/eval/metrics.json``
+(or ``output=``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from omegaconf import OmegaConf
 from nlpkit.api import load_run_config
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.config import validate
+from nlpkit.errors import ConfigError
 from nlpkit.tasks import get_task
 from nlpkit.utils.io import write_json
 
@@ -24,13 +27,30 @@ log = logging.getLogger("nlpkit.evaluate")
 
 
 def evaluate(
-    run_dir: str | Path, data_overrides: dict | None = None, output: str | Path | None = None
+    run_dir: str | Path,
+    data_overrides: dict | None = None,
+    output: str | Path | None = None,
+    subtask_data_overrides: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the run's best checkpoint on its val and test splits; return and write flat metrics."""
+    """Evaluate the run's best checkpoint on its val and test splits; return and write flat metrics.
+
+    ``subtask_data_overrides`` (multi-task runs): ``{sub-task name: data overrides}``.
+    """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if data_overrides:
         cfg.data = OmegaConf.merge(cfg.data, data_overrides)
+    for name, overrides in (subtask_data_overrides or {}).items():
+        if str(cfg.task.name) != "multitask":
+            raise ConfigError(
+                f"task.tasks.{name}.data.* applies to multi-task runs; {run_dir} is task={cfg.task.name}: "
+                "use data.* instead"
+            )
+        if name not in cfg.task.tasks:
+            raise ConfigError(
+                f"{run_dir} has no sub-task {name!r}; its sub-tasks are: {', '.join(cfg.task.tasks)}"
+            )
+        cfg.task.tasks[name].data = OmegaConf.merge(cfg.task.tasks[name].get("data") or {}, overrides)
     cfg = validate(cfg)
     task = get_task(cfg.task.name)
     datamodule, module = task.restore(cfg, run_dir)
@@ -53,8 +73,28 @@ def evaluate(
 
 
 def main(argv: Sequence[str]) -> None:
-    args = parse_args(argv, {"run_dir": "???", "output": None, "data": {}}, allow_prefixes=("data",))
-    evaluate(args.run_dir, OmegaConf.to_container(args.data) or None, args.output)
+    args = parse_args(
+        argv, {"run_dir": "???", "output": None, "data": {}, "task": {}}, allow_prefixes=("data", "task")
+    )
+    task = OmegaConf.to_container(args.task)
+    subtasks = task.pop("tasks", {}) or {}
+    bad = [f"task.{key}" for key in task] + [
+        f"task.tasks.{name}.{key}"
+        for name, section in subtasks.items()
+        for key in (section or {})
+        if key != "data"
+    ]
+    if bad or any(not isinstance(section, dict) for section in subtasks.values()):
+        raise ConfigError(
+            f"unknown argument {(bad or ['task.tasks'])[0]!r}: only a sub-task's data can be overridden, "
+            "as task.tasks.NAME.data.KEY=VALUE"
+        )
+    evaluate(
+        args.run_dir,
+        OmegaConf.to_container(args.data) or None,
+        args.output,
+        {name: section["data"] for name, section in subtasks.items()} or None,
+    )
 
 
 if __name__ == "__main__":

@@ -299,6 +299,41 @@ def test_evaluate_and_predict_clis_work_on_a_multitask_run(multitask_run, tmp_pa
     assert set(lines[0]) == {"text", "intents", "slots"} and len(lines[1]["slots"]["tags"]) == 2
 
 
+def test_evaluate_swaps_one_subtask_test_file(multitask_run, small_data, tmp_path):
+    """``task.tasks.NAME.data.test_path=FILE`` re-scores that sub-task on FILE; the others keep theirs."""
+    from nlpkit.data.tag_schemes import span_f1
+    from nlpkit.evaluate import main as evaluate_cli
+
+    _, result = multitask_run
+    run_dir = Path(result["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    lines = (small_data / "test.jsonl").read_text().splitlines()[100:140]
+    (tmp_path / "other.jsonl").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "eval.json"
+    evaluate_cli(
+        [
+            f"run_dir={run_dir}",
+            f"task.tasks.slots.data.test_path={tmp_path / 'other.jsonl'}",
+            f"output={output}",
+        ]
+    )
+    again = json.loads(output.read_text())
+    records = [json.loads(line) for line in lines]
+    predicted = nlpkit.load(run_dir).predict([" ".join(r["tokens"]) for r in records], task="slots")
+    want = span_f1([r["slots"] for r in records], [p["tags"] for p in predicted])
+    assert again["test/slots/span_f1"] == pytest.approx(want, abs=1e-6)
+    assert again["test/intents/intent_accuracy"] == pytest.approx(
+        metrics["test/intents/intent_accuracy"], abs=1e-6
+    )
+    for bad, message in [
+        ("task.tasks.nope.data.test_path=x", "no sub-task 'nope'"),
+        ("task.tasks.slots.model.x=1", "only a sub-task's data"),
+        ("task.schedule=round_robin", "only a sub-task's data"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            evaluate_cli([f"run_dir={run_dir}", bad, f"output={output}"])
+
+
 def test_resume_auto_continues_a_multitask_run_with_its_vocabularies(compose, tmp_path):
     first = nlpkit.train(compose("trainer.max_epochs=1"))
     resumed = nlpkit.train(compose("trainer.max_epochs=2", "resume=auto"))
