@@ -4,6 +4,9 @@
 ``nlpkit.export.export_run(DIR)`` writes ``DIR/export/model.onnx`` (and ``model.int8.onnx`` with
 ``quantize``) only after a parity gate against the PyTorch predictor and the HF tokenizer passed,
 and ``DIR/export/export_report.json`` either way. Each task registers its exporter in ``EXPORTERS``.
+
+A ``task=multitask`` run is exported one sub-task at a time (``task=NAME``, ``export_run(DIR,
+task=NAME)``): that sub-task's model as a standalone file of its kind, in ``DIR/export/NAME/``.
 """
 
 from __future__ import annotations
@@ -34,12 +37,35 @@ def _word_level(*args, **kwargs):
     return export(*args, **kwargs)
 
 
-#: task name -> ``export(run_dir, cfg, out_dir, quantize, exporter) -> (report, {filename: bytes})``
+#: task name -> ``export(run_dir, cfg, out_dir, quantize, exporter) -> (report, {filename: bytes})``;
+#: the exporters of the kinds a multi-task sub-task can be also take ``subtask=NAME``
 EXPORTERS: dict[str, Callable[..., tuple[dict[str, Any], dict[str, bytes]]]] = {
     "doc_cls": _doc_cls,
     "tagging": _word_level,
     "intent_slot": _word_level,
+    "intent": _word_level,
 }
+MULTITASK = "multitask"
+
+
+def resolve_task(cfg, run_dir: Path, task: str | None) -> tuple[str, str | None]:
+    """``(kind to export, sub-task name or None)`` for a run and the ``task=`` it was asked with."""
+    name = str(cfg.task.name)
+    if name != MULTITASK:
+        if task is not None:
+            raise ExportError(
+                f"task={task!r} picks a sub-task of a multi-task run, but {run_dir} is a task={name} run: "
+                "export it without task="
+            )
+        return name, None
+    subtasks = list(cfg.task.tasks)
+    if task is None or task not in subtasks:
+        problem = "is a multi-task run" if task is None else f"has no sub-task {task!r}"
+        raise ExportError(
+            f"{run_dir} {problem}: export one sub-task at a time with task=NAME "
+            f"(its sub-tasks: {', '.join(subtasks)})"
+        )
+    return str(cfg.task.tasks[task].task), task
 
 
 def export_run(
@@ -47,20 +73,27 @@ def export_run(
     quantize: bool = False,
     exporter: str = "torchscript",
     out_dir: str | Path | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Export ``run_dir``; returns the report. Raises :class:`ExportError` when the config is refused
-    or the parity gate fails (the report is still written; no model file is)."""
+    or the parity gate fails (the report is still written; no model file is).
+
+    ``task``: for a ``task=multitask`` run (and only there), the sub-task to export; its files go to
+    ``run_dir/export/<task>/`` unless ``out_dir`` is given."""
     from nlpkit.api import load_run_config
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    task = str(cfg.task.name)
-    if task not in EXPORTERS:
+    kind, subtask = resolve_task(cfg, run_dir, task)
+    if kind not in EXPORTERS:
         raise ExportError(
-            f"ONNX export is not available for task {task!r} yet (supported: {', '.join(sorted(EXPORTERS))})"
+            f"ONNX export is not available for task {kind!r} yet (supported: {', '.join(sorted(EXPORTERS))})"
         )
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
-    report, files = EXPORTERS[task](run_dir, cfg, out_dir, quantize, exporter)
+    default = run_dir / EXPORT_DIR if subtask is None else run_dir / EXPORT_DIR / subtask
+    out_dir = Path(out_dir) if out_dir is not None else default
+    # a sub-task is word-level (multitask.SUBTASKS): only the word-level exporter is given one
+    extra = {} if subtask is None else {"subtask": subtask}
+    report, files = EXPORTERS[kind](run_dir, cfg, out_dir, quantize, exporter, **extra)
     if report["passed"]:
         for name, payload in files.items():
             write_bytes(out_dir / name, payload)  # temp file + rename: never a half-written model

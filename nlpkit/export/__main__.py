@@ -1,4 +1,6 @@
-"""``python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]``."""
+"""``python -m nlpkit.export run_dir=DIR [task=NAME] [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]``.
+
+``task=NAME`` (multi-task runs only) exports that sub-task to ``DIR/export/NAME/``."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from omegaconf import OmegaConf
 from nlpkit.errors import NlpkitError
 
 USAGE = (
-    "usage: python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]"
+    "usage: python -m nlpkit.export run_dir=DIR [task=SUBTASK] [quantize=true] "
+    "[exporter=torchscript|dynamo] [out_dir=DIR]\n"
+    "  task=SUBTASK: for a task=multitask run, the sub-task to export (to DIR/export/SUBTASK/)"
 )
-KEYS = {"run_dir", "quantize", "exporter", "out_dir"}
+KEYS = {"run_dir", "task", "quantize", "exporter", "out_dir"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
             quantize=bool(args.get("quantize", False)),
             exporter=str(args.get("exporter", "torchscript")),
             out_dir=args.get("out_dir"),
+            task=None if args.get("task") is None else str(args.task),
         )
     except NlpkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     summary = {
+        **({"subtask": report["subtask"]} if "subtask" in report else {}),
         "files": report["files_written"],
         "checks": {name: check["passed"] for name, check in report["checks"].items()},
         "max_abs_score_diff": next(

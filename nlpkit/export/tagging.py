@@ -1,9 +1,14 @@
-"""Word tagging and joint intent-slot export: raw text in; tokens, tags (and the intent) out.
+"""Word-level export (tagging, joint intent-slot, intent-only): raw text in; tags and/or the intent out.
 
 ``task=tagging``: ``text [batch]`` -> ``tokens``, ``tags`` (string ``[batch, max_tokens]``, "" at padding).
 ``task=intent_slot``: also ``intent`` (string ``[batch]``, "" for a text without tokens) and
 ``intent_scores`` (float ``[batch, n_intents]``, softmax; zeros for a text without tokens); the tags
 output is then named ``slots``.
+``task=intent``: ``intent`` and ``intent_scores`` only (as ``intent_slot``'s), no tokens or tags.
+
+One sub-task of a ``task=multitask`` run (``subtask=NAME``) is exported the same way as the single
+task of its kind: its model (the shared modules + its own heads) and its vocabularies from
+``tasks/<name>/``, checked on its own test split.
 
 In the graph: whitespace tokenization, word/character/casing features (:mod:`nlpkit.export.word_graph`),
 the network, argmax or CRF Viterbi decoding (:mod:`nlpkit.export.decoding`) and the label names.
@@ -47,25 +52,40 @@ NETWORK_INPUTS = ("tokens", "lengths", "chars", "shapes")
 class Setup:
     """What the graph is built from and checked against."""
 
-    task: str  # "tagging" or "intent_slot"
-    predictor: Any  # TaggingPredictor or IntentSlotPredictor
+    task: str  # "tagging", "intent_slot" or "intent"
+    predictor: Any  # TaggingPredictor, IntentSlotPredictor or IntentPredictor
     spec: WordFeatureSpec
-    tag_names: list[str]
-    intent_names: list[str] | None
-    decoding: str  # "crf_viterbi" or "argmax"
+    tag_names: list[str]  # [] for task=intent (no tags output)
+    intent_names: list[str] | None  # None for task=tagging
+    decoding: str | None  # "crf_viterbi" or "argmax"; None for task=intent
+    data_cfg: Any  # the data section (a multi-task run: the sub-task's)
+    vocab_dir: Path  # where tokenizer.json and chars.json are (a multi-task run: tasks/<name>/)
+    subtask: str | None = None  # the sub-task's name in a multi-task run
 
     @property
-    def joint(self) -> bool:
-        return self.task == "intent_slot"
+    def has_tags(self) -> bool:
+        return self.task != "intent"
+
+    @property
+    def has_intent(self) -> bool:
+        return self.task != "tagging"
 
     @property
     def tags_output(self) -> str:
-        return "slots" if self.joint else "tags"
+        return "slots" if self.task == "intent_slot" else "tags"
+
+    @property
+    def outputs(self) -> list[str]:
+        """The graph's outputs, in order."""
+        return (["intent", "intent_scores"] if self.has_intent else []) + (
+            ["tokens", self.tags_output] if self.has_tags else []
+        )
 
 
 # ---------------------------------------------------------------------------------- network
-def _network_module(model, joint: bool):
-    """``(tokens, lengths, chars, shapes) -> emissions`` (tagging) or ``-> (intent_scores, emissions)``."""
+def _network_module(model, task: str):
+    """``(tokens, lengths, chars, shapes) -> emissions`` (tagging), ``-> (intent_scores, emissions)``
+    (intent_slot) or ``-> intent_scores`` (intent)."""
     import torch
 
     class Network(torch.nn.Module):
@@ -74,8 +94,10 @@ def _network_module(model, joint: bool):
             self.inner = inner
 
         def forward(self, tokens, lengths, chars, shapes):
-            if not joint:
+            if task == "tagging":
                 return self.inner(tokens, lengths, chars, shapes)  # [B, T, L]
+            if task == "intent":
+                return self.inner.decode(tokens, lengths, chars, shapes)  # [B, I]
             intent_logits, emissions = self.inner(tokens, lengths, chars, shapes)
             return self.inner.doc_output.scores(intent_logits), emissions  # [B, I], [B, T, L]
 
@@ -93,7 +115,7 @@ def export_network(model, setup: Setup, exporter: str) -> onnx.ModelProto:
     chars = chars.clamp(max=n_chars - 1)
     chars[1, 2:] = 0
     shapes = torch.tensor([[1, 3, 2, 5], [1, 1, 0, 0]], dtype=torch.long)
-    outputs = ["intent_scores", "emissions"] if setup.joint else ["emissions"]
+    outputs = (["intent_scores"] if setup.has_intent else []) + (["emissions"] if setup.has_tags else [])
     axes = {
         "tokens": {0: "batch", 1: "time"},
         "lengths": {0: "batch"},
@@ -103,7 +125,7 @@ def export_network(model, setup: Setup, exporter: str) -> onnx.ModelProto:
         "intent_scores": {0: "batch"},
     }
     return G.export_torch(
-        _network_module(model, setup.joint),
+        _network_module(model, setup.task),
         (tokens, lengths, chars, shapes),
         list(NETWORK_INPUTS),
         outputs,
@@ -143,24 +165,25 @@ def build_graph(network: onnx.ModelProto, setup: Setup, metadata: dict[str, str]
 
     def post(b: GraphBuilder) -> None:
         features = names["features"]
-        emissions = G.MODEL_PREFIX + "emissions"
-        if setup.decoding == "crf_viterbi":
-            output = setup.predictor.model.output
-            ids = build_viterbi_tags(b, emissions, features.mask, *_crf_potentials(output))
-        else:
-            ids = build_argmax_tags(b, emissions, features.mask)
-        tags = b.op(
-            "LabelEncoder",
-            [ids],
-            "tag_names",
-            domain="ai.onnx.ml",
-            keys_int64s=list(range(len(setup.tag_names))),
-            values_strings=setup.tag_names,
-            default_string="",
-        )
-        b.op("Where", [features.mask, tags, b.const([""])], outputs=[setup.tags_output])
-        b.op("Identity", [features.tokens], outputs=["tokens"])
-        if setup.joint:
+        if setup.has_tags:
+            emissions = G.MODEL_PREFIX + "emissions"
+            if setup.decoding == "crf_viterbi":
+                output = setup.predictor.model.output
+                ids = build_viterbi_tags(b, emissions, features.mask, *_crf_potentials(output))
+            else:
+                ids = build_argmax_tags(b, emissions, features.mask)
+            tags = b.op(
+                "LabelEncoder",
+                [ids],
+                "tag_names",
+                domain="ai.onnx.ml",
+                keys_int64s=list(range(len(setup.tag_names))),
+                values_strings=setup.tag_names,
+                default_string="",
+            )
+            b.op("Where", [features.mask, tags, b.const([""])], outputs=[setup.tags_output])
+            b.op("Identity", [features.tokens], outputs=["tokens"])
+        if setup.has_intent:
             has_tokens = b.op("Greater", [features.count, b.const(np.int64(0))], "has_tokens")  # [B]
             keep = b.op("Unsqueeze", [has_tokens, b.const([1])], "keep")
             scores = b.op(
@@ -182,27 +205,33 @@ def build_graph(network: onnx.ModelProto, setup: Setup, metadata: dict[str, str]
 
     string_bt = ["batch", "max_tokens"]
     outputs = []
-    if setup.joint:
+    if setup.has_intent:
         outputs += [
             helper.make_tensor_value_info("intent", TensorProto.STRING, ["batch"]),
             helper.make_tensor_value_info(
                 "intent_scores", TensorProto.FLOAT, ["batch", len(setup.intent_names)]
             ),
         ]
-    outputs += [
-        helper.make_tensor_value_info("tokens", TensorProto.STRING, string_bt),
-        helper.make_tensor_value_info(setup.tags_output, TensorProto.STRING, string_bt),
+    if setup.has_tags:
+        outputs += [
+            helper.make_tensor_value_info("tokens", TensorProto.STRING, string_bt),
+            helper.make_tensor_value_info(setup.tags_output, TensorProto.STRING, string_bt),
+        ]
+    kind = {"tagging": "word tagger", "intent_slot": "joint intent-slot model", "intent": "intent model"}
+    described = [
+        "'intent' string [batch] ('' without tokens), 'intent_scores' float [batch, n_intents]"
+        if setup.has_intent
+        else "",
+        f"'tokens' and '{setup.tags_output}' string [batch, max_tokens], '' at padding. Decoding: "
+        + str(setup.decoding)
+        if setup.has_tags
+        else "",
     ]
     doc = (
-        f"nlpkit {'joint intent-slot model' if setup.joint else 'word tagger'}. Input 'text': string [batch] "
-        "of raw UTF-8, split on whitespace like str.split(). Outputs: "
-        + (
-            "'intent' string [batch] ('' without tokens), 'intent_scores' float [batch, n_intents]; "
-            if setup.joint
-            else ""
-        )
-        + f"'tokens' and '{setup.tags_output}' string [batch, max_tokens], '' at padding. Decoding: "
-        + setup.decoding
+        f"nlpkit {kind[setup.task]}"
+        + (f" (sub-task {setup.subtask!r} of a multi-task run)" if setup.subtask else "")
+        + ". Input 'text': string [batch] of raw UTF-8, split on whitespace like str.split(). Outputs: "
+        + "; ".join(part for part in described if part)
     )
     return G.assemble(network, [G.string_input("text")], outputs, pre, post, metadata, doc)
 
@@ -371,20 +400,20 @@ def torch_predictions(setup: Setup, texts: list[str]) -> list[dict]:
 
 def onnx_predictions(session, setup: Setup, texts: list[str], batch_size: int) -> list[dict]:
     """The graph's outputs as the PyTorch predictor's dicts (tokens, tags/slots, intent, scores)."""
-    names = ["tokens", setup.tags_output] + (["intent", "intent_scores"] if setup.joint else [])
     results = []
-    for values in G.run_batched(session, texts, batch_size, names):
-        tokens, tags = values[0], values[1]
-        for row in range(tokens.shape[0]):
-            n = sum(1 for t in tokens[row] if t != "")
-            item = {
-                "tokens": [str(t) for t in tokens[row, :n]],
-                setup.tags_output: [str(t) for t in tags[row, :n]],
-                "padding_empty": not any(tags[row, n:]) and not any(tokens[row, n:]),
-            }
-            if setup.joint:
-                item["intent"] = str(values[2][row]) or None
-                item["intent_scores"] = values[3][row]
+    for values in G.run_batched(session, texts, batch_size, setup.outputs):
+        named = dict(zip(setup.outputs, values))
+        for row in range(len(values[0])):
+            item: dict[str, Any] = {}
+            if setup.has_intent:
+                item["intent"] = str(named["intent"][row]) or None
+                item["intent_scores"] = named["intent_scores"][row]
+            if setup.has_tags:
+                tokens, tags = named["tokens"][row], named[setup.tags_output][row]
+                n = sum(1 for t in tokens if t != "")
+                item["tokens"] = [str(t) for t in tokens[:n]]
+                item[setup.tags_output] = [str(t) for t in tags[:n]]
+                item["padding_empty"] = not any(tags[n:]) and not any(tokens[n:])
             results.append(item)
     return results
 
@@ -397,7 +426,9 @@ def check_predictions(session, setup: Setup, texts: list[str], batch_sizes) -> d
     for batch_size in batch_sizes:
         got = onnx_predictions(session, setup, texts, batch_size)
         for text, want, have in zip(texts, reference, got):
-            if have["tokens"] != want["tokens"] or have[key] != want[key] or not have["padding_empty"]:
+            if setup.has_tags and (
+                have["tokens"] != want["tokens"] or have[key] != want[key] or not have["padding_empty"]
+            ):
                 tag_mismatches.append(
                     {
                         "batch_size": batch_size,
@@ -406,7 +437,7 @@ def check_predictions(session, setup: Setup, texts: list[str], batch_sizes) -> d
                         "onnx": have[key][:30],
                     }
                 )
-            if not setup.joint:
+            if not setup.has_intent:
                 continue
             if have["intent"] != want["intent"]:
                 intent_mismatches.append(
@@ -436,75 +467,89 @@ def check_predictions(session, setup: Setup, texts: list[str], batch_sizes) -> d
             **extra,
         }
 
-    checks = {key: result(tag_mismatches)}
-    if setup.joint:
+    checks = {key: result(tag_mismatches)} if setup.has_tags else {}
+    if setup.has_intent:
         checks["intent"] = result(intent_mismatches)
         checks["intent_scores"] = result(score_mismatches, max_abs_diff=max_diff, tolerance=SCORE_TOLERANCE)
     return checks
 
 
 def evaluate(session, setup: Setup, sentences) -> dict[str, float]:
-    """Test-split metrics of the ONNX model against the gold tags (and intents)."""
+    """Test-split metrics of the ONNX model against the gold tags and/or intents."""
     from nlpkit.data.tag_schemes import span_f1
 
     if not sentences:
         return {}
     texts = [" ".join(s.tokens) for s in sentences]
     got = onnx_predictions(session, setup, texts, MIXED_BATCH)
-    predicted = [g[setup.tags_output] for g in got]
-    gold = [list(s.tags) for s in sentences]
-    correct = sum(p == g for ps, gs in zip(predicted, gold) for p, g in zip(ps, gs))
-    metrics = {
-        "span_f1": span_f1(gold, predicted),
-        "token_accuracy": correct / max(1, sum(len(g) for g in gold)),
-    }
-    if setup.joint:
+    metrics: dict[str, float] = {}
+    if setup.has_tags:
+        predicted = [g[setup.tags_output] for g in got]
+        gold = [list(s.tags) for s in sentences]
+        correct = sum(p == g for ps, gs in zip(predicted, gold) for p, g in zip(ps, gs))
+        metrics["span_f1"] = span_f1(gold, predicted)
+        metrics["token_accuracy"] = correct / max(1, sum(len(g) for g in gold))
+    if setup.has_intent:
         intent_hits = [g["intent"] == s.intent for g, s in zip(got, sentences)]
         metrics["intent_accuracy"] = sum(intent_hits) / len(sentences)
-        metrics["frame_accuracy"] = sum(
-            hit and p == g for hit, p, g in zip(intent_hits, predicted, gold)
-        ) / len(sentences)
+        if setup.has_tags:
+            metrics["frame_accuracy"] = sum(
+                hit and p == g for hit, p, g in zip(intent_hits, predicted, gold)
+            ) / len(sentences)
     return metrics
 
 
 # ------------------------------------------------------------------------------------- main
-def _setup(run_dir: Path, cfg) -> tuple[Setup, Path]:
+def _setup(run_dir: Path, cfg, subtask: str | None = None) -> Setup:
     from nlpkit.modules.output.crf import CRFOutput
     from nlpkit.modules.output.softmax import SoftmaxOutput
     from nlpkit.modules.output.word_softmax import WordSoftmaxOutput
     from nlpkit.tasks import get_task
+    from nlpkit.tasks.multitask import TASKS_DIR, MultiTaskTask
+    from nlpkit.tasks.tagging import TOKENIZER_FILE
 
-    task = str(cfg.task.name)
-    tokenizer_path = run_dir / "tokenizer.json"
-    tokenizer = read_tokenizer_spec(tokenizer_path)  # refuses before any heavy work
-    predictor = get_task(task).predictor(cfg, run_dir)
+    if subtask is None:
+        task, data_cfg, vocab_dir = str(cfg.task.name), cfg.data, run_dir
+    else:
+        node = cfg.task.tasks[subtask]
+        task, data_cfg, vocab_dir = str(node.task), node.data, run_dir / TASKS_DIR / subtask
+    tokenizer = read_tokenizer_spec(vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
+    if subtask is None:
+        predictor = get_task(task).predictor(cfg, run_dir)
+    else:  # as nlpkit.load(run_dir) holds it: the shared modules + the sub-task's own heads
+        predictor = MultiTaskTask.predictor(cfg, run_dir).predictors[subtask]
     featurizer = predictor.features.featurizer
     if (featurizer.pad_id, featurizer.unk_id) != (tokenizer.pad_id, tokenizer.unk_id):
         raise ExportError("tokenizer.json and the loaded featurizer disagree on pad/unk ids")
     chars = predictor.features.chars
-    output = predictor.model.output
-    if isinstance(output, CRFOutput):
-        decoding = "crf_viterbi"
-    elif isinstance(output, WordSoftmaxOutput):
-        decoding = "argmax"
-    else:
-        raise ExportError(f"refused: no ONNX decoding for the output layer {type(output).__name__}")
+    decoding, tag_names = None, []
+    if task != "intent":
+        output = predictor.model.output
+        if isinstance(output, CRFOutput):
+            decoding = "crf_viterbi"
+        elif isinstance(output, WordSoftmaxOutput):
+            decoding = "argmax"
+        else:
+            raise ExportError(f"refused: no ONNX decoding for the output layer {type(output).__name__}")
+        tag_names = list(predictor.labels.names)
     intents = None
-    if task == "intent_slot":
+    if task != "tagging":
         if not isinstance(predictor.model.doc_output, SoftmaxOutput):
             raise ExportError(
                 f"refused: no ONNX decoding for the intent output {type(predictor.model.doc_output).__name__}"
             )
         intents = list(predictor.intents.names)
-    setup = Setup(
+    return Setup(
         task=task,
         predictor=predictor,
         spec=WordFeatureSpec(tokenizer, list(chars.chars), chars.max_word_length),
-        tag_names=list(predictor.labels.names),
+        tag_names=tag_names,
         intent_names=intents,
         decoding=decoding,
+        data_cfg=data_cfg,
+        vocab_dir=vocab_dir,
+        subtask=subtask,
     )
-    return setup, tokenizer_path
 
 
 def _edge_cases(setup: Setup) -> list[str]:
@@ -531,39 +576,49 @@ def _vocabulary_texts(setup: Setup) -> list[str]:
     return texts
 
 
-def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> tuple[dict, dict[str, bytes]]:
-    """Build, check and return ``(report, {filename: bytes})``; files only when every check passed."""
+def _metadata(setup: Setup, run_dir: Path, checkpoint: Path) -> dict[str, str]:
+    from nlpkit.tasks.tagging import CHARS_FILE, TOKENIZER_FILE
+
+    outputs = {}
+    metadata = {"task": setup.task}
+    if setup.subtask is not None:
+        metadata["subtask"] = setup.subtask
+    if setup.has_intent:
+        outputs["intent"] = "string [batch]: argmax intent name ('' for a text without tokens)"
+        outputs["intent_scores"] = "float [batch, n_intents]: softmax (zeros without tokens)"
+        metadata["intents"] = json.dumps(setup.intent_names, ensure_ascii=False)
+    if setup.has_tags:
+        outputs["tokens"] = "string [batch, max_tokens]: whitespace tokens, '' at padding"
+        outputs[setup.tags_output] = (
+            f"string [batch, max_tokens]: tag per token ({setup.decoding}), '' at padding"
+        )
+        scheme = str(setup.data_cfg.tag_scheme)
+        metadata["labels"] = json.dumps(setup.tag_names, ensure_ascii=False)
+        metadata["tag_scheme"] = "BIO" if scheme == "IOB1" else scheme
+        metadata["decoding"] = str(setup.decoding)
+    else:  # intent only: the labels it outputs are the intents
+        metadata["labels"] = metadata["intents"]
+    return {
+        **metadata,
+        **provenance_metadata(run_dir, checkpoint, setup.vocab_dir / TOKENIZER_FILE),
+        "chars_sha256": G.sha256_file(setup.vocab_dir / CHARS_FILE),
+        "tokenizer": "str.split() whitespace tokens; " + setup.spec.tokenizer.description,
+        "max_word_length": json.dumps(setup.spec.max_word_length),
+        "outputs": json.dumps(outputs),
+    }
+
+
+def export(
+    run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str, subtask: str | None = None
+) -> tuple[dict, dict[str, bytes]]:
+    """Build, check and return ``(report, {filename: bytes})``; files only when every check passed.
+    ``subtask``: the sub-task of a ``task=multitask`` run to export (its model and vocabularies)."""
     from nlpkit.training.checkpoint import best_checkpoint
 
     started = time.perf_counter()
-    setup, tokenizer_path = _setup(run_dir, cfg)
+    setup = _setup(run_dir, cfg, subtask)
     checkpoint = best_checkpoint(run_dir)
-    metadata = {
-        "task": setup.task,
-        "labels": json.dumps(setup.tag_names, ensure_ascii=False),
-        "tag_scheme": "BIO" if str(cfg.data.tag_scheme) == "IOB1" else str(cfg.data.tag_scheme),
-        "decoding": setup.decoding,
-        **provenance_metadata(run_dir, checkpoint, tokenizer_path),
-        "chars_sha256": G.sha256_file(run_dir / "chars.json"),
-        "tokenizer": "str.split() whitespace tokens; " + setup.spec.tokenizer.description,
-        "max_word_length": json.dumps(setup.spec.max_word_length),
-        "outputs": json.dumps(
-            {
-                **(
-                    {
-                        "intent": "string [batch]: argmax intent name ('' for a text without tokens)",
-                        "intent_scores": "float [batch, n_intents]: softmax (zeros without tokens)",
-                    }
-                    if setup.joint
-                    else {}
-                ),
-                "tokens": "string [batch, max_tokens]: whitespace tokens, '' at padding",
-                setup.tags_output: f"string [batch, max_tokens]: tag per token ({setup.decoding}), '' at padding",
-            }
-        ),
-    }
-    if setup.joint:
-        metadata["intents"] = json.dumps(setup.intent_names, ensure_ascii=False)
+    metadata = _metadata(setup, run_dir, checkpoint)
 
     network = export_network(setup.predictor.model, setup, exporter)
     model = build_graph(network, setup, metadata)
@@ -571,7 +626,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
 
     from nlpkit.tasks import get_task
 
-    dm = get_task(setup.task).datamodule(cfg.data, run_dir)
+    dm = get_task(setup.task).datamodule(setup.data_cfg, setup.vocab_dir)
     dm.load()
     split = "test" if "test" in dm.splits else "val"
     sentences = list(dm.splits[split].sentences)
@@ -610,6 +665,8 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         export_seconds=export_seconds,
     )
     report["timings"]["checks"] = seconds
+    if setup.subtask is not None:
+        report["subtask"] = setup.subtask
     files: dict[str, bytes] = {}
     if report["passed"]:
         fp32 = evaluate(main_session, setup, sentences)
