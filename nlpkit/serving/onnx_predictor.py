@@ -7,7 +7,11 @@ predictor of the run's task:
   for multi-label;
 * ``tagging``: ``{"tokens": [...], "tags": [...], "spans": [{"type", "start", "end", "text"}]}``;
 * ``intent_slot``: ``{"intent", "intent_scores": {name: p}, "tokens", "slots", "spans"}`` (``intent``
-  ``None`` and no scores for a text without tokens).
+  ``None`` and no scores for a text without tokens);
+* ``intent``: ``{"intent", "intent_scores": {name: p}}`` (the same ``None`` / no scores without tokens).
+
+A sub-task of a multi-task run is exported as a file of its own kind (``export/<sub-task>/model.onnx``),
+so it is served like the single task.
 """
 
 from __future__ import annotations
@@ -32,10 +36,18 @@ class OnnxPredictor:
         path = Path(path)
         if path.is_dir():
             candidates = [path / "model.onnx", path / "export" / "model.onnx"]
-            path = next((c for c in candidates if c.is_file()), candidates[0])
+            subtasks = sorted(path.glob("*/model.onnx")) + sorted(path.glob("export/*/model.onnx"))
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None and subtasks:  # a multi-task run: one file per exported sub-task
+                raise FileNotFoundError(
+                    f"{path}: no model.onnx of its own; a multi-task run's sub-task exports are "
+                    f"{', '.join(str(s) for s in subtasks)}: pass one of them"
+                )
+            path = found or candidates[0]
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: exported model not found (run python -m nlpkit.export run_dir=...)"
+                f"{path}: exported model not found (run python -m nlpkit.export run_dir=...; "
+                "a multi-task run: ... task=SUBTASK)"
             )
         options = ort.SessionOptions()
         if threads:
@@ -54,7 +66,7 @@ class OnnxPredictor:
             raise ValueError(
                 f"{path}: task {self.task!r} is not one this predictor serves ({', '.join(OUTPUTS)})"
             )
-        self.labels: list[str] = json.loads(meta["labels"])  # class names, or tag names
+        self.labels: list[str] = json.loads(meta["labels"])  # class names, tag names, or intent names
         self.intents: list[str] = json.loads(meta.get("intents", "[]"))
         self.multilabel: bool = json.loads(meta.get("multilabel", "false"))
         self.label_delimiter: str = json.loads(meta.get("label_delimiter", "null")) or ","
@@ -94,22 +106,22 @@ class OnnxPredictor:
             out.append({"tokens": words, "tags": names, "spans": _spans(words, names)})
         return out
 
+    def _intent(self, intent: np.ndarray, intent_scores: np.ndarray) -> list[dict]:
+        """The graph's intent is '' exactly for a text without tokens: then ``None`` and no scores."""
+        return [
+            {"intent": str(name), "intent_scores": {n: float(p) for n, p in zip(self.intents, row)}}
+            if name != ""
+            else {"intent": None, "intent_scores": {}}
+            for name, row in zip(intent, intent_scores)
+        ]
+
     def _intent_slot(
         self, intent: np.ndarray, intent_scores: np.ndarray, tokens: np.ndarray, slots: np.ndarray
     ) -> list[dict]:
-        out = []
-        for tagged, name, row in zip(self._tagging(tokens, slots), intent, intent_scores):
-            has_tokens = bool(tagged["tokens"])
-            out.append(
-                {
-                    "intent": str(name) if has_tokens else None,
-                    "intent_scores": {n: float(p) for n, p in zip(self.intents, row)} if has_tokens else {},
-                    "tokens": tagged["tokens"],
-                    "slots": tagged["tags"],
-                    "spans": tagged["spans"],
-                }
-            )
-        return out
+        return [
+            {**intents, "tokens": tagged["tokens"], "slots": tagged["tags"], "spans": tagged["spans"]}
+            for intents, tagged in zip(self._intent(intent, intent_scores), self._tagging(tokens, slots))
+        ]
 
 
 #: graph outputs each task's export writes, in the order the shaping methods take them
@@ -117,6 +129,7 @@ OUTPUTS = {
     "doc_cls": ["label", "scores"],
     "tagging": ["tokens", "tags"],
     "intent_slot": ["intent", "intent_scores", "tokens", "slots"],
+    "intent": ["intent", "intent_scores"],
 }
 
 

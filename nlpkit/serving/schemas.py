@@ -36,6 +36,11 @@ class TaggingPrediction(BaseModel):
     spans: list[Span] = Field(description="the tags read as typed spans")
 
 
+class IntentPrediction(BaseModel):
+    intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
+    intent_scores: dict[str, float] = Field(description="probability of every intent (empty without tokens)")
+
+
 class IntentSlotPrediction(BaseModel):
     intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
     intent_scores: dict[str, float] = Field(description="probability of every intent")
@@ -48,7 +53,8 @@ def prediction_model(task: str | None, multilabel: bool = False) -> Any:
     """The pydantic type of one prediction for ``task`` (an open object for a task not listed)."""
     if task == "doc_cls":
         return MultiLabelPrediction if multilabel else DocClsPrediction
-    return {"tagging": TaggingPrediction, "intent_slot": IntentSlotPrediction}.get(task, dict[str, Any])
+    known = {"tagging": TaggingPrediction, "intent_slot": IntentSlotPrediction, "intent": IntentPrediction}
+    return known.get(task, dict[str, Any])
 
 
 def request_model(config: ServeConfig) -> type[BaseModel]:
@@ -109,9 +115,11 @@ class Limits(BaseModel):
 
 
 class MetadataResponse(BaseModel):
-    task: str | None = Field(description="doc_cls, tagging, intent_slot, ...")
-    labels: list[str] = Field(description="document labels (doc_cls) or tags (tagging, intent_slot slots)")
-    intents: list[str] | None = Field(default=None, description="intent labels (intent_slot only)")
+    task: str | None = Field(description="doc_cls, tagging, intent_slot, intent, ...")
+    labels: list[str] = Field(
+        description="document labels (doc_cls), tags (tagging, intent_slot slots) or intents (intent)"
+    )
+    intents: list[str] | None = Field(default=None, description="intent labels (intent_slot, intent)")
     multilabel: bool
     nlpkit_version: str | None = Field(description="nlpkit version that exported the model")
     server_version: str = Field(description="nlpkit version serving it")
