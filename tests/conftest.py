@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,21 @@ def torch_blocked_env(tmp_path: Path) -> dict[str, str]:
     (fake / "torch").mkdir(parents=True, exist_ok=True)
     (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+
+
+def run_without_torch(script: str, tmp_path: Path, timeout: int = 120):
+    """Run ``python -c script`` with torch blocked (``torch_blocked_env``); the script's last stdout line,
+    JSON-decoded."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=torch_blocked_env(tmp_path),
+        cwd=tmp_path,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # Word-level models (tagging, intent_slot, intent, multitask): word + char-CNN + casing, tiny widths.
@@ -52,6 +68,28 @@ def builtin_dir(tmp_path_factory) -> Path:
     from nlpkit.data.builtin import ensure_builtin
 
     return ensure_builtin(tmp_path_factory.mktemp("builtin"))
+
+
+SMALL = {"train": 600, "valid": 150, "test": 150}  # lines of the built-in data small_data keeps
+
+
+@pytest.fixture(scope="session")
+def small_data(builtin_dir, tmp_path_factory) -> Path:
+    """The first lines of each built-in split, as plain JSONL files (reading all of it takes seconds)."""
+    small = tmp_path_factory.mktemp("small")
+    for split, n in SMALL.items():
+        lines = (builtin_dir / f"{split}.jsonl").read_text().splitlines()[:n]
+        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return small
+
+
+def data_overrides(data: Path, prefix: str) -> list[str]:
+    """``prefix.format=jsonl`` and the train/val/test paths of ``small_data`` (``prefix``: ``data`` or a
+    multi-task sub-task's ``task.tasks.<name>.data``)."""
+    return [f"{prefix}.format=jsonl"] + [
+        f"{prefix}.{key}_path={data}/{split}.jsonl"
+        for key, split in (("train", "train"), ("val", "valid"), ("test", "test"))
+    ]
 
 
 @pytest.fixture

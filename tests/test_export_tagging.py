@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
-from tests.conftest import WORD_TINY, torch_blocked_env
+from tests.conftest import WORD_TINY, run_without_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -113,12 +111,7 @@ def test_onnx_predictor_without_torch_matches_pytorch(word_runs, name, tmp_path)
         print(json.dumps(out))
         """
     )
-    env = torch_blocked_env(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    onnx_out = json.loads(proc.stdout.strip().splitlines()[-1])
+    onnx_out = run_without_torch(script, tmp_path)
     torch_out = nlpkit.load(run_dir).predict(TEXTS)
     for got, want in zip(onnx_out, torch_out):
         if name == "tagger_crf":

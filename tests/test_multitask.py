@@ -21,32 +21,9 @@ from nlpkit.models.intent import IntentModel
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
-from tests.conftest import JOINT_TINY
+from tests.conftest import JOINT_TINY, data_overrides
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
-
-
-SMALL = {"train": 600, "valid": 150, "test": 150}  # lines of the built-in data the tests train on
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    """The first lines of each built-in split, as plain JSONL files (reading all of it takes seconds)."""
-    from nlpkit.data.builtin import ensure_builtin
-
-    full = ensure_builtin(tmp_path_factory.mktemp("builtin"))
-    small = tmp_path_factory.mktemp("small")
-    for split, n in SMALL.items():
-        lines = (full / f"{split}.jsonl").read_text().splitlines()[:n]
-        (small / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    return small
-
-
-def data_overrides(data: Path, prefix: str) -> list[str]:
-    return [f"{prefix}.format=jsonl"] + [
-        f"{prefix}.{key}_path={data}/{split}.jsonl"
-        for key, split in (("train", "train"), ("val", "valid"), ("test", "test"))
-    ]
 
 
 @pytest.fixture
