@@ -218,20 +218,21 @@ def build_graph(network: onnx.ModelProto, setup: Setup, metadata: dict[str, str]
             helper.make_tensor_value_info(setup.tags_output, TensorProto.STRING, string_bt),
         ]
     kind = {"tagging": "word tagger", "intent_slot": "joint intent-slot model", "intent": "intent model"}
-    described = [
-        "'intent' string [batch] ('' without tokens), 'intent_scores' float [batch, n_intents]"
-        if setup.has_intent
-        else "",
-        f"'tokens' and '{setup.tags_output}' string [batch, max_tokens], '' at padding. Decoding: "
-        + str(setup.decoding)
-        if setup.has_tags
-        else "",
-    ]
+    described = []
+    if setup.has_intent:
+        described.append(
+            "'intent' string [batch] ('' without tokens), 'intent_scores' float [batch, n_intents]"
+        )
+    if setup.has_tags:
+        described.append(
+            f"'tokens' and '{setup.tags_output}' string [batch, max_tokens], '' at padding. "
+            f"Decoding: {setup.decoding}"
+        )
     doc = (
         f"nlpkit {kind[setup.task]}"
         + (f" (sub-task {setup.subtask!r} of a multi-task run)" if setup.subtask else "")
         + ". Input 'text': string [batch] of raw UTF-8, split on whitespace like str.split(). Outputs: "
-        + "; ".join(part for part in described if part)
+        + "; ".join(described)
     )
     return G.assemble(network, [G.string_input("text")], outputs, pre, post, metadata, doc)
 
