@@ -28,7 +28,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 import nlpkit
 from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
-from nlpkit.tasks import get_task
+from nlpkit.tasks import distributed_tasks, get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
 from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.utils.io import write_json, write_text
@@ -116,7 +116,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.world_size > 1 and not task.distributed_metrics:
         raise ConfigError(
             f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
-            f"{trainer.world_size} DDP processes (trainer=ddp supports task=doc_cls)"
+            f"{trainer.world_size} DDP processes (trainer=ddp supports "
+            f"{', '.join(f'task={name}' for name in distributed_tasks())})"
         )
     if ckpt_path:
         # The vocabularies the checkpoint was trained with, not rebuilt ones.

@@ -29,4 +29,9 @@ def get_task(name: str) -> type[Task]:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "get_task"]
+def distributed_tasks() -> list[str]:
+    """The tasks whose metrics are reduced across DDP processes (``trainer=ddp`` trains them)."""
+    return [name for name, task in TASKS.items() if task.distributed_metrics]
+
+
+__all__ = ["TASKS", "Task", "distributed_tasks", "get_task"]

@@ -44,6 +44,7 @@ class IntentModule(TaskModule):
             prog_bar=stage != "test",
             on_step=False,
             on_epoch=True,
+            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
         )
         if stage != "train":
             predicted = [self.label_names[i] for i in logits.argmax(-1).cpu().tolist()]
@@ -59,6 +60,7 @@ class IntentModule(TaskModule):
 
     def _log_intents(self, stage: str) -> None:
         scorer = self.scorers[stage]
+        scorer.sync()
         self.log_dict(
             {
                 f"{stage}/intent_accuracy": scorer.intent_accuracy,

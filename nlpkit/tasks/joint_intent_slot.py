@@ -9,15 +9,23 @@ import torch
 from nlpkit.models.intent_slot import IntentSlotModel
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.tasks.word_tagging import TaggingModule
+from nlpkit.training.distributed import sum_counts
 
 
 class FrameScorer:
     """Counts over an epoch: intent accuracy, frame accuracy (intent and every slot tag right), and
     gold intents the model cannot predict (unseen in training; they count as errors)."""
 
+    #: the counts, summed across DDP processes by ``sync``
+    COUNTS = ("total", "intent_correct", "frame_correct", "unseen")
+
     def __init__(self, intent_names: Sequence[str] = ()) -> None:
         self.known = set(intent_names)
         self.reset()
+
+    def sync(self) -> None:
+        """Under DDP, make the counts those of every process together (call on every process)."""
+        sum_counts(self, self.COUNTS)
 
     def reset(self) -> None:
         self.total = 0
@@ -97,6 +105,7 @@ class IntentSlotModule(TaggingModule):
                 prog_bar=name == "loss" and stage != "test",
                 on_step=False,
                 on_epoch=True,
+                sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
             )
         if stage != "train":
             predicted = self.model.output.decode(emissions, mask).cpu().tolist()
@@ -117,9 +126,11 @@ class IntentSlotModule(TaggingModule):
         self.frames["test"].reset()
 
     def _log_spans(self, stage: str) -> dict:
+        self.scorers[stage].sync()
         report = self.scorers[stage].report()
         overall = report["overall"]
         frames = self.frames[stage]
+        frames.sync()
         self.log_dict(
             {
                 f"{stage}/slot_f1": overall["f1"],

@@ -8,11 +8,15 @@ import torch
 
 from nlpkit.data.tag_schemes import span_counts, span_report
 from nlpkit.models.word_tagger import WordTagger, sequence_mask
+from nlpkit.training.distributed import sum_counts
 from nlpkit.training.module import TaskModule
 
 
 class SpanScorer:
     """Accumulates span and token counts over an epoch; ``report()`` gives conlleval's numbers."""
+
+    #: the counts, summed across DDP processes by ``sync``
+    COUNTS = ("correct", "predicted", "gold", "tokens", "tokens_correct")
 
     def __init__(self) -> None:
         self.reset()
@@ -32,6 +36,10 @@ class SpanScorer:
         for g, p in zip(gold, predicted):
             self.tokens += len(g)
             self.tokens_correct += sum(a == b for a, b in zip(g, p))
+
+    def sync(self) -> None:
+        """Under DDP, make the counts those of every process together (call on every process)."""
+        sum_counts(self, self.COUNTS)
 
     def report(self) -> dict[str, dict[str, float]]:
         return span_report(self.correct, self.predicted, self.gold)
@@ -76,6 +84,7 @@ class TaggingModule(TaskModule):
             prog_bar=stage != "test",
             on_step=False,
             on_epoch=True,
+            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
         )
         if stage != "train":
             predicted = self.model.output.decode(emissions, mask).cpu().tolist()
@@ -93,6 +102,7 @@ class TaggingModule(TaskModule):
 
     def _log_spans(self, stage: str) -> dict:
         scorer = self.scorers[stage]
+        scorer.sync()
         report = scorer.report()
         overall = report["overall"]
         self.log_dict(
