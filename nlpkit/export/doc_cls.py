@@ -28,7 +28,6 @@ from nlpkit.export.parity import (
     first_few,
     gate_report,
     provenance_metadata,
-    quantized_entry,
 )
 from nlpkit.export.text_graph import (
     ExportError,
@@ -96,15 +95,7 @@ def build_graph(network: onnx.ModelProto, ref: Reference, metadata: dict[str, st
         scores = b.op("Identity", [G.MODEL_PREFIX + "scores"], outputs=["scores"])
         if not ref.multilabel:
             best = b.op("ArgMax", [scores], "best", axis=1, keepdims=0)
-            b.op(
-                "LabelEncoder",
-                [best],
-                domain="ai.onnx.ml",
-                outputs=["label"],
-                keys_int64s=list(range(len(names))),
-                values_strings=names,
-                default_string="",
-            )
+            b.names_of(best, names, outputs=["label"])
             return
         on = b.op("GreaterOrEqual", [scores, b.const(np.float32(ref.threshold))], "on")  # [B, L]
         batch = b.op("Slice", [b.op("Shape", [scores]), b.const([0]), b.const([1])], "batch")
@@ -366,25 +357,25 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         model=model,
         export_seconds=export_seconds,
     )
-    files: dict[str, bytes] = {}
-    if report["passed"]:
-        fp32 = {"accuracy": accuracy(main_session, ref, examples)}
-        files = accept_model(report, model, split, fp32)
-        if quantize:
-            int8_model = build_graph(
-                G.quantize_dynamic_int8(network),
-                ref,
-                {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
+    files = accept_model(
+        report,
+        split,
+        model,
+        main_session,
+        lambda session_: {"accuracy": accuracy(session_, ref, examples)},
+        quantized=(
+            (
+                lambda: build_graph(
+                    G.quantize_dynamic_int8(network),
+                    ref,
+                    {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
+                )
             )
-            int8_session = G.session(int8_model)
-            files["model.int8.onnx"] = int8_model.SerializeToString()
-            report["quantized"] = quantized_entry(
-                files["model.int8.onnx"],
-                split,
-                {"accuracy": accuracy(int8_session, ref, examples)},
-                fp32,
-                label_agreement_with_fp32=_label_agreement(main_session, int8_session, texts),
-            )
+            if quantize
+            else None
+        ),
+        agreement=lambda fp32, int8: _label_agreement(fp32, int8, texts),
+    )
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
     return report, files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 SCORE_TOLERANCE = 1e-4
@@ -80,12 +81,35 @@ def gate_report(
     }
 
 
-def accept_model(report: dict[str, Any], model, split: str, metrics: dict[str, float]) -> dict[str, bytes]:
-    """Record the passed model (its size and its metrics on ``split``) and return it as ``model.onnx``."""
-    payload = model.SerializeToString()
-    report["model"] = {"file": "model.onnx", "bytes": len(payload)}
-    report["metrics"] = {f"{split}_onnx": metrics}
-    return {"model.onnx": payload}
+def accept_model(
+    report: dict[str, Any],
+    split: str,
+    model,
+    session,
+    metrics_of: Callable[[Any], dict[str, float]],
+    quantized: Callable[[], Any] | None = None,
+    agreement: Callable[[Any, Any], float | None] | None = None,
+) -> dict[str, bytes]:
+    """The files to write once the gate passed (none otherwise): ``model.onnx``, with its metrics on
+    ``split`` (``metrics_of(session)``) recorded in the report; with ``quantized`` (builds the int8
+    model), also ``model.int8.onnx`` and its metrics beside fp32's (plus ``agreement(fp32, int8)``)."""
+    if not report["passed"]:
+        return {}
+    from nlpkit.export.graph import session as make_session
+
+    fp32 = metrics_of(session)
+    files = {"model.onnx": model.SerializeToString()}
+    report["model"] = {"file": "model.onnx", "bytes": len(files["model.onnx"])}
+    report["metrics"] = {f"{split}_onnx": fp32}
+    if quantized is not None:
+        int8_model = quantized()
+        int8_session = make_session(int8_model)
+        files["model.int8.onnx"] = int8_model.SerializeToString()
+        extra = {} if agreement is None else {"label_agreement_with_fp32": agreement(session, int8_session)}
+        report["quantized"] = quantized_entry(
+            files["model.int8.onnx"], split, metrics_of(int8_session), fp32, **extra
+        )
+    return files
 
 
 def quantized_entry(

@@ -40,7 +40,6 @@ from nlpkit.export.parity import (
     first_few,
     gate_report,
     provenance_metadata,
-    quantized_entry,
 )
 from nlpkit.export.text_graph import ExportError, GraphBuilder, all_characters, read_tokenizer_spec
 from nlpkit.export.word_graph import WordFeatureNames, WordFeatureSpec, build_word_nodes
@@ -172,15 +171,7 @@ def build_graph(network: onnx.ModelProto, setup: Setup, metadata: dict[str, str]
                 ids = build_viterbi_tags(b, emissions, features.mask, *_crf_potentials(output))
             else:
                 ids = build_argmax_tags(b, emissions, features.mask)
-            tags = b.op(
-                "LabelEncoder",
-                [ids],
-                "tag_names",
-                domain="ai.onnx.ml",
-                keys_int64s=list(range(len(setup.tag_names))),
-                values_strings=setup.tag_names,
-                default_string="",
-            )
+            tags = b.names_of(ids, setup.tag_names, "tag_names")
             b.op("Where", [features.mask, tags, b.const([""])], outputs=[setup.tags_output])
             b.op("Identity", [features.tokens], outputs=["tokens"])
         if setup.has_intent:
@@ -192,15 +183,7 @@ def build_graph(network: onnx.ModelProto, setup: Setup, metadata: dict[str, str]
                 outputs=["intent_scores"],
             )
             best = b.op("ArgMax", [scores], "best_intent", axis=1, keepdims=0)
-            intent = b.op(
-                "LabelEncoder",
-                [best],
-                "intent_name",
-                domain="ai.onnx.ml",
-                keys_int64s=list(range(len(setup.intent_names))),
-                values_strings=list(setup.intent_names),
-                default_string="",
-            )
+            intent = b.names_of(best, setup.intent_names, "intent_name")
             b.op("Where", [has_tokens, intent, b.const([""])], outputs=["intent"])
 
     string_bt = ["batch", "max_tokens"]
@@ -668,21 +651,26 @@ def export(
     report["timings"]["checks"] = seconds
     if setup.subtask is not None:
         report["subtask"] = setup.subtask
-    files: dict[str, bytes] = {}
-    if report["passed"]:
-        fp32 = evaluate(main_session, setup, sentences)
-        files = accept_model(report, model, split, fp32)
-        if quantize:
-            tick = time.perf_counter()
-            int8_model = build_graph(
-                G.quantize_dynamic_int8(network),
-                setup,
-                {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
+    tick = time.perf_counter()
+    files = accept_model(
+        report,
+        split,
+        model,
+        main_session,
+        lambda session: evaluate(session, setup, sentences),
+        quantized=(
+            (
+                lambda: build_graph(
+                    G.quantize_dynamic_int8(network),
+                    setup,
+                    {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"},
+                )
             )
-            int8 = evaluate(G.session(int8_model), setup, sentences)
-            files["model.int8.onnx"] = int8_model.SerializeToString()
-            report["quantized"] = quantized_entry(files["model.int8.onnx"], split, int8, fp32)
-            timed("quantize_and_evaluate", tick)
+            if quantize
+            else None
+        ),
+    )
+    timed("metrics" + ("_and_quantize" if quantize else ""), tick)
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
     report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
     return report, files

@@ -385,6 +385,21 @@ class GraphBuilder:
         )
         return outputs[0]
 
+    def names_of(
+        self, ids: str, names: list[str], hint: str | None = None, outputs: list[str] | None = None
+    ) -> str:
+        """int64 class ids -> their names (``LabelEncoder``; '' for an id out of range)."""
+        return self.op(
+            "LabelEncoder",
+            [ids],
+            hint or "names",
+            outputs=outputs,
+            domain="ai.onnx.ml",
+            keys_int64s=list(range(len(names))),
+            values_strings=list(names),
+            default_string="",
+        )
+
     def nodes_out(
         self, op_type: str, inputs: list[str], count: int, hint: str, domain: str = "", **attrs
     ) -> list[str]:
