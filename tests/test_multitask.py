@@ -21,7 +21,8 @@ from nlpkit.models.intent import IntentModel
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
-from tests.conftest import JOINT_TINY, data_overrides
+from nlpkit.training.resume import newest_checkpoint
+from tests.conftest import JOINT_TINY, data_overrides, run_module
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
@@ -309,6 +310,33 @@ def test_evaluate_swaps_one_subtask_test_file(multitask_run, small_data, tmp_pat
     ]:
         with pytest.raises(ConfigError, match=message):
             evaluate_cli([f"run_dir={run_dir}", bad, f"output={output}"])
+
+
+def test_multitask_run_killed_mid_epoch_resumes_to_the_same_metrics(small_data, tmp_path):
+    """SIGTERM after step 8 of a 10-step epoch (newest checkpoint: step 6), then resume=auto: the resumed
+    run must continue the epoch's task schedule, each sub-task's batch order and its unk-replacement
+    draws where they stopped, and end bit-identical to an uninterrupted run (no tolerance)."""
+    overrides = ["task=multitask", *TINY, *data_overrides(small_data, "task.tasks.intents.data"),
+                 *data_overrides(small_data, "task.tasks.slots.data"), "task.schedule=temperature",
+                 "task.tasks.slots.data.unk_replace_prob=0.5", "num_threads=1", "trainer.max_epochs=2",
+                 "trainer.limit_train_batches=10", "trainer.limit_val_batches=2",
+                 "callbacks.step_checkpoint.every_n_train_steps=3"]  # fmt: skip
+    reference = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "reference")))
+    assert reference["metrics"]["global_steps"] == 20
+    run_dir = tmp_path / "killed"
+    proc = run_module(
+        "nlpkit.train",
+        [*overrides, f"hydra.run.dir={run_dir}", "resume=auto", "+callbacks.kill._target_=tests.kill_switch.KillAfterStep",
+         "+callbacks.kill.step=8", "+callbacks.kill.signal_name=SIGTERM"],
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert newest_checkpoint(run_dir).name == "step.ckpt"
+    resumed = nlpkit.train(nlpkit.compose([*overrides, "resume=auto"], output_dir=str(run_dir)))
+    assert Path(json.loads((run_dir / "run.json").read_text())["resumed_from"]).name == "step.ckpt"
+    want, got = dict(reference["metrics"]), dict(resumed["metrics"])
+    want.pop("train_seconds"), got.pop("train_seconds")
+    assert got == want
 
 
 def test_resume_auto_continues_a_multitask_run_with_its_vocabularies(compose, tmp_path):

@@ -15,8 +15,10 @@ epoch:
   ``batches ** (1 / temperature)`` (1 = proportional, large = uniform); a sub-task that runs out
   starts over, reshuffled. Small tasks are up-sampled without dominating.
 
-A resumed run (``resume=auto``) draws the order of the epoch it resumes in; a checkpoint taken in the
-middle of an epoch continues that epoch's order from its start (the schedule keeps no position).
+A resumed run (``resume=auto``) draws the order of the epoch it resumes in; from a checkpoint taken in
+the middle of an epoch it continues with that epoch's next step, and each sub-task's loader with its
+next unseen batch (``MultiTaskBatches.state_dict``), so the resumed run trains exactly as if never
+stopped.
 
 With a shared embedding (``share_vocabulary``), one word vocabulary and one character vocabulary are
 built over every sub-task's training sentences, so a word has the same id whichever task it comes from.
@@ -25,6 +27,7 @@ built over every sub-task's training sentences, so a word has the same id whiche
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -93,7 +96,8 @@ class MultiTaskBatches:
 
     The order is drawn from ``random.Random(seed + epoch)``, so a run is reproducible. ``epoch_source``
     (the trainer's current epoch) keeps a resumed run on the same orders; without it epochs are counted
-    here. Each sub-task's batch sampler is set to the same epoch."""
+    here. Each sub-task's batch sampler is set to the same epoch. ``state_dict``/``load_state_dict``
+    hold the position within the epoch (saved in checkpoints, restored by ``ResumeState``)."""
 
     def __init__(
         self,
@@ -109,29 +113,59 @@ class MultiTaskBatches:
         self.seed = int(seed)
         self.epoch_source = epoch_source
         self.epoch = 0
+        self.start_step = 0  # steps of the next epoch to skip (resuming mid-epoch); used once
+        self.epoch_in_progress = 0
+        self.steps_done = 0
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders.values())
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch_in_progress, "batches_done": self.steps_done}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self.start_step = int(state["batches_done"])
+
+    def _position_samplers(self, epoch: int, consumed: Mapping[str, int]) -> None:
+        """Set each sub-task's sampler to ``epoch``, past the ``consumed`` batches already trained on.
+
+        A sampler advances its epoch on every pass, so a sub-task that ran out and started over
+        (``temperature``) ``k`` times is on ``epoch + k``."""
+        for name, loader in self.loaders.items():
+            sampler = getattr(loader, "batch_sampler", None)
+            if not callable(getattr(sampler, "set_epoch", None)):
+                continue
+            size, used = len(loader), consumed.get(name, 0)
+            passes, position = divmod(used, size) if size else (0, 0)
+            sampler.set_epoch(epoch + passes)
+            if position:
+                sampler.start_batch = position
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         current = self.epoch_source() if self.epoch_source is not None else None
         epoch = self.epoch if current is None else int(current)
+        skip, self.start_step = self.start_step, 0
         self.epoch = epoch + 1
         rng = random.Random(self.seed + epoch)
-        for loader in self.loaders.values():
-            sampler = getattr(loader, "batch_sampler", None)
-            if callable(getattr(sampler, "set_epoch", None)):
-                sampler.set_epoch(epoch)
         sizes = {name: len(loader) for name, loader in self.loaders.items()}
+        order = task_order(sizes, self.schedule, self.temperature, rng)
+        self._position_samplers(epoch, Counter(order[:skip]))
+        self.epoch_in_progress, self.steps_done = epoch, skip
         iterators: dict[str, Iterator] = {}
-        for name in task_order(sizes, self.schedule, self.temperature, rng):
+        for name in order[skip:]:
             if name not in iterators:
                 iterators[name] = iter(self.loaders[name])
             try:
-                yield next(iterators[name])
+                batch = next(iterators[name])
             except StopIteration:  # temperature sampling: this task starts over, reshuffled
                 iterators[name] = iter(self.loaders[name])
-                yield next(iterators[name])
+                batch = next(iterators[name])
+            self.steps_done += 1  # counted as handed out, like ResumableDataLoader
+            yield batch
 
 
 class CombinedPolicy:

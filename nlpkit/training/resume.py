@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +63,26 @@ def resume_checkpoint(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def _collator_generator(loader: Any) -> torch.Generator | None:
-    generator = getattr(getattr(loader, "collate_fn", None), "generator", None)
-    return generator if isinstance(generator, torch.Generator) else None
+def _collator_generators(loader: Any) -> list[torch.Generator]:
+    """The own random generators of the training collators (one per sub-task of a multi-task run)."""
+    sub_loaders = getattr(loader, "loaders", None)
+    loaders = list(sub_loaders.values()) if isinstance(sub_loaders, Mapping) else [loader]
+    generators = []
+    for each in loaders:
+        collate = getattr(each, "collate_fn", None)
+        collate = getattr(collate, "collate", collate)  # a multi-task loader's TaskTagged wraps it
+        generator = getattr(collate, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generators.append(generator)
+    return generators
 
 
 class ResumeState(pl.Callback):
     """Saves what Lightning's checkpoint lacks for an exact resume, and restores it.
 
-    - the torch and Python RNG states (dropout masks), and the state of a training collator's own
-      ``generator`` where it has one (tagging's word-to-unk replacement);
-    - the training loader's position in its epoch. Lightning saves a stateful loader's state itself
+    - the torch and Python RNG states (dropout masks), and the state of each training collator's own
+      ``generator`` (tagging's word-to-unk replacement; one per sub-task of a multi-task run);
+    - the training loader's position in its epoch (a multi-task schedule's too). Lightning saves a stateful loader's state itself
       but, when ``configure_optimizers`` asks for ``estimated_stepping_batches`` (nlpkit's does, for
       LR schedules), builds the loader before the checkpoint is read and never hands the state back.
 
@@ -96,9 +106,9 @@ class ResumeState(pl.Callback):
         loader = self._train_loader()
         if hasattr(loader, "state_dict"):
             state["train_loader"] = loader.state_dict()
-        generator = _collator_generator(loader)
-        if generator is not None:
-            state["collator_rng"] = generator.get_state()
+        generators = _collator_generators(loader)
+        if generators:
+            state["collator_rngs"] = [generator.get_state() for generator in generators]
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -113,9 +123,9 @@ class ResumeState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         position = state.get("train_loader")
         loader = self._train_loader()
-        generator = _collator_generator(loader)
-        if generator is not None and "collator_rng" in state:
-            generator.set_state(state["collator_rng"])
+        saved = state.get("collator_rngs") or ([state["collator_rng"]] if "collator_rng" in state else [])
+        for generator, generator_state in zip(_collator_generators(loader), saved):
+            generator.set_state(generator_state)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(trainer.current_epoch)  # the resumed epoch's batch order
         mid_epoch = (
