@@ -15,3 +15,7 @@ class DataError(NlpkitError):
 
 class ArtifactError(NlpkitError):
     """A run directory, checkpoint or other artifact is missing, corrupt or unsafe."""
+
+
+class MissingArtifactError(ArtifactError, FileNotFoundError):
+    """An artifact file (exported model, checkpoint, vocabulary) does not exist where it is looked for."""

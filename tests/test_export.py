@@ -277,3 +277,8 @@ def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == [p["label"] for p in nlpkit.load(run_dir).predict(texts)]
+    missing = [f"run_dir={tmp_path}", *args[1:]]  # a directory with no exported model
+    proc = subprocess.run([sys.executable, "-m", "nlpkit.predict", *missing], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "exported model not found" in proc.stderr and "python -m nlpkit.export" in proc.stderr

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nlpkit.errors import MissingArtifactError
+
 
 class OnnxPredictor:
     """Loads ``model.onnx`` (or ``model.int8.onnx``) written by ``python -m nlpkit.export``.
@@ -39,13 +41,13 @@ class OnnxPredictor:
             subtasks = sorted(path.glob("*/model.onnx")) + sorted(path.glob("export/*/model.onnx"))
             found = next((c for c in candidates if c.is_file()), None)
             if found is None and subtasks:  # a multi-task run: one file per exported sub-task
-                raise FileNotFoundError(
+                raise MissingArtifactError(
                     f"{path}: no model.onnx of its own; a multi-task run's sub-task exports are "
                     f"{', '.join(str(s) for s in subtasks)}: pass one of them"
                 )
             path = found or candidates[0]
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingArtifactError(
                 f"{path}: exported model not found (run python -m nlpkit.export run_dir=...; "
                 "a multi-task run: ... task=SUBTASK)"
             )
