@@ -74,11 +74,8 @@ class Server:
 @contextmanager
 def serve(tmp_path: Path, model: Path, *settings: str, block_torch: bool = True) -> Iterator[Server]:
     """``python -m nlpkit.serve model=... port=0 settings...`` until /health answers; stopped after use."""
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True, exist_ok=True)
-    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked for nlpkit.serve')\n")
-    path = [str(fake), str(ROOT)] if block_torch else [str(ROOT)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
+    base = conftest.torch_blocked_env(tmp_path) if block_torch else {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**base, "OMP_NUM_THREADS": "1"}
     log = tmp_path / f"serve_{time.monotonic_ns()}.log"
     args = [sys.executable, "-m", "nlpkit.serve", f"model={model}", "port=0", *settings]
     with open(log, "wb") as out:
