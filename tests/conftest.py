@@ -43,14 +43,16 @@ def run_without_torch(script: str, tmp_path: Path, timeout: int = 120):
 
 
 # Word-level models (tagging, intent_slot, intent, multitask): word + char-CNN + casing, tiny widths.
-WORD_TINY = [
+WORD_EMBEDDING_TINY = [
     "model.embedding.components.word.embed_dim=16",
     "model.embedding.components.char.char_dim=8",
     "model.embedding.components.char.kernel_sizes=[1,2]",
     "model.embedding.components.char.num_filters=8",
     "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
 ]
+TOKEN_BILSTM_TINY = ["model.representation.hidden_dim=16"]  # the presets' token encoder
+BSEQCNN_TINY = ["representation=bseqcnn", "model.representation.num_filters=16"]  # the convolutional one
+WORD_TINY = [*WORD_EMBEDDING_TINY, *TOKEN_BILSTM_TINY]
 # ... plus the document head of joint / intent models.
 JOINT_TINY = [*WORD_TINY, "model.pooling.attention_dim=8", "model.doc_decoder.hidden_dims=[8]"]
 

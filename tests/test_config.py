@@ -20,7 +20,7 @@ EXPECTED_GROUPS = {
     "task": {"doc_cls", "tagging", "intent_slot", "intent", "multitask"},
     "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm"},
     "embedding": {"word", "char_cnn", "shape", "word_char_shape"},
-    "representation": {"bilstm", "docnn", "bag", "token_bilstm"},
+    "representation": {"bilstm", "docnn", "bag", "token_bilstm", "bseqcnn"},
     "decoder": {"mlp", "word_mlp"},
     "output": {"softmax", "multilabel", "crf", "word_softmax"},
     "data": {

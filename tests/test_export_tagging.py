@@ -13,11 +13,11 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
-from tests.conftest import WORD_TINY, run_without_torch
+from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY, WORD_EMBEDDING_TINY, run_without_torch
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    *WORD_TINY,
+TINY = [  # the token encoder's widths come with each run below
+    *WORD_EMBEDDING_TINY,
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "logger=csv",
@@ -27,11 +27,18 @@ TINY = [
     "optim.lr=0.01",
 ]
 RUNS = {
-    "tagger_crf": ["task=tagging", "model=bilstm_crf_tagger"],
-    "tagger_softmax": ["task=tagging", "model=bilstm_tagger", "model.embedding.components.shape=null"],
+    "tagger_crf": ["task=tagging", "model=bilstm_crf_tagger", *TOKEN_BILSTM_TINY],
+    "tagger_softmax": [
+        "task=tagging",
+        "model=bilstm_tagger",
+        *TOKEN_BILSTM_TINY,
+        "model.embedding.components.shape=null",
+    ],
+    "tagger_bseqcnn_crf": ["task=tagging", "model=bilstm_crf_tagger", *BSEQCNN_TINY],
     "joint_crf": [
         "task=intent_slot",
         "model=joint_bilstm",
+        *TOKEN_BILSTM_TINY,
         "model.pooling.attention_dim=8",
         "model.doc_decoder.hidden_dims=[8]",
     ],

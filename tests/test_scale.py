@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_tagging import TINY as TAGGING_TINY
 
 import nlpkit
 import nlpkit.tasks
@@ -19,7 +18,7 @@ from nlpkit.data.streaming import StreamingDocs, shuffled
 from nlpkit.errors import ConfigError, DataError, NlpkitError
 from nlpkit.evaluate import evaluate
 from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
-from tests.conftest import FAST, JOINT_TINY, TINY, run_module
+from tests.conftest import FAST, JOINT_TINY, TINY, WORD_TINY, run_module
 
 TINY_MODEL = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]", *TINY["bilstm"]]
 
@@ -346,7 +345,7 @@ def test_tagging_run_with_unk_replacement_resumes_to_the_same_metrics(tmp_path, 
             )
         )
     overrides = ["task=tagging", "data=conll", f"data.train_path={paths['train']}", f"data.val_path={paths['val']}",
-                 *FAST, *TAGGING_TINY, "data.unk_replace_prob=0.5", "num_threads=1", "trainer.max_epochs=2",
+                 *FAST, *WORD_TINY, "data.unk_replace_prob=0.5", "num_threads=1", "trainer.max_epochs=2",
                  "trainer.limit_train_batches=8", "callbacks.step_checkpoint.every_n_train_steps=3"]  # fmt: skip
     reference = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "reference")))["metrics"]
     stopped = tmp_path / "stopped"

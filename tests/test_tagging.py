@@ -19,7 +19,9 @@ from nlpkit.data.tagging_readers import read_tagged
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.models.word_tagger import build_word_tagger, sequence_mask
 from nlpkit.modules.output.crf import CRFOutput
+from nlpkit.modules.representation.bseqcnn import BSeqCNNRepresentation
 from nlpkit.tasks import get_task
+from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY
 
 TINY = [
     "model.embedding.components.word.embed_dim=16",
@@ -27,7 +29,6 @@ TINY = [
     "model.embedding.components.char.kernel_sizes=[1,2,3]",
     "model.embedding.components.char.num_filters=8",
     "model.embedding.components.shape.embed_dim=4",
-    "model.representation.hidden_dim=16",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "logger=csv",
@@ -35,9 +36,13 @@ TINY = [
 ]
 
 
-def compose(tmp: Path, *overrides: str):
+ENCODERS = {"token_bilstm": TOKEN_BILSTM_TINY, "bseqcnn": BSEQCNN_TINY}  # tiny widths of each token encoder
+
+
+def compose(tmp: Path, *overrides: str, encoder: str = "token_bilstm"):
     return nlpkit.compose(
-        ["task=tagging", f"paths.builtin_dir={tmp}/builtin", *TINY, *overrides], output_dir=str(tmp / "run")
+        ["task=tagging", f"paths.builtin_dir={tmp}/builtin", *TINY, *ENCODERS[encoder], *overrides],
+        output_dir=str(tmp / "run"),
     )
 
 
@@ -170,11 +175,32 @@ def test_unknown_key_in_tagging_data_is_refused(tmp_path):
         validate(compose(tmp_path, "data.tag_scheme=IOB2"))
 
 
+def test_bseqcnn_states_ignore_batch_padding_and_see_their_context_window():
+    torch.manual_seed(0)
+    encoder = BSeqCNNRepresentation(6, num_filters=5, context=3, num_layers=2, dropout=0.0).eval()
+    assert encoder.output_dim == 10
+    embedded = torch.randn(2, 9, 6)
+    lengths = torch.tensor([9, 4])
+    mask = sequence_mask(torch.zeros(2, 9), lengths)
+    with torch.no_grad():
+        states = encoder(embedded, mask)
+        alone = encoder(embedded[1:, :4], mask[1:, :4])  # the short sentence without the batch's padding
+        assert torch.allclose(states[1, :4], alone[0], atol=1e-6)
+        assert states[1, 4:].abs().max() == 0
+        moved = embedded.clone()
+        moved[0, 8] += 10.0  # the last token: only tokens within 2 layers x 2 neighbours can change
+        changed = (encoder(moved, mask) - states)[0].abs().amax(-1) > 0
+    assert not changed[:4].any() and changed[8]
+    assert changed[4:8].any()  # the future view reaches back 4 tokens
+
+
 # ---------------------------------------------------------------- training end to end
-@pytest.fixture(scope="module")
-def builtin_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("builtin")
-    cfg = compose(tmp, "debug=fast", "trainer.limit_train_batches=10", "data.eval_batch_size=512")
+@pytest.fixture(scope="module", params=list(ENCODERS))
+def builtin_run(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"builtin_{request.param}")
+    cfg = compose(
+        tmp, "debug=fast", "trainer.limit_train_batches=10", "data.eval_batch_size=512", encoder=request.param
+    )
     assert cfg.task.monitor == "val/span_f1"
     result = nlpkit.train(cfg)
     return cfg, result
