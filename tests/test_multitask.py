@@ -111,6 +111,39 @@ def test_a_resumed_epoch_draws_the_same_order_as_the_original_run():
     assert [list(counted) for _ in range(4)][3] == list(resumed) == list(resumed)
 
 
+@pytest.mark.parametrize("schedule", ["temperature", "proportional", "round_robin"])
+def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
+    """A fresh ``MultiTaskBatches`` (as in a resumed process) given the saved position yields the rest
+    of the epoch: the same tasks in the same order, each sub-task's sampler past the batches it already
+    gave, including a sub-task that ran out and started over on a reshuffled pass (``temperature``)."""
+    from torch.utils.data import DataLoader
+
+    from nlpkit.data.batching import BucketBatchSampler
+
+    def loaders() -> dict[str, DataLoader]:
+        sizes = {"big": 23, "small": 5}  # 6 and 2 batches of 4
+        return {
+            name: DataLoader(
+                list(range(n)),
+                batch_sampler=BucketBatchSampler([1 + i % 3 for i in range(n)], 4, shuffle=True, seed=7),
+                collate_fn=lambda items, name=name: (name, tuple(items)),
+            )
+            for name, n in sizes.items()
+        }
+
+    def fresh() -> MultiTaskBatches:
+        return MultiTaskBatches(loaders(), schedule, 50.0, seed=1, epoch_source=lambda: 2)
+
+    epoch = list(fresh())
+    if schedule == "temperature":
+        assert len({b for b in epoch if b[0] == "small"}) < sum(b[0] == "small" for b in epoch)  # restarted
+    for step in range(len(epoch) + 1):
+        resumed = fresh()
+        resumed.load_state_dict({"epoch": 2, "batches_done": step})
+        assert list(resumed) == epoch[step:], step
+        assert resumed.state_dict() == {"epoch": 2, "batches_done": len(epoch)}
+
+
 # ---------------------------------------------------------------- config validation
 @pytest.mark.parametrize(
     ("overrides", "expected"),
