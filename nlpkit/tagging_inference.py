@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.tag_schemes import spans
+from nlpkit.data.tag_schemes import span_dicts
 from nlpkit.data.tagging import TaggingFeatures
 from nlpkit.models.word_tagger import WordTagger
 
@@ -29,10 +29,7 @@ class TaggingPredictor:
     def predict_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
         """Tag names per token, in input order; an empty sentence gets no tags."""
         out: list[list[str]] = [[] for _ in sentences]
-        order = [i for i, tokens in enumerate(sentences) if len(tokens)]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = self.features.collate([self.features.encode(list(sentences[i])) for i in chunk])
+        for chunk, batch in self.features.batches(sentences, batch_size):
             predicted = self.model.decode(batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"])
             for row, i in enumerate(chunk):
                 out[i] = [self.labels.names[t] for t in predicted[row, : len(sentences[i])].tolist()]
@@ -42,11 +39,7 @@ class TaggingPredictor:
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts, not one string")
         sentences = [text.split() for text in texts]
-        results = []
-        for tokens, tags in zip(sentences, self.predict_tokens(sentences, batch_size)):
-            found = [
-                {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
-                for kind, a, b in spans(tags)
-            ]
-            results.append({"tokens": tokens, "tags": tags, "spans": found})
-        return results
+        return [
+            {"tokens": tokens, "tags": tags, "spans": span_dicts(tokens, tags)}
+            for tokens, tags in zip(sentences, self.predict_tokens(sentences, batch_size))
+        ]

@@ -55,6 +55,14 @@ def spans(tags: Sequence[str]) -> list[Span]:
     return out
 
 
+def span_dicts(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
+    """``spans(tags)`` as the predictors return them: ``{"type", "start", "end", "text"}``, end inclusive."""
+    return [
+        {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
+        for kind, a, b in spans(tags)
+    ]
+
+
 def check_tags(tags: Sequence[str], scheme: str) -> tuple[int, str] | None:
     """First problem in a gold sequence as ``(token index, message)``, or ``None`` when valid.
 

@@ -9,6 +9,7 @@ counts as a missed span instead of being dropped).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -90,6 +91,16 @@ class TaggingFeatures:
             chars,
             torch.tensor([word_shape(token) for token in tokens], dtype=torch.long),
         )
+
+    def batches(
+        self, sentences: Sequence[Sequence[str]], batch_size: int
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """``(indices, batch)`` over the non-empty ``sentences``, ``batch_size`` at a time, in order:
+        what every word-level predictor runs its model on (an empty sentence has nothing to score)."""
+        order = [i for i, tokens in enumerate(sentences) if len(tokens)]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            yield chunk, self.collate([self.encode(list(sentences[i])) for i in chunk])
 
     def collate(
         self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nlpkit.data.tag_schemes import span_dicts  # pure Python, no torch
 from nlpkit.errors import MissingArtifactError
 
 
@@ -105,7 +106,7 @@ class OnnxPredictor:
         for token_row, tag_row in zip(tokens, tags):
             words = [str(t) for t in token_row if t != ""]
             names = [str(t) for t in tag_row[: len(words)]]
-            out.append({"tokens": words, "tags": names, "spans": _spans(words, names)})
+            out.append({"tokens": words, "tags": names, "spans": span_dicts(words, names)})
         return out
 
     def _intent(self, intent: np.ndarray, intent_scores: np.ndarray) -> list[dict]:
@@ -133,12 +134,3 @@ OUTPUTS = {
     "intent_slot": ["intent", "intent_scores", "tokens", "slots"],
     "intent": ["intent", "intent_scores"],
 }
-
-
-def _spans(tokens: list[str], tags: list[str]) -> list[dict]:
-    from nlpkit.data.tag_schemes import spans  # pure Python, no torch
-
-    return [
-        {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
-        for kind, a, b in spans(tags)
-    ]

@@ -37,10 +37,7 @@ class IntentPredictor:
             raise TypeError("predict() takes a list of texts, not one string")
         sentences = [text.split() for text in texts]
         results: list[dict] = [{"intent": None, "intent_scores": {}} for _ in sentences]
-        order = [i for i, tokens in enumerate(sentences) if tokens]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = self.features.collate([self.features.encode(sentences[i]) for i in chunk])
+        for chunk, batch in self.features.batches(sentences, batch_size):
             probabilities = self.model.decode(
                 batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
             )  # [B, I]

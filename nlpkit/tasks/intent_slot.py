@@ -15,7 +15,7 @@ import torch
 
 from nlpkit.data.intent_slot import IntentSlotDataConfig, IntentSlotDataModule
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.tag_schemes import spans
+from nlpkit.data.tag_schemes import span_dicts
 from nlpkit.data.tagging import TaggingFeatures
 from nlpkit.models.intent_slot import IntentSlotModel, build_intent_slot_model
 from nlpkit.tasks.joint_intent_slot import IntentSlotModule
@@ -47,10 +47,7 @@ class IntentSlotPredictor:
         results = [
             {"intent": None, "intent_scores": {}, "tokens": [], "slots": [], "spans": []} for _ in sentences
         ]
-        order = [i for i, tokens in enumerate(sentences) if tokens]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = self.features.collate([self.features.encode(sentences[i]) for i in chunk])
+        for chunk, batch in self.features.batches(sentences, batch_size):
             probabilities, tags = self.model.decode(
                 batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
             )
@@ -63,10 +60,7 @@ class IntentSlotPredictor:
                     "intent_scores": scores,
                     "tokens": tokens,
                     "slots": slots,
-                    "spans": [
-                        {"type": kind, "start": a, "end": b, "text": " ".join(tokens[a : b + 1])}
-                        for kind, a, b in spans(slots)
-                    ],
+                    "spans": span_dicts(tokens, slots),
                 }
         return results
 
