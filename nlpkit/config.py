@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nlpkit.data.config import choices
 from nlpkit.errors import ConfigError
+from nlpkit.registry import resolve_target
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
 
 #: the project's config tree (``conf/`` beside the package)
@@ -75,7 +75,7 @@ class PathsConfig:
 SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": PathsConfig}  # data: per task
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
-    "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume",
+    "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume", "overwrite",
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.
@@ -112,19 +112,11 @@ def _check_schema(node: DictConfig, schema: type, where: str) -> None:
             _check_schema(value, spec.default_factory, f"{where}.{key}")
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"_target_ {path!r} cannot be imported: {err}") from err
-
-
 def _check_targets(node: Any, where: str) -> None:
     if isinstance(node, DictConfig):
         target = node.get("_target_") if "_target_" in node else None
         if target:
-            obj = _import(str(target))
+            obj = resolve_target(str(target), where)
             signature = inspect.signature(obj)
             params = signature.parameters
             if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -201,6 +193,11 @@ def validate(cfg: DictConfig) -> DictConfig:
     if resume is not None and not isinstance(resume, str):
         raise ConfigError(
             f"resume={resume!r}: use null (fresh start), auto (newest checkpoint) or a .ckpt path"
+        )
+    overwrite = cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise ConfigError(
+            f"overwrite={overwrite!r}: use true (delete the run directory's files first) or false"
         )
     typed = task_cls.check_config(typed)
     OmegaConf.set_struct(typed, with_flag)

@@ -1,29 +1,84 @@
 """Re-compute a trained run's metrics: ``python -m nlpkit.evaluate run_dir=DIR [data.test_path=FILE ...]``.
 
-``data.*`` overrides the run's own data config (e.g. another test file in the same format); the
-run's tokenizer and label vocabulary are reused. On a multi-task run, ``task.tasks.NAME.data.*``
-overrides one sub-task's data (``data.*`` applies to every sub-task). Writes ``DIR/eval/metrics.json``
-(or ``output=``).
+Without data overrides, the run's own validation and test splits are scored. ``data.test_path=FILE``
+(and/or ``data.val_path=FILE``) scores exactly those files instead — the training file is not read —
+with the format settings given beside them (``data.format=tsv data.label_field=label`` …); a file
+whose extension names a format of the task (``.tsv``, ``.csv``, ``.jsonl``) is read in that format
+unless ``data.format`` says otherwise. The run's tokenizer and label vocabulary are reused. On a
+multi-task run, ``task.tasks.NAME.data.*`` overrides one sub-task's data (``data.*`` applies to every
+sub-task). Writes ``DIR/eval/metrics.json`` (or ``output=``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nlpkit.api import load_run_config
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.config import validate
 from nlpkit.errors import ConfigError
 from nlpkit.tasks import get_task
+from nlpkit.training.run_dir import absolute_paths
 from nlpkit.utils.io import write_json
 
 log = logging.getLogger("nlpkit.evaluate")
+
+
+#: a data section's keys that locate the split files
+SPLIT_KEYS = ("train_path", "val_path", "test_path")
+#: the file extension a format's files have, where it is not the format's own name
+FORMAT_SUFFIX = {"builtin": "jsonl", "label_text": "txt"}
+#: a data section's keys that say how a file is read; they follow ``data.format`` when it changes
+READING_KEYS = ("text_field", "label_field", "has_header", "columns", "delimiter", "label_delimiter")
+
+
+def evaluation_data(data: DictConfig, overrides: dict, schema: type | None) -> DictConfig:
+    """The run's ``data`` section with ``overrides`` applied for scoring other files.
+
+    When a split file is given, only the given split files are read (the others are set to null: the
+    training file's format no longer matters). A file in another format takes that format's reading
+    defaults, then the overrides; its extension picks the format when ``data.format`` is not given.
+    """
+    overrides = dict(overrides)
+    given = [key for key in SPLIT_KEYS if overrides.get(key)]
+    if not given:
+        return OmegaConf.merge(data, overrides)
+    formats = _format_choices(schema)
+    if "format" not in overrides:
+        suffixes = {Path(str(overrides[key])).suffix.lstrip(".").lower() for key in given}
+        current = str(data.get("format"))
+        suffix = suffixes.pop() if len(suffixes) == 1 else ""
+        if suffix in formats and suffix != FORMAT_SUFFIX.get(current, current):
+            log.info(
+                "data: reading %s as format=%s (its extension)",
+                ", ".join(overrides[k] for k in given),
+                suffix,
+            )
+            overrides["format"] = suffix
+    data = data.copy()
+    with open_dict(data):
+        for key in SPLIT_KEYS:
+            data[key] = None
+        if overrides.get("format", data.get("format")) != data.get("format") and schema is not None:
+            defaults = schema()
+            for key in READING_KEYS:
+                if key in data and hasattr(defaults, key):
+                    data[key] = getattr(defaults, key)
+    return OmegaConf.merge(data, overrides)
+
+
+def _format_choices(schema: type | None) -> tuple[str, ...]:
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return ()
+    spec = {f.name: f for f in dataclasses.fields(schema)}.get("format")
+    return tuple(spec.metadata.get("choices", ())) if spec is not None else ()
 
 
 def evaluate(
@@ -38,8 +93,9 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    task = get_task(str(cfg.task.name))
     if data_overrides:
-        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
+        cfg.data = evaluation_data(cfg.data, data_overrides, task.data_schema)
     for name, overrides in (subtask_data_overrides or {}).items():
         if str(cfg.task.name) != "multitask":
             raise ConfigError(
@@ -50,9 +106,11 @@ def evaluate(
             raise ConfigError(
                 f"{run_dir} has no sub-task {name!r}; its sub-tasks are: {', '.join(cfg.task.tasks)}"
             )
-        cfg.task.tasks[name].data = OmegaConf.merge(cfg.task.tasks[name].get("data") or {}, overrides)
-    cfg = validate(cfg)
-    task = get_task(cfg.task.name)
+        subtask = cfg.task.tasks[name]
+        subtask.data = evaluation_data(
+            subtask.get("data") or OmegaConf.create({}), overrides, get_task(str(subtask.task)).data_schema
+        )
+    cfg = absolute_paths(validate(cfg))
     datamodule, module = task.restore(cfg, run_dir)
     datamodule.load()
     trainer = pl.Trainer(

@@ -6,6 +6,7 @@ keeps one failing job from aborting a multirun sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -20,7 +21,6 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -28,16 +28,20 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 import nlpkit
 from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
-from nlpkit.tasks import distributed_tasks, get_task
+from nlpkit.registry import instantiate
+from nlpkit.tasks import Task, distributed_tasks, get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.training.module import TaskModule
 from nlpkit.training.resume import ResumeState, resume_checkpoint
+from nlpkit.training.run_dir import absolute_paths, file_sha256, prepare_run_dir, run_lock
 from nlpkit.utils.io import write_json, write_text
 
 log = logging.getLogger("nlpkit.train")
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
-    """Hydra's output dir when running under Hydra (so ``hydra.run.dir`` is honoured), else ``paths.output_dir``."""
+    """Hydra's output dir when running under Hydra (so ``hydra.run.dir`` is honoured), else
+    ``paths.output_dir``; always absolute, so nothing depends on the working directory later."""
     if HydraConfig.initialized():
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     elif cfg.paths.output_dir:
@@ -46,6 +50,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         raise ConfigError(
             "paths.output_dir is not set (nlpkit.compose sets it; or pass paths.output_dir=DIR)"
         )
+    run_dir = Path(os.path.abspath(run_dir))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write_probe.{os.getpid()}"  # one per process: DDP ranks probe at once
@@ -65,7 +70,7 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
         target = str(node.get("_target_", ""))
         if target.endswith("ModelCheckpoint"):
             kwargs["dirpath"] = str(run_dir / "checkpoints")
-        callback = instantiate(node, **kwargs)
+        callback = instantiate(node, f"callbacks.{name}", **kwargs)
         if not isinstance(callback, pl.Callback):
             raise ConfigError(f"callbacks.{name} does not build a Lightning Callback")
         if isinstance(callback, ProgressBar) and not cfg.trainer.get("enable_progress_bar", True):
@@ -74,12 +79,32 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[pl.Callback]:
     return callbacks
 
 
-def _loggers(cfg: DictConfig, run_dir: Path) -> list:
-    return [
-        instantiate(node, save_dir=str(run_dir))
-        for node in (cfg.get("logger") or {}).values()
-        if node is not None
-    ]
+def _loggers(cfg: DictConfig, run_dir: Path, resuming: bool) -> list:
+    """The configured loggers. A resumed run's CSV log goes to ``csv/resume-N/``: Lightning's CSV
+    writer deletes a ``metrics.csv`` it finds, and the interrupted part's history must stay."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        kwargs: dict[str, Any] = {"save_dir": str(run_dir)}
+        if resuming and str(node.get("_target_", "")).endswith("CSVLogger"):
+            folder = run_dir / str(node.get("name") or "")
+            part = 1 + sum(1 for p in folder.glob("resume-*") if p.is_dir())
+            kwargs["version"] = f"resume-{part}"
+        loggers.append(instantiate(node, f"logger.{name}", **kwargs))
+    return loggers
+
+
+def _write_hydra_record(run_dir: Path, composed: DictConfig) -> None:
+    """Hydra's job record (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``), written once this
+    job holds the run directory (``hydra.output_subdir`` is null in ``conf/hydra/default.yaml``)."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    record = run_dir / ".hydra"
+    write_text(record / "config.yaml", OmegaConf.to_yaml(composed))
+    write_text(record / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
 
 
 def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
@@ -89,36 +114,18 @@ def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return flat
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, select the best checkpoint on the validation metric, test it, write the run directory.
+def _fit_and_record(
+    cfg: DictConfig,
+    task: type[Task],
+    trainer: pl.Trainer,
+    checkpoint: ModelCheckpoint | None,
+    run_dir: Path,
+    ckpt_path: str | None,
+) -> tuple[dict[str, float], str | None, pl.LightningDataModule, TaskModule]:
+    """Fit, validate and test the selected checkpoint, and write the run's records (rank 0).
 
-    Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric", "model"}``; ``model`` is the
-    plain ``nn.Module`` holding the selected (best) weights (``trainer.validate(ckpt_path=best)`` loaded them).
-    """
-    cfg = validate(cfg)
-    run_dir = resolve_run_dir(cfg)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    task = get_task(cfg.task.name)
-    ckpt_path = resume_checkpoint(cfg.get("resume"), run_dir)
-
-    callbacks = [*_callbacks(cfg, run_dir), ResumeState()]
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    # Built before anything is written: under DDP, trainer.is_global_zero picks the one writer.
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
-        callbacks=callbacks,
-        logger=_loggers(cfg, run_dir) or False,
-        default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
-    )
-    if trainer.world_size > 1 and not task.distributed_metrics:
-        raise ConfigError(
-            f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
-            f"{trainer.world_size} DDP processes (trainer=ddp supports "
-            f"{', '.join(f'task={name}' for name in distributed_tasks())})"
-        )
+    ``run.json`` is written last: its presence means the run finished, and it names the checkpoint
+    every reader loads."""
     if ckpt_path:
         # The vocabularies the checkpoint was trained with, not rebuilt ones.
         datamodule, module = task.rebuild(cfg, run_dir)
@@ -164,9 +171,53 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             {
                 "task": cfg.task.name,
                 "nlpkit_version": nlpkit.__version__,
-                "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+                "best_checkpoint": str(Path(best).resolve().relative_to(run_dir.resolve())) if best else None,
+                # readers check it: the checkpoint they load is the one this run selected
+                "best_checkpoint_sha256": file_sha256(Path(best)) if best else None,
                 "resumed_from": ckpt_path,
             },
+        )
+    return metrics, best, datamodule, module
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, select the best checkpoint on the validation metric, test it, write the run directory.
+
+    Returns ``{"run_dir", "metrics", "best_checkpoint", "optimized_metric", "model"}``; ``model`` is the
+    plain ``nn.Module`` holding the selected (best) weights (``trainer.validate(ckpt_path=best)`` loaded them).
+    """
+    composed = cfg
+    cfg = absolute_paths(validate(cfg))
+    run_dir = resolve_run_dir(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = get_task(cfg.task.name)
+    ckpt_path = resume_checkpoint(cfg.get("resume"), run_dir)
+
+    callbacks = [*_callbacks(cfg, run_dir), ResumeState()]
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    # Built before anything is written: under DDP, trainer.is_global_zero picks the one writer.
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        callbacks=callbacks,
+        logger=_loggers(cfg, run_dir, resuming=ckpt_path is not None) or False,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+    if trainer.world_size > 1 and not task.distributed_metrics:
+        raise ConfigError(
+            f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
+            f"{trainer.world_size} DDP processes (trainer=ddp supports "
+            f"{', '.join(f'task={name}' for name in distributed_tasks())})"
+        )
+    with contextlib.ExitStack() as writing:
+        if trainer.is_global_zero:  # the one writer; DDP's other processes start inside fit()
+            writing.enter_context(run_lock(run_dir, "training"))
+            prepare_run_dir(run_dir, cfg.get("resume"), bool(cfg.get("overwrite")))
+            _write_hydra_record(run_dir, composed)
+        metrics, best, datamodule, module = _fit_and_record(
+            cfg, task, trainer, checkpoint, run_dir, ckpt_path
         )
     if datamodule.policy.total_skipped:
         log.warning("data: %s", datamodule.policy.report())

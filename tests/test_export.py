@@ -15,7 +15,7 @@ import pytest
 
 import nlpkit
 from nlpkit.export import ExportError, export_run
-from tests.conftest import torch_blocked_env
+from tests.conftest import run_module, torch_blocked_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
@@ -282,3 +282,18 @@ def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
                           cwd=tmp_path, timeout=120)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "exported model not found" in proc.stderr and "python -m nlpkit.export" in proc.stderr
+
+
+def test_re_export_leaves_only_the_new_files(exported, tmp_path):
+    """A re-export without quantize=true (CLI) removes the earlier model.int8.onnx and the temporary
+    file of a killed write: the export folder holds exactly what the latest export wrote."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported["cnn"][0], run_dir)
+    export_dir = run_dir / "export"
+    assert (export_dir / "model.int8.onnx").is_file()
+    (export_dir / ".model.onnx.k1ll3d.tmp").write_bytes(b"half a model")
+    proc = run_module("nlpkit.export", [f"run_dir={run_dir}"])
+    assert json.loads(proc.stdout)["files"] == ["model.onnx"]
+    assert sorted(p.name for p in export_dir.iterdir()) == ["export_report.json", "model.onnx"]
+    report = json.loads((export_dir / "export_report.json").read_text())
+    assert sorted(report["files_removed"]) == [".model.onnx.k1ll3d.tmp", "model.int8.onnx"]

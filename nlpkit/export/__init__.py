@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpkit.export.text_graph import ExportError
+from nlpkit.training.run_dir import remove_temporaries, run_lock
 from nlpkit.utils.io import write_bytes, write_json
 
 log = logging.getLogger("nlpkit.export")
@@ -68,6 +69,17 @@ def resolve_task(cfg, run_dir: Path, task: str | None) -> tuple[str, str | None]
     return str(cfg.task.tasks[task].task), task
 
 
+def _remove_stale(out_dir: Path, keep: set[str]) -> list[Path]:
+    """Delete what an earlier export left that this one did not write: a ``model.int8.onnx`` beside a
+    new fp32-only ``model.onnx``, a model whose re-export failed its gate, temporary files of a killed
+    write. The export folder then holds exactly the latest export's files."""
+    stale = [p for p in out_dir.glob("*.onnx") if p.name not in keep] if out_dir.is_dir() else []
+    for path in stale:
+        path.unlink()
+        log.info("removed %s: not part of this export", path)
+    return stale + remove_temporaries(out_dir)
+
+
 def export_run(
     run_dir: str | Path,
     quantize: bool = False,
@@ -93,12 +105,14 @@ def export_run(
     out_dir = Path(out_dir) if out_dir is not None else default
     # a sub-task is word-level (multitask.SUBTASKS): only the word-level exporter is given one
     extra = {} if subtask is None else {"subtask": subtask}
-    report, files = EXPORTERS[kind](run_dir, cfg, out_dir, quantize, exporter, **extra)
-    if report["passed"]:
-        for name, payload in files.items():
+    with run_lock(run_dir, "export"):
+        report, files = EXPORTERS[kind](run_dir, cfg, out_dir, quantize, exporter, **extra)
+        written = files if report["passed"] else {}
+        for name, payload in written.items():
             write_bytes(out_dir / name, payload)  # temp file + rename: never a half-written model
-    report["files_written"] = sorted(files) if report["passed"] else []
-    write_json(out_dir / REPORT_FILE, report)
+        report["files_written"] = sorted(written)
+        report["files_removed"] = [path.name for path in _remove_stale(out_dir, keep=set(written))]
+        write_json(out_dir / REPORT_FILE, report)
     if not report["passed"]:
         failed = [name for name, check in report["checks"].items() if not check["passed"]]
         examples = [

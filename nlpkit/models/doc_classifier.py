@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
+
+from nlpkit.registry import instantiate
 
 
 class DocClassifier(nn.Module):
@@ -56,8 +57,12 @@ def build_doc_classifier(
             embedding_kwargs["pretrained_path"] = None  # weights come from the checkpoint
         else:
             embedding_kwargs["vocab"] = list(vocab)
-    embedding = instantiate(model_cfg.embedding, **embedding_kwargs)
-    representation = instantiate(model_cfg.representation, input_dim=embedding.output_dim)
-    decoder = instantiate(model_cfg.decoder, input_dim=representation.output_dim, output_dim=num_labels)
-    output = instantiate(model_cfg.output, num_labels=num_labels)
+    embedding = instantiate(model_cfg.embedding, "model.embedding", **embedding_kwargs)
+    representation = instantiate(
+        model_cfg.representation, "model.representation", input_dim=embedding.output_dim
+    )
+    decoder = instantiate(
+        model_cfg.decoder, "model.decoder", input_dim=representation.output_dim, output_dim=num_labels
+    )
+    output = instantiate(model_cfg.output, "model.output", num_labels=num_labels)
     return DocClassifier(embedding, representation, decoder, output)

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from hydra.utils import get_class, instantiate
 from torch import nn
 
 from nlpkit.errors import ConfigError
 from nlpkit.modules.embedding.concat import embed_inputs
+from nlpkit.registry import instantiate, resolve_target
 
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
@@ -92,7 +92,7 @@ def build_component(node, available: Mapping[str, Any]) -> nn.Module:
 
     A node with ``components`` (``ConcatEmbedding``) has each component built the same way first.
     """
-    cls = get_class(str(node._target_))
+    cls = resolve_target(str(node._target_))
     params = inspect.signature(cls).parameters
     kwargs = {k: v for k, v in available.items() if k in params and k not in node}
     if "components" in node and "components" in params:

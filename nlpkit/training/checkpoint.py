@@ -12,6 +12,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from nlpkit.errors import ArtifactError
+from nlpkit.training.run_dir import selected_checkpoint
 from nlpkit.utils.io import write_bytes
 
 
@@ -59,9 +60,5 @@ def model_state(checkpoint: dict[str, Any], prefix: str = "model.") -> dict[str,
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
-    """A run's selected checkpoint: ``checkpoints/best.ckpt``, else ``checkpoints/last.ckpt``."""
-    for name in ("best.ckpt", "last.ckpt"):
-        path = Path(run_dir) / "checkpoints" / name
-        if path.is_file():
-            return path
-    raise ArtifactError(f"{run_dir}/checkpoints: no best.ckpt or last.ckpt (did training finish?)")
+    """A finished run's selected checkpoint: the one its ``run.json`` names (SHA-256 checked)."""
+    return selected_checkpoint(run_dir)

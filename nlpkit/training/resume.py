@@ -41,15 +41,7 @@ def resume_checkpoint(resume: str | None, run_dir: Path) -> str | None:
     is none yet (so a job script can always pass ``resume=auto``). Anything else: a checkpoint path.
     """
     if resume is None:
-        existing = newest_checkpoint(run_dir)
-        if existing is not None:
-            log.warning(
-                "%s already holds checkpoints; starting fresh and overwriting them (pass resume=auto to "
-                "continue from %s)",
-                run_dir,
-                existing.name,
-            )
-        return None
+        return None  # a directory holding another run was refused or cleared (run_dir.prepare_run_dir)
     if resume == "auto":
         found = newest_checkpoint(run_dir)
         if found is None:

@@ -1,0 +1,128 @@
+"""Which classes a config may name with ``_target_``: nlpkit's components and the library classes
+nlpkit's own ``conf/`` tree uses — nothing else.
+
+A run directory's ``config.yaml`` is input like any other file: ``load``, ``predict``, ``evaluate`` and
+``export`` rebuild the model from it, and ``hydra.utils.instantiate`` would call whatever a
+``_target_`` names (``builtins.exec``, ``torch.load``, ``pathlib.Path.write_text`` …). Every
+``_target_`` nlpkit builds or imports goes through :func:`resolve_target` first, which refuses a
+target before importing anything unless it is
+
+- a class defined in ``nlpkit.modules`` (embeddings, representations, decoders, outputs), an
+  ``nn.Module``;
+- a Lightning callback or logger class (``pytorch_lightning.callbacks.*``, ``pytorch_lightning.loggers.*``);
+- or a class registered with :func:`register_component` (a notebook's or a project's own component).
+
+Under ``callbacks.*`` and ``logger.*`` any Lightning ``Callback`` / ``Logger`` subclass is allowed too:
+only ``train`` builds those, from the command line's own composition (trusted, unlike a run
+directory's ``config.yaml``), and research code brings its own callbacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from nlpkit.errors import ConfigError
+
+#: nlpkit's interchangeable model components live here (one file + one YAML each)
+COMPONENT_PACKAGE = "nlpkit.modules."
+#: Lightning packages whose public callback and logger classes nlpkit's configs name
+LIGHTNING_PACKAGES = ("pytorch_lightning.callbacks", "pytorch_lightning.loggers")
+
+_registered: dict[str, type] = {}
+
+
+def register_component(cls: type) -> type:
+    """Allow ``cls`` as a ``_target_`` (under its ``module.QualName``); usable as a class decorator.
+
+    For components defined outside ``nlpkit.modules`` (a notebook, a research package). Registration
+    lives in the process: import the module that registers it before loading a run that uses it.
+    """
+    if not inspect.isclass(cls):
+        raise TypeError(f"register_component takes a class, got {cls!r}")
+    _registered[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return cls
+
+
+def _refuse(target: str, where: str, why: str) -> ConfigError:
+    place = f"{where}._target_" if where else "_target_"
+    return ConfigError(
+        f"{place}={target!r} refused: {why}. nlpkit only builds classes from nlpkit.modules, Lightning "
+        "callbacks/loggers, and classes registered with nlpkit.register_component"
+    )
+
+
+def resolve_target(target: str, where: str = "") -> type:
+    """The class ``target`` names, if it is allowed (see the module docstring); else ``ConfigError``.
+
+    Nothing is imported for a target outside the allowed packages.
+    """
+    if target in _registered:
+        return _registered[target]
+    module_name, _, name = target.rpartition(".")
+    package = next((p for p in LIGHTNING_PACKAGES if module_name == p), None)
+    if package is None and where.startswith(("callbacks.", "logger.")):
+        return _training_plugin(target, where)
+    if package is None and not target.startswith(COMPONENT_PACKAGE):
+        raise _refuse(target, where, "not an nlpkit component")
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)  # resolved exactly as hydra.utils.instantiate will resolve it
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: _target_ {target!r} cannot be imported: {err}") from err
+    if not inspect.isclass(obj):
+        raise _refuse(target, where, "not a class")
+    if package is not None:
+        import pytorch_lightning as pl
+
+        public = getattr(importlib.import_module(package), "__all__", ())
+        if name not in public or not issubclass(obj, (pl.Callback, pl.loggers.Logger)):
+            raise _refuse(target, where, f"not a public Lightning callback or logger of {package}")
+        return obj
+    from torch import nn
+
+    # The attribute must be a component defined in nlpkit.modules, not something a module imported
+    # (``nlpkit.modules.embedding.word.torch.load`` resolves to torch.load).
+    if not obj.__module__.startswith(COMPONENT_PACKAGE) or not issubclass(obj, nn.Module):
+        raise _refuse(target, where, "not an nn.Module component defined in nlpkit.modules")
+    return obj
+
+
+def _training_plugin(target: str, where: str) -> type:
+    """A user's own Lightning callback or logger class (``callbacks.*`` / ``logger.*`` only)."""
+    import pytorch_lightning as pl
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{where}: _target_ {target!r} cannot be imported: {err}") from err
+    base = pl.Callback if where.startswith("callbacks.") else pl.loggers.Logger
+    if not inspect.isclass(obj) or not issubclass(obj, base):
+        raise _refuse(target, where, f"not a {base.__name__} class")
+    return obj
+
+
+def check_targets(node: Any, where: str = "") -> None:
+    """:func:`resolve_target` on every ``_target_`` in ``node``, nested ones included."""
+    if isinstance(node, (DictConfig, Mapping)):
+        if "_target_" in node and node["_target_"] is not None:
+            resolve_target(str(node["_target_"]), where)
+        for key in node:
+            check_targets(node[key], f"{where}.{key}" if where else str(key))
+    elif isinstance(node, (ListConfig, list, tuple)):
+        for index, item in enumerate(node):
+            check_targets(item, f"{where}[{index}]")
+
+
+def instantiate(node: Any, where: str = "", **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)`` once every ``_target_`` in ``node`` is allowed."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    check_targets(node, where)
+    return hydra_instantiate(node, **kwargs)
