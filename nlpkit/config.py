@@ -184,7 +184,7 @@ TRAINER_INJECTED = ("self", "callbacks", "logger", "plugins", "default_root_dir"
 #: Trainer counts and their lowest value; ``-1`` where Lightning reads it as "no limit" / "all"
 TRAINER_MINIMUMS: dict[str, tuple[int, bool]] = {
     "max_epochs": (0, True), "min_epochs": (0, False), "max_steps": (0, True), "min_steps": (0, False),
-    "num_sanity_val_steps": (0, True), "log_every_n_steps": (1, False), "accumulate_grad_batches": (1, False),
+    "num_sanity_val_steps": (0, True), "log_every_n_steps": (0, False), "accumulate_grad_batches": (1, False),
     "check_val_every_n_epoch": (1, False), "num_nodes": (1, False), "reload_dataloaders_every_n_epochs": (0, False),
     "fast_dev_run": (0, False),
 }  # fmt: skip
