@@ -19,6 +19,30 @@ def compose(
 
     ``paths.output_dir`` is set to ``output_dir`` or a fresh timestamped directory under ``paths.log_dir``.
     """
+    from hydra.errors import HydraException
+
+    from nlpkit.config import explain_compose_error
+
+    try:
+        cfg = _hydra_compose(list(overrides), config_name)
+    except HydraException as err:  # an unknown key or choice: nlpkit's one line, with "did you mean"
+        explained = explain_compose_error(
+            err, list(overrides), lambda lines: _hydra_compose(lines, config_name)
+        )
+        if explained is None:
+            raise
+        raise explained from err
+    with open_dict(cfg):
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
+        elif not cfg.paths.get("output_dir"):
+            stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+            cfg.paths.output_dir = str(Path(cfg.paths.log_dir) / "runs" / stamp)
+    return cfg
+
+
+def _hydra_compose(overrides: list[str], config_name: str) -> DictConfig:
+    """Hydra's composition of ``conf/<config_name>.yaml`` with ``overrides`` (errors are Hydra's)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -27,14 +51,7 @@ def compose(
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-    with open_dict(cfg):
-        if output_dir is not None:
-            cfg.paths.output_dir = str(output_dir)
-        elif not cfg.paths.get("output_dir"):
-            stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
-            cfg.paths.output_dir = str(Path(cfg.paths.log_dir) / "runs" / stamp)
-    return cfg
+        return hydra_compose(config_name=config_name, overrides=overrides)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

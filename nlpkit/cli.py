@@ -15,11 +15,31 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlpkit.errors import ConfigError, NlpkitError
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def usage_text(doc: str, defaults: dict[str, Any], allow_prefixes: Sequence[str] = ()) -> str:
+    """``doc`` (a CLI module's docstring) followed by every key with its default (``???``: required)."""
+    lines = [doc.strip(), "", "keys (key=value):"]
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            continue  # a prefix of overrides, listed below
+        shown = "required" if value == "???" else f"default: {'null' if value is None else value}"
+        lines.append(f"  {key}=...  ({shown})")
+    lines += [f"  {prefix}.KEY=VALUE  (overrides the run's own {prefix} config)" for prefix in allow_prefixes]
+    return "\n".join(lines)
+
 
 def parse_args(
-    argv: Sequence[str], defaults: dict[str, Any], allow_prefixes: Sequence[str] = ()
+    argv: Sequence[str], defaults: dict[str, Any], allow_prefixes: Sequence[str] = (), doc: str = ""
 ) -> DictConfig:
-    """Parse ``key=value`` pairs; unknown keys fail naming the valid ones. ``???`` marks required keys."""
+    """Parse ``key=value`` pairs; unknown keys fail naming the valid ones. ``???`` marks required keys.
+
+    ``-h``/``--help`` prints ``doc`` and the keys (``usage_text``) and exits 0.
+    """
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(usage_text(doc, defaults, allow_prefixes))
+        raise SystemExit(0)
     for arg in argv:
         if "=" not in arg:
             raise ConfigError(f"expected key=value, got {arg!r}; valid keys: {', '.join(defaults)}")

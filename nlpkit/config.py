@@ -7,9 +7,14 @@ the signature of the class they build. Every error names the valid keys or choic
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlpkit.data.config import choices
+from nlpkit.data.constraints import above, at_least, choices
 from nlpkit.errors import ConfigError
 from nlpkit.registry import resolve_target
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
@@ -50,13 +55,13 @@ class OptimConfig:
     """
 
     name: str = field(default="adam", metadata=choices(*OPTIMIZERS))
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = field(default=1e-3, metadata=above(0))
+    weight_decay: float = field(default=0.0, metadata=at_least(0))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    momentum: float = 0.0
+    eps: float = field(default=1e-8, metadata=above(0))
+    momentum: float = field(default=0.0, metadata=at_least(0))
     scheduler: str = field(default="none", metadata=choices(*SCHEDULERS))
-    warmup_steps: int = 0
+    warmup_steps: int = field(default=0, metadata=at_least(0))
 
 
 @dataclass
@@ -85,9 +90,10 @@ INJECTED = {"vocab_size", "padding_idx", "unk_idx", "vocab", "input_dim", "outpu
 def _unknown_key(key: str, where: str, valid: list[str], target: str = "") -> ConfigError:
     """``unknown key data.trian_path; did you mean 'train_path'? valid keys: ...``"""
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
     owner = f" for {target}" if target else ""
-    return ConfigError(f"unknown key {where}.{key}{owner}{hint} valid keys: {', '.join(sorted(valid))}")
+    name = f"{where}.{key}" if where else key
+    return ConfigError(f"unknown key {name}{owner}{hint} valid keys: {', '.join(sorted(valid))}")
 
 
 def _check_schema(node: DictConfig, schema: type, where: str) -> None:
@@ -96,6 +102,8 @@ def _check_schema(node: DictConfig, schema: type, where: str) -> None:
         if key not in valid:
             raise _unknown_key(key, where, list(valid))
         spec = valid[key]
+        if OmegaConf.is_missing(node, key):
+            continue  # reported by validate's missing-value check
         value = node[key]
         allowed = spec.metadata.get("choices")
         if allowed and value not in allowed:
@@ -110,6 +118,37 @@ def _check_schema(node: DictConfig, schema: type, where: str) -> None:
                     f"{where}.{key} must be a mapping with keys {[f.name for f in dataclasses.fields(spec.default_factory)]}"
                 )
             _check_schema(value, spec.default_factory, f"{where}.{key}")
+
+
+def _check_values(node: DictConfig, schema: type, where: str) -> None:
+    """Apply each field's ``check`` (``nlpkit.data.constraints``) to the typed values of ``node``."""
+    for spec in dataclasses.fields(schema):
+        if spec.name not in node or OmegaConf.is_missing(node, spec.name):
+            continue
+        value = node[spec.name]
+        check = spec.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{where}.{spec.name}={value!r} {problem}")
+        if isinstance(value, DictConfig) and dataclasses.is_dataclass(
+            spec.default_factory if spec.default_factory is not dataclasses.MISSING else None
+        ):
+            _check_values(value, spec.default_factory, f"{where}.{spec.name}")
+
+
+def typed_section(node: DictConfig, schema: type, where: str) -> DictConfig:
+    """``node`` checked against ``schema`` (keys, choices, types, limits), converted to its types."""
+    _check_schema(node, schema, where)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise ConfigError(
+            f"{where}.{key}: {reason}" if key else f"invalid value in {where}: {reason}"
+        ) from err
+    _check_values(typed, schema, where)
+    return typed
 
 
 def _check_targets(node: Any, where: str) -> None:
@@ -132,18 +171,121 @@ def _check_targets(node: Any, where: str) -> None:
             _check_targets(item, f"{where}[{index}]")
 
 
-def _check_trainer(node: DictConfig) -> None:
-    """``trainer`` is passed to ``pytorch_lightning.Trainer`` as keyword arguments."""
+#: Trainer arguments nlpkit passes itself (``nlpkit.train``), so never taken from ``trainer``
+TRAINER_INJECTED = ("self", "callbacks", "logger", "plugins", "default_root_dir")
+#: Trainer counts and their lowest value; ``-1`` where Lightning reads it as "no limit" / "all"
+TRAINER_MINIMUMS: dict[str, tuple[int, bool]] = {
+    "max_epochs": (0, True), "min_epochs": (0, False), "max_steps": (0, True), "min_steps": (0, False),
+    "num_sanity_val_steps": (0, True), "log_every_n_steps": (0, False), "accumulate_grad_batches": (1, False),
+    "check_val_every_n_epoch": (1, False), "num_nodes": (1, False), "reload_dataloaders_every_n_epochs": (0, False),
+    "fast_dev_run": (0, False),
+}  # fmt: skip
+#: Trainer arguments that are a batch count (int >= 0) or a fraction of the batches (float in [0, 1])
+TRAINER_FRACTIONS = ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                     "limit_predict_batches", "overfit_batches")  # fmt: skip
+DEVICES_STRING = re.compile(r"auto|-1|\d+(\s*,\s*\d+)*\s*,?")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether a plain config value (from YAML or the command line) fits a type annotation."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if annotation is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, collections.abc.Iterable, collections.abc.Sequence):
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value) if args else True
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(item, args[1]) for item in value.values())
+    return isinstance(annotation, type) and isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    """``int or null``, ``one of 64, 32, ...``: what a config value for ``annotation`` may be."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        literals = [
+            v for arg in args if typing.get_origin(arg) is typing.Literal for v in typing.get_args(arg)
+        ]
+        shown = [_describe(arg) for arg in args if typing.get_origin(arg) is not typing.Literal]
+        if literals:
+            shown.insert(0, _describe(typing.Literal[tuple(literals)]))
+        return " or ".join(dict.fromkeys(s for s in shown if s))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (list, collections.abc.Iterable, collections.abc.Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    if annotation in (bool, int, float, str):
+        return {bool: "true or false", int: "an int", float: "a number", str: "a string"}[annotation]
+    return ""  # a class (Accelerator, timedelta): not something a config value can be
+
+
+def _trainer_value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a well-typed Trainer value, or ``None``."""
+    if key in TRAINER_MINIMUMS and isinstance(value, int) and not isinstance(value, bool):
+        minimum, unlimited = TRAINER_MINIMUMS[key]
+        if value < minimum and not (unlimited and value == -1):
+            return f"must be >= {minimum}" + (" (or -1: no limit)" if unlimited else "")
+    is_count = isinstance(value, int) and not isinstance(value, bool)
+    if key in TRAINER_FRACTIONS and (
+        (is_count and value < 0) or (isinstance(value, float) and not 0 <= value <= 1)
+    ):
+        return "must be a batch count (int >= 0) or a fraction of the batches in [0, 1]"
+    if key == "val_check_interval" and (
+        (is_count and value < 1) or (isinstance(value, float) and not 0 < value <= 1)
+    ):
+        return "must be a batch count (int >= 1) or a fraction of an epoch in (0, 1]"
+    if key == "gradient_clip_val" and isinstance(value, (int, float)) and value < 0:
+        return "must be >= 0 (or null: no clipping)"
+    if key == "devices":
+        if isinstance(value, int) and value < 1 and value != -1:
+            return "must be a device count >= 1, -1 (all), a list of device indices or 'auto'"
+        if isinstance(value, list) and (not value or any(index < 0 for index in value)):
+            return "a list of devices must hold device indices >= 0"
+        if isinstance(value, str) and not DEVICES_STRING.fullmatch(value.strip()):
+            return "must be a device count >= 1, -1 (all), a list of device indices or 'auto'"
+    return None
+
+
+def _check_trainer_keys(node: DictConfig) -> None:
     import pytorch_lightning as pl
 
-    params = [
-        n
-        for n in inspect.signature(pl.Trainer).parameters
-        if n not in ("self", "callbacks", "logger", "plugins")
-    ]
+    params = [n for n in inspect.signature(pl.Trainer).parameters if n not in TRAINER_INJECTED]
     for key in node:
         if key not in params:
             raise _unknown_key(str(key), "trainer", params, "pytorch_lightning.Trainer")
+
+
+def _check_trainer(node: DictConfig) -> None:
+    """``trainer`` is passed to ``pytorch_lightning.Trainer`` as keyword arguments: each key must be one
+    of its parameters, each value of the parameter's annotated type, each count in range."""
+    import pytorch_lightning as pl
+
+    _check_trainer_keys(node)
+    hints = typing.get_type_hints(pl.Trainer.__init__)
+    for key, value in OmegaConf.to_container(node, resolve=True).items():
+        annotation = hints.get(key, Any)
+        if not _matches(value, annotation):
+            raise ConfigError(
+                f"trainer.{key}={value!r} must be {_describe(annotation)} (pytorch_lightning.Trainer's {key})"
+            )
+        problem = _trainer_value_problem(key, value)
+        if problem:
+            raise ConfigError(f"trainer.{key}={value!r} {problem}")
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -153,9 +295,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     """
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(
-                f"unknown top-level key {key!r}; valid keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
-            )
+            raise _unknown_key(str(key), "", sorted(TOP_LEVEL_KEYS - {"hydra"}))
     for key in ("task", "data", "model", "optim", "trainer", "paths"):
         if key not in cfg:
             raise ConfigError(f"config has no {key!r} section (is conf/train.yaml's defaults list intact?)")
@@ -176,12 +316,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     task_cls = get_task(str(cfg.task.name))
     schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
-        _check_schema(cfg[key], schema, key)
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"invalid value in {key}: {err.msg if hasattr(err, 'msg') else err}") from err
-        typed[key] = merged
+        typed[key] = typed_section(cfg[key], schema, key)
     for key in ("embedding", "representation", "decoder", "output"):
         if key not in cfg.model or "_target_" not in cfg.model[key]:
             raise ConfigError(
@@ -202,3 +337,82 @@ def validate(cfg: DictConfig) -> DictConfig:
     typed = task_cls.check_config(typed)
     OmegaConf.set_struct(typed, with_flag)
     return typed
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """The key checks of ``validate`` alone (no values resolved, converted or required)."""
+    for key in cfg:
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown_key(str(key), "", sorted(TOP_LEVEL_KEYS - {"hydra"}))
+    from nlpkit.tasks import get_task
+
+    task_cls = get_task(str(cfg.task.name))
+    schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
+    for key, schema in schemas.items():
+        if isinstance(cfg.get(key), DictConfig):
+            _check_schema(cfg[key], schema, key)
+    _check_targets(cfg, "")
+    if isinstance(cfg.get("trainer"), DictConfig):
+        _check_trainer_keys(cfg.trainer)
+
+
+def _override_key(line: str) -> str:
+    """``data.trian_path`` of the override ``data.trian_path=x`` (``+``/``++``/``~`` prefixes dropped)."""
+    return line.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def explain_compose_error(
+    err: Exception, overrides: Sequence[str], compose: Callable[[list[str]], DictConfig]
+) -> ConfigError | None:
+    """nlpkit's one-line message for Hydra's composition errors that the README promises, or ``None``.
+
+    ``model=bilstmm`` (a config group has no such choice) names the choices; ``data.trian_path=x`` (an
+    override of a key the config does not have; Hydra says "not in struct") is composed again with the
+    key added (``compose``: overrides -> config) and checked like a key misspelled in a config file:
+    ``unknown key data.trian_path; did you mean 'train_path'? valid keys: ...``. A valid key the
+    composed config just does not set (``trainer.limit_train_batches``) gets the ``+key=value`` hint.
+    """
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options is not None:
+        group, _, choice = str(err.missing_cfg_file).rpartition("/")
+        if not group:
+            return None
+        close = difflib.get_close_matches(choice, list(err.options), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        return ConfigError(f"unknown choice {group}={choice}{hint} choose one of {', '.join(err.options)}")
+    lines = list(overrides)
+    first: tuple[str, str] | None = None  # (key, override) of the first key the config lacks
+    for _ in lines:
+        cause = err.__cause__
+        if not isinstance(err, ConfigCompositionException) or not isinstance(
+            cause, (ConfigAttributeError, ConfigKeyError)
+        ):
+            return None
+        missing = str(cause.full_key or "")
+        index = next(
+            (i for i, line in enumerate(lines) if f"{_override_key(line)}.".startswith(f"{missing}.")), None
+        )
+        if index is None or lines[index].startswith(("+", "~")):
+            return None
+        first = first or (missing, lines[index])
+        lines[index] = "+" + lines[index]
+        try:
+            cfg = compose(lines)
+            break
+        except Exception as again:  # a second such key: add it too, report the first
+            err = again
+    else:
+        return None
+    key, override = first
+    try:
+        _check_keys(cfg)
+        validate(cfg.copy())
+    except ConfigError as problem:
+        if key.rpartition(".")[2] in str(problem):
+            return problem
+    return ConfigError(
+        f"{key} is not set by the composed config; to add it, use +{override} "
+        "(the + adds a key the config files do not have)"
+    )

@@ -132,7 +132,10 @@ def evaluate(
 
 def main(argv: Sequence[str]) -> None:
     args = parse_args(
-        argv, {"run_dir": "???", "output": None, "data": {}, "task": {}}, allow_prefixes=("data", "task")
+        argv,
+        {"run_dir": "???", "output": None, "data": {}, "task": {}},
+        allow_prefixes=("data", "task"),
+        doc=__doc__ or "",
     )
     task = OmegaConf.to_container(args.task)
     subtasks = task.pop("tasks", {}) or {}

@@ -1,7 +1,10 @@
 """Batch prediction: ``python -m nlpkit.predict run_dir=DIR input=FILE output=FILE``.
 
-Input: one text per line, or JSONL with a ``text`` field (``text_field=`` to change it). Every input
-line gives one output line, in order: JSONL with the text, the predicted label and per-label scores.
+Input (UTF-8; a leading byte-order mark is ignored): a file whose name ends in ``.jsonl`` holds one
+JSON object per line with a string ``text`` field (``text_field=`` names another); any other file is
+plain text, one text per line, taken verbatim (only the line ending is removed; an empty line is an
+empty text). Every input line gives one output line, in order: JSONL with the text and the task's
+prediction (for ``doc_cls``: the label and per-label scores).
 
 ``backend=onnx`` serves ``DIR/export/model.onnx`` (written by ``python -m nlpkit.export``) with
 onnxruntime + numpy only; torch is never imported on that path.
@@ -19,10 +22,13 @@ from nlpkit.errors import ConfigError, DataError
 from nlpkit.utils.io import atomic_open
 
 log = logging.getLogger("nlpkit.predict")
+#: the UTF-8 byte-order mark, decoded
+BOM = "\ufeff"
 
 
 def read_inputs(path: Path, text_field: str) -> list[str]:
-    """Texts from a plain-text (one per line) or ``.jsonl`` file, with file:line errors."""
+    """Texts from a plain-text (one per line) or ``.jsonl`` file, with file:line errors. A UTF-8
+    byte-order mark (as Windows editors write) is not part of the first text."""
     if not path.is_file():
         raise DataError(f"{path}: input file not found")
     texts = []
@@ -33,6 +39,8 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}:{number}: invalid UTF-8 at column {err.start + 1}") from err
+            if number == 1:
+                line = line.removeprefix(BOM)
             if not jsonl:
                 texts.append(line)
                 continue
@@ -86,7 +94,7 @@ def main(argv: Sequence[str]) -> None:
         "batch_size": 64,
         "backend": "torch",
     }
-    args = parse_args(argv, defaults)
+    args = parse_args(argv, defaults, doc=__doc__ or "")
     predict_file(
         args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend)
     )

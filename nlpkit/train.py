@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -243,10 +245,11 @@ def main(cfg: DictConfig) -> float:
     try:
         return float(train(cfg)["optimized_metric"])
     except NlpkitError as err:
-        log.error("%s", err)
         if multirun:
+            log.error("%s", err)
             write_text(Path(HydraConfig.get().runtime.output_dir) / "error.txt", f"{err}\n")
             return math.nan
+        print(f"error: {err}", file=sys.stderr)  # the one line every nlpkit CLI prints
         sys.exit(1)
     except Exception as err:
         if not multirun:
@@ -266,5 +269,46 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-if __name__ == "__main__":
+
+def check_overrides(argv: Sequence[str]) -> None:
+    """Compose the command line once before Hydra does, so that an unknown key (``data.trian_path=x``)
+    or choice (``model=bilstmm``) is nlpkit's one-line error with "did you mean", not Hydra's block.
+
+    A sweep (``-m model=bilstm,cnn``) is checked with its first value. Command lines with Hydra's own
+    flags (``--help``, ``--cfg job``, ``-cn``) and errors nlpkit does not explain are left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from nlpkit.api import compose
+
+    if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in argv):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides([arg for arg in argv if not arg.startswith("-")])
+        lines = [
+            f"{o.get_key_element()}={next(o.sweep_string_iterator())}"
+            if o.is_sweep_override()
+            else o.input_line
+            for o in parsed
+        ]
+    except Exception:  # noqa: BLE001 - a malformed override: Hydra reports it as it parses
+        return
+    try:
+        compose(lines, output_dir=".")
+    except (HydraException, OmegaConfBaseException):
+        return
+
+
+def cli() -> None:
+    """``python -m nlpkit.train``: the override check, then Hydra's entry point."""
+    try:
+        check_overrides(sys.argv[1:])
+    except NlpkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -73,6 +73,17 @@ def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
     assert json.loads((tmp_path / "o2.jsonl").read_text())["label"] == rows[2]["label"]
 
 
+def test_predict_cli_ignores_a_byte_order_mark(cli_run, tmp_path):
+    """Files saved by Windows editors start with U+FEFF: not part of the first text, in either format."""
+    texts = ["wake me up at 7 am", "play some jazz"]
+    (tmp_path / "in.txt").write_text("\ufeff" + "\n".join(texts) + "\n", encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text("\ufeff" + "".join(json.dumps({"text": t}) + "\n" for t in texts))
+    for name in ("in.txt", "in.jsonl"):
+        out = tmp_path / f"{name}.out"
+        run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / name}", f"output={out}"])
+        assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == texts, name
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -93,7 +104,7 @@ def test_multirun_sweep_one_dir_per_job_and_a_failing_job_does_not_abort(tmp_pat
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert len(jobs) == 4
     assert all((job / "metrics.json").is_file() for job in jobs)
-    # data.batch_size=0 fails inside training; the other job still runs and the sweep exits 0.
+    # data.batch_size=0 fails validation; the other job still runs and the sweep exits 0.
     failing = tmp_path / "failing"
     run_module("nlpkit.train", ["-m", "data.batch_size=0,16", *TINY_CLI, *BILSTM_TINY, *ONE_BATCH,
                                 f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={failing}"])  # fmt: skip

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nlpkit.data.constraints import at_least, between, choices, non_empty, one_character
 from nlpkit.data.featurizer import FeaturizerConfig
 
-
-def choices(*values: str) -> dict:
-    """Field metadata listing the allowed string values (checked by ``nlpkit.config.validate``)."""
-    return {"choices": values}
+__all__ = ["DocDataConfig", "SplitsConfig", "choices"]
 
 
 @dataclass
@@ -24,12 +22,12 @@ class SplitsConfig:
     train_path: str | None = None
     val_path: str | None = None
     test_path: str | None = None
-    val_fraction: float = 0.1
+    val_fraction: float = field(default=0.1, metadata=between(0, 1, high_open=True))
     split_seed: int = 0
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    bucket_pool_batches: int = 50
-    num_workers: int = 0
+    batch_size: int = field(default=32, metadata=at_least(1))
+    eval_batch_size: int = field(default=256, metadata=at_least(1))
+    bucket_pool_batches: int = field(default=50, metadata=at_least(0))
+    num_workers: int = field(default=0, metadata=at_least(0))
     on_bad_row: str = field(default="error", metadata=choices("error", "skip"))
 
 
@@ -55,8 +53,8 @@ class DocDataConfig(SplitsConfig):
     label_field: str = "label"
     has_header: bool = True
     columns: list[str] | None = None
-    delimiter: str | None = None
-    label_delimiter: str | None = None
+    delimiter: str | None = field(default=None, metadata=one_character())
+    label_delimiter: str | None = field(default=None, metadata=non_empty())
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     streaming: bool = False
-    shuffle_buffer: int = 10000
+    shuffle_buffer: int = field(default=10000, metadata=at_least(1))

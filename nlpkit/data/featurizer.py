@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
+from nlpkit.data.constraints import at_least
 from nlpkit.errors import ArtifactError
 from nlpkit.utils.io import write_text
 
@@ -48,9 +49,9 @@ class FeaturizerConfig:
 
     lowercase: bool = True
     split_punctuation: bool = True
-    min_freq: int = 1
-    max_vocab: int = 100_000
-    max_length: int = 128
+    min_freq: int = field(default=1, metadata=at_least(0))
+    max_vocab: int = field(default=100_000, metadata=at_least(3))  # <pad>, <unk> and one word
+    max_length: int = field(default=128, metadata=at_least(1))  # 0 would train on empty inputs
 
 
 class Featurizer:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from nlpkit.data.config import SplitsConfig, choices
+from nlpkit.data.constraints import between, one_character
 from nlpkit.data.intent_slot import IntentSentence, IntentSlotDataModule
 from nlpkit.data.readers import read_examples
 from nlpkit.data.token_features import WordFeaturizerConfig
@@ -39,8 +40,8 @@ class IntentDataConfig(SplitsConfig):
     label_field: str = "intent"
     has_header: bool = True
     columns: list[str] | None = None
-    delimiter: str | None = None
-    unk_replace_prob: float = 0.0
+    delimiter: str | None = field(default=None, metadata=one_character())
+    unk_replace_prob: float = field(default=0.0, metadata=between(0, 1))
     featurizer: WordFeaturizerConfig = field(default_factory=WordFeaturizerConfig)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from pathlib import Path
 from nlpkit.errors import DataError
 
 log = logging.getLogger(__name__)
+
+# A delimited field may be as long as a line: csv's default limit (131,072 characters) made a long
+# document a "field larger than field limit" traceback. The largest value the C long takes.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass(frozen=True)

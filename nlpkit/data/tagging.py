@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from nlpkit.data.batching import pad_sequences
 from nlpkit.data.config import SplitsConfig, choices
+from nlpkit.data.constraints import between, non_empty
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.splits import SplitDataModule
@@ -54,12 +55,12 @@ class TaggingDataConfig(SplitsConfig):
     tag_scheme: str = field(default="BIO", metadata=choices(*SCHEMES))
     token_column: int = 0
     tag_column: int = -1
-    column_delimiter: str | None = None
+    column_delimiter: str | None = field(default=None, metadata=non_empty())
     tokens_file: str = "seq.in"
     tags_file: str = "seq.out"
     tokens_field: str = "tokens"
     tags_field: str = "slots"
-    unk_replace_prob: float = 0.0
+    unk_replace_prob: float = field(default=0.0, metadata=between(0, 1))
     featurizer: WordFeaturizerConfig = field(default_factory=WordFeaturizerConfig)
 
 

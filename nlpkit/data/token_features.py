@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
+from nlpkit.data.constraints import at_least
 from nlpkit.data.featurizer import DOTTED_CAPITAL_I, PAD, UNK, Featurizer
 from nlpkit.errors import ArtifactError
 from nlpkit.utils.io import write_json
@@ -35,9 +36,9 @@ class WordFeaturizerConfig:
     """
 
     lowercase: bool = True
-    min_freq: int = 1
-    max_vocab: int = 100_000
-    max_word_length: int = 20
+    min_freq: int = field(default=1, metadata=at_least(0))
+    max_vocab: int = field(default=100_000, metadata=at_least(3))  # <pad>, <unk> and one word
+    max_word_length: int = field(default=20, metadata=at_least(1))
 
 
 def train_word_featurizer(token_lists: Iterable[Sequence[str]], config: WordFeaturizerConfig) -> Featurizer:

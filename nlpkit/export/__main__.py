@@ -23,9 +23,12 @@ KEYS = {"run_dir", "task", "quantize", "exporter", "out_dir"}
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    if any(arg in ("-h", "--help") for arg in argv) or any("=" not in arg for arg in argv):
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE)
+        return 0
+    if any("=" not in arg for arg in argv):
         print(USAGE, file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return 2
     args = OmegaConf.from_dotlist(argv)
     unknown = set(args) - KEYS
     if unknown or not args.get("run_dir"):

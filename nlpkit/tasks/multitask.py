@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from nlpkit.config import _check_schema, _check_targets
+from nlpkit.config import _check_schema, _check_targets, typed_section
 from nlpkit.data.config import choices
+from nlpkit.data.constraints import above, at_least
 from nlpkit.data.multitask import SCHEDULES, MultiTaskDataModule
 from nlpkit.errors import ConfigError
 from nlpkit.tasks.base import Task
@@ -92,7 +92,7 @@ class MultiTaskConfig:
     monitor: str = f"val/{MEAN_TARGET}"
     monitor_mode: str = field(default="max", metadata=choices("max", "min"))
     schedule: str = field(default="round_robin", metadata=choices(*SCHEDULES))
-    temperature: float = 2.0
+    temperature: float = field(default=2.0, metadata=above(0))
     shared: list[str] = field(default_factory=lambda: ["embedding", "representation"])
     tasks: dict[str, Any] = field(default_factory=dict)
 
@@ -115,10 +115,10 @@ class MultiTaskDataConfig:
     """Top-level ``data`` of ``task=multitask``: a value set here applies to every sub-task's data
     (``data.batch_size=16``); ``null`` keeps each sub-task's own value."""
 
-    batch_size: int | None = None
-    eval_batch_size: int | None = None
-    bucket_pool_batches: int | None = None
-    num_workers: int | None = None
+    batch_size: int | None = field(default=None, metadata=at_least(1))
+    eval_batch_size: int | None = field(default=None, metadata=at_least(1))
+    bucket_pool_batches: int | None = field(default=None, metadata=at_least(0))
+    num_workers: int | None = field(default=None, metadata=at_least(0))
     on_bad_row: str | None = None
 
 
@@ -142,12 +142,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
     task_cls = SUBTASKS[kind]
     if not isinstance(node.get("data"), DictConfig):
         raise ConfigError(f"{where}.data is missing: give the sub-task's data section (e.g. its train_path)")
-    data = OmegaConf.merge(node.data, defaults)
-    _check_schema(data, task_cls.data_schema, f"{where}.data")
-    try:
-        data = OmegaConf.merge(OmegaConf.structured(task_cls.data_schema), data)
-    except OmegaConfBaseException as err:  # a value of the wrong type
-        raise ConfigError(f"invalid value in {where}.data: {getattr(err, 'msg', err)}") from err
+    data = typed_section(OmegaConf.merge(node.data, defaults), task_cls.data_schema, f"{where}.data")
     overrides = node.get("model")
     if overrides is not None and not isinstance(overrides, DictConfig):
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
