@@ -176,6 +176,21 @@ def test_metadata_health_and_openapi(doc_cls_server, doc_cls_run):
     assert "DocClsPrediction" in schema["components"]["schemas"]
 
 
+def test_docs_pages_load_only_local_assets(doc_cls_server):
+    """``/docs`` (Swagger UI) and ``/redoc`` reference no CDN: every script, style and icon they load
+    is served by the server itself, so both work offline."""
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{doc_cls_server.url}{page}").text
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html, html
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert any(asset.endswith(".js") for asset in assets), html
+        for asset in assets:
+            assert asset.startswith("/") and not asset.startswith("//"), asset
+            response = httpx.get(f"{doc_cls_server.url}{asset}")
+            assert response.status_code == 200 and len(response.content) > 1000, asset
+    assert '"validatorUrl": null' in httpx.get(f"{doc_cls_server.url}/docs").text
+
+
 def test_concurrent_clients_each_get_their_own_results(doc_cls_server, reference):
     """60 clients at once, each with its own mix of texts: merged into batches, never mixed up."""
     rng = random.Random(0)

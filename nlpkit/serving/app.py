@@ -2,7 +2,8 @@
 
 ``create_app(config)`` loads the ONNX file (torch is never imported) and returns the ASGI app;
 ``python -m nlpkit.serve`` runs it under uvicorn. Endpoints: ``POST /predict``, ``GET /health``,
-``GET /metadata``, and the OpenAPI document at ``/openapi.json`` (browsable at ``/docs``).
+``GET /metadata``, and the OpenAPI document at ``/openapi.json`` (browsable at ``/docs`` and ``/redoc``,
+both working offline: their assets are served from ``/docs-assets``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
@@ -34,6 +36,8 @@ from nlpkit.serving.schemas import (
 )
 
 log = logging.getLogger("nlpkit.serve")
+
+DOCS_ASSETS = "/docs-assets"  # Swagger UI / ReDoc scripts, styles and icon, served from fastapi-offline
 
 ERRORS = {
     413: {"model": ErrorResponse, "description": "request body larger than max_body_bytes"},
@@ -233,7 +237,11 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
 
     service = PredictService(config, batcher)
     PredictResponse = response_model(metadata.task, metadata.multilabel)
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files the package
+    # ships (served under DOCS_ASSETS), not from a CDN, so the pages work without internet access.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="nlpkit serve",
         version=nlpkit.__version__,
         summary=f"Predictions of an exported nlpkit {metadata.task} model (ONNX Runtime, micro-batched).",
