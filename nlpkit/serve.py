@@ -46,6 +46,7 @@ def uvicorn_options(config: ServeConfig) -> dict:
     return dict(
         http=guarded_protocol(config.header_timeout_s, config.body_timeout_s, config.max_connections),
         timeout_keep_alive=config.keep_alive_timeout_s,
+        ws="none",  # no WebSocket routes: an upgrade request is answered as plain HTTP
         log_level=config.log_level,
         access_log=config.access_log,
         timeout_graceful_shutdown=config.drain_timeout_s,

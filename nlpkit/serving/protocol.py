@@ -81,8 +81,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        cycle = self.cycle if part == "body" else None
-        if self._request_started and (cycle is None or not cycle.response_started):
+        cycle = self.cycle  # body: this request's; header: the previous request's, if any
+        if part == "header":  # answer only on a connection no response is being written to
+            may_answer = self._request_started and (cycle is None or cycle.response_complete)
+        else:
+            may_answer = not cycle.response_started
+        if may_answer:
             name = "header_timeout_s" if part == "header" else "body_timeout_s"
             detail = f"request {part} not received within {seconds:g} s ({name})"
             self.transport.write(_plain_response(b"408 Request Timeout", detail))
