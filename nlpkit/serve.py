@@ -39,31 +39,40 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: ServeConfig) -> None:
-    import uvicorn
+def uvicorn_options(config: ServeConfig) -> dict:
+    """uvicorn settings for ``config``: its HTTP protocol with read deadlines and a connection cap."""
+    from nlpkit.serving.protocol import guarded_protocol
 
-    from nlpkit.serving.app import create_app, load_predictor
-
-    common = dict(
+    return dict(
+        http=guarded_protocol(config.header_timeout_s, config.body_timeout_s, config.max_connections),
+        timeout_keep_alive=config.keep_alive_timeout_s,
+        ws="none",  # no WebSocket routes: an upgrade request is answered as plain HTTP
         log_level=config.log_level,
         access_log=config.access_log,
         timeout_graceful_shutdown=config.drain_timeout_s,
         server_header=False,
     )
+
+
+def serve(config: ServeConfig) -> None:
+    import uvicorn
+
+    from nlpkit.serving.app import create_app, load_predictor
+
     if config.workers == 1:
         with _exit_zero_on_signal():
             app = create_app(config, load_predictor(config))  # a bad model fails here, before binding
             sock = bind(config.host, config.port)
             _announce(config, sock)
-            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+            uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config))).run(sockets=[sock])
         return
     load_predictor(config)  # fail once, clearly, rather than in every worker
     sock = bind(config.host, config.port)
     _announce(config, sock)
-    sys.exit(_run_workers(config, sock, common))
+    sys.exit(_run_workers(config, sock))
 
 
-def _run_worker(settings: dict, sock: socket.socket, uvicorn_options: dict) -> None:
+def _run_worker(settings: dict, sock: socket.socket) -> None:
     """One worker process: its own model, batcher and event loop on the shared listening socket."""
     import uvicorn
 
@@ -71,12 +80,13 @@ def _run_worker(settings: dict, sock: socket.socket, uvicorn_options: dict) -> N
 
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent only; the parent asks each worker to drain
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    config = ServeConfig(**settings)
     with _exit_zero_on_signal():
-        app = create_app(ServeConfig(**settings))
-        uvicorn.Server(uvicorn.Config(app, **uvicorn_options)).run(sockets=[sock])
+        app = create_app(config)
+        uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config))).run(sockets=[sock])
 
 
-def _run_workers(config: ServeConfig, sock: socket.socket, uvicorn_options: dict) -> int:
+def _run_workers(config: ServeConfig, sock: socket.socket) -> int:
     """Start ``config.workers`` processes; SIGTERM/SIGINT -> SIGTERM to each (they drain). Exit status:
     0 when every worker drained cleanly; 1 when one died on its own (the others are then stopped)."""
     import multiprocessing
@@ -84,7 +94,7 @@ def _run_workers(config: ServeConfig, sock: socket.socket, uvicorn_options: dict
 
     context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime threads
     workers = [
-        context.Process(target=_run_worker, args=(config.to_dict(), sock, uvicorn_options), name=f"serve-{i}")
+        context.Process(target=_run_worker, args=(config.to_dict(), sock), name=f"serve-{i}")
         for i in range(config.workers)
     ]
     stopping = False

@@ -236,7 +236,7 @@ def test_wrong_vocabulary_fails_the_gate(exported, tmp_path, monkeypatch):
 
 def test_predictor_runs_without_torch(exported, tmp_path):
     run_dir, _ = exported["bilstm"]
-    texts = ["wake me up at 7 am", "play some jazz", "", "Ünïcode İstanbul ÉCOLE straße"]
+    texts = ["wake me up at 7 am", "play some jazz", "Ünïcode İstanbul ÉCOLE straße"]  # blank: EmptyTextError
     script = textwrap.dedent(
         f"""
         import json, sys

@@ -29,11 +29,11 @@ TRAIN = [
     "optim.lr=0.02",
 ]
 SUBTASKS = {"intents": "intent", "slots": "tagging"}  # task=multitask's built-in sub-tasks and their kinds
+# Blank texts are refused by OnnxPredictor (EmptyTextError); the graph's own answer to them is tested
+# on the session directly.
 TEXTS = [
     "wake me up at 7 am tomorrow",
     "Play some JAZZ by Miles Davis",
-    "",
-    "   ",
     "what is the weather in paris",
     "Ünïcode İstanbul ÉCOLE straße 😀",
 ]
@@ -188,7 +188,6 @@ def test_onnx_files_serve_without_torch_like_the_pytorch_predictors(intent_run, 
     for name in SUBTASKS:
         same(got[name], multitask.predict(TEXTS, task=name))
     assert set(got["intent"][0]) == {"intent", "intent_scores"}
-    assert got["intent"][2] == {"intent": None, "intent_scores": {}}  # no tokens: as IntentPredictor
     same(got["served"], got["intent"])
     assert got["metadata"]["task"] == "intent" and got["metadata"]["intents"] == got["metadata"]["labels"]
     assert "IntentPrediction" in got["schemas"]

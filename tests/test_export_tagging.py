@@ -43,11 +43,11 @@ RUNS = {
         "model.doc_decoder.hidden_dims=[8]",
     ],
 }
+# Blank texts are refused by OnnxPredictor (EmptyTextError); the graph's own answer to them is tested
+# on the session directly.
 TEXTS = [
     "wake me up at 7 am tomorrow",
     "Play some JAZZ by Miles Davis",
-    "",
-    "   ",
     "set an alarm for 6:30 in the morning please",
     "Ünïcode İstanbul ÉCOLE straße 😀",
 ]
@@ -129,9 +129,6 @@ def test_onnx_predictor_without_torch_matches_pytorch(word_runs, name, tmp_path)
         assert got == want
         assert scores.keys() == want_scores.keys()
         assert all(abs(scores[k] - want_scores[k]) < 1e-4 for k in scores)
-    assert onnx_out[2]["tokens"] == [] and onnx_out[3]["tokens"] == []
-    if name == "joint_crf":
-        assert onnx_out[2]["intent"] is None and torch_out[0]["intent"] is not None
 
 
 def test_graph_outputs_pad_with_empty_strings(word_runs):

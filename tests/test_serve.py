@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
     "wake me up at 7 am",
     "play some jazz",
-    "",
     "Ünïcode İstanbul ÉCOLE straße",
     "what is the weather in paris tomorrow",
     "remind me to buy milk",
@@ -162,6 +161,10 @@ def test_metadata_health_and_openapi(doc_cls_server, doc_cls_run):
         meta["tokenizer_sha256"] == hashlib.sha256((doc_cls_run / "tokenizer.json").read_bytes()).hexdigest()
     )
     assert meta["limits"]["max_texts_per_request"] == 20 and meta["limits"]["on_long_text"] == "reject"
+    defaults = {"header_timeout_s": 10.0, "body_timeout_s": 30.0, "keep_alive_timeout_s": 5.0}
+    assert {name: meta["limits"][name] for name in defaults} == defaults  # the README's safe defaults
+    assert meta["limits"]["max_connections"] == 512
+    assert sorted(meta["verified_sha256"]) == ["tokenizer_sha256", "weights_sha256"]
     health = httpx.get(f"{doc_cls_server.url}/health").json()
     assert health["status"] == "ok" and health["queued_texts"] == 0
     schema = httpx.get(f"{doc_cls_server.url}/openapi.json").json()
@@ -171,6 +174,21 @@ def test_metadata_health_and_openapi(doc_cls_server, doc_cls_run):
     assert body["additionalProperties"] is False
     assert set(schema["paths"]["/predict"]["post"]["responses"]) == {"200", "413", "415", "422", "503"}
     assert "DocClsPrediction" in schema["components"]["schemas"]
+
+
+def test_docs_pages_load_only_local_assets(doc_cls_server):
+    """``/docs`` (Swagger UI) and ``/redoc`` reference no CDN: every script, style and icon they load
+    is served by the server itself, so both work offline."""
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{doc_cls_server.url}{page}").text
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html, html
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert any(asset.endswith(".js") for asset in assets), html
+        for asset in assets:
+            assert asset.startswith("/") and not asset.startswith("//"), asset
+            response = httpx.get(f"{doc_cls_server.url}{asset}")
+            assert response.status_code == 200 and len(response.content) > 1000, asset
+    assert '"validatorUrl": null' in httpx.get(f"{doc_cls_server.url}/docs").text
 
 
 def test_concurrent_clients_each_get_their_own_results(doc_cls_server, reference):
@@ -221,11 +239,14 @@ LONG = "x" * 301
         ({"content": b'{"texts": ["\\ud800"]}'}, 422, "Invalid JSON"),
         ({"content": json.dumps({"texts": ["a" * 290] * 400}).encode()}, 413, "max_body_bytes"),
         ({"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}}, 415, "application/json"),
+        ({"content": b'{"texts": ["a"]}', "headers": {}}, 415, "no Content-Type header"),
+        ({"json": {"texts": ["ok", ""]}}, 422, "empty or only whitespace"),
+        ({"json": {"texts": [" \t\n\u3000"]}}, 422, "body.texts.0"),
     ],
     ids=[
         "malformed-json", "invalid-utf8", "not-an-object", "missing-texts", "texts-not-a-list", "numbers",
         "null", "empty-list", "too-many-texts", "text-too-long", "unknown-field", "lone-surrogate",
-        "body-too-large", "not-json-content-type",
+        "body-too-large", "not-json-content-type", "no-content-type", "empty-text", "whitespace-text",
     ],
 )  # fmt: skip
 def test_bad_requests_get_a_4xx_with_a_message(doc_cls_server, request_kwargs, status, message):
@@ -339,6 +360,8 @@ def test_documented_fastapi_route_answers_like_the_fast_path(doc_cls_run, refere
         {"content": b"{", "headers": {"content-type": "application/json"}},
         {"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}},
         {"content": json.dumps({"texts": ["a" * 600] * 2}), "headers": {"content-type": "application/json"}},
+        {"content": b'{"texts": ["a"]}', "headers": {}},
+        {"json": {"texts": ["a", "  "]}},
     ]
 
     async def answers(target) -> list[tuple[int, dict]]:
@@ -352,8 +375,8 @@ def test_documented_fastapi_route_answers_like_the_fast_path(doc_cls_run, refere
             return await answers(app), await answers(app.api)
 
     fast, documented = asyncio.run(main())
-    assert [status for status, _ in fast] == [200, 422, 422, 415, 413]
-    assert [status for status, _ in documented] == [200, 422, 422, 415, 413]
+    assert [status for status, _ in fast] == [200, 422, 422, 415, 413, 415, 422]
+    assert [status for status, _ in documented] == [200, 422, 422, 415, 413, 415, 422]
     assert_same_predictions(fast[0][1]["predictions"], reference.predict(TEXTS[:3]))
     assert_same_predictions(documented[0][1]["predictions"], reference.predict(TEXTS[:3]))
     assert [body for _, body in fast[1:]] == [body for _, body in documented[1:]]
@@ -376,6 +399,10 @@ def test_cli_refuses_bad_settings_and_missing_model(tmp_path, doc_cls_run):
         ServeConfig.from_args(["model=x", "on_long_text=maybe"])
     with pytest.raises(ConfigError, match="positive integer"):
         ServeConfig.from_args(["model=x", "max_batch_size=0"])
+    with pytest.raises(ConfigError, match="header_timeout_s=0.0: must be a positive number of seconds"):
+        ServeConfig.from_args(["model=x", "header_timeout_s=0"])
+    with pytest.raises(ConfigError, match="max_connections"):
+        ServeConfig.from_args(["model=x", "max_connections=0"])
     with pytest.raises(ConfigError, match="max_queue"):
         ServeConfig.from_args(["model=x", "max_queue=8", "max_texts_per_request=16"])
     config = ServeConfig.from_args(["model=x", "max_wait_ms=3", "access_log=true"])
@@ -386,6 +413,233 @@ def test_cli_refuses_bad_settings_and_missing_model(tmp_path, doc_cls_run):
             bind("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+# ---------------------------------------------------------------- slow and silent clients (slowloris)
+
+
+@dataclass
+class Attack:
+    """One client connection that sends ``payload`` at 1 byte/s (nothing at all when empty)."""
+
+    payload: bytes
+    opened: float = 0.0
+    closed_after: float | None = None  # seconds from connect until the server closed it
+    received: bytes = b""
+
+    def run(self, host: str, port: int, give_up_s: float) -> None:
+        import socket
+
+        with socket.create_connection((host, port), timeout=5) as sock:
+            self.opened = time.monotonic()
+            sock.settimeout(1.0)  # each recv is also the 1 s pause between two bytes
+            sent = 0
+            while time.monotonic() - self.opened < give_up_s:
+                if sent < len(self.payload):
+                    try:
+                        sock.sendall(self.payload[sent : sent + 1])
+                        sent += 1
+                    except OSError:
+                        break
+                try:
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:  # reset by the server
+                    break
+                if not chunk:
+                    break
+                self.received += chunk
+            else:
+                return  # still open: closed_after stays None
+            self.closed_after = time.monotonic() - self.opened
+
+
+def test_silent_and_slow_connections_are_closed_while_health_stays_fast(doc_cls_run, tmp_path):
+    """Silent connections, headers and bodies at 1 byte/s are closed at their deadline (408 where a
+    request had begun), and ``/health`` answers quickly all along; one connection over
+    ``max_connections`` gets 503 at once."""
+    timeout_s = 2.0
+    settings = [f"header_timeout_s={timeout_s:g}", f"body_timeout_s={timeout_s:g}", "max_connections=16"]
+    head = (
+        b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"
+    )
+    with serve(tmp_path, model_path(doc_cls_run), *settings) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        attacks = [Attack(b"") for _ in range(4)]  # silent
+        attacks += [Attack(head) for _ in range(3)]  # slow headers
+        slow_bodies = [Attack(b'{"texts": ["wake me up"]}') for _ in range(3)]
+        threads = [threading.Thread(target=a.run, args=(host, int(port), 30.0)) for a in attacks]
+
+        def slow_body(attack: Attack) -> None:
+            import socket
+
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(head)  # complete headers at once, then the body byte by byte
+                attack.opened = time.monotonic()
+                sock.settimeout(1.0)
+                for byte in attack.payload:
+                    try:
+                        sock.sendall(bytes([byte]))
+                        chunk = sock.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    attack.received += chunk
+                    if not chunk:
+                        break
+                attack.closed_after = time.monotonic() - attack.opened
+
+        threads += [threading.Thread(target=slow_body, args=(a,)) for a in slow_bodies]
+        for thread in threads:
+            thread.start()
+        latencies = []
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            while any(thread.is_alive() for thread in threads):
+                started = time.monotonic()
+                assert client.get("/health").status_code == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.05)
+                assert len(latencies) < 2000, "attack connections still open"
+        for thread in threads:
+            thread.join()
+        log = server.log_text()
+    everyone = attacks + slow_bodies
+    # closed at the deadline: not before it, and well before the 30 s the clients would keep going
+    for attack in everyone:
+        assert attack.closed_after is not None and timeout_s - 0.2 <= attack.closed_after < timeout_s + 8, (
+            attack
+        )
+    assert all(attack.received == b"" for attack in attacks[:4])  # nothing sent, nothing answered
+    for attack in attacks[4:] + slow_bodies:
+        assert attack.received.startswith(b"HTTP/1.1 408 Request Timeout"), attack.received
+    assert b"header_timeout_s" in attacks[4].received and b"body_timeout_s" in slow_bodies[0].received
+    assert max(latencies) < 1.0 and len(latencies) >= 10, latencies
+    assert "Traceback" not in log
+
+
+def test_connections_over_max_connections_are_refused_then_served_again(doc_cls_run, tmp_path):
+    import socket
+
+    settings = ["header_timeout_s=3", "max_connections=6"]
+    with serve(tmp_path, model_path(doc_cls_run), *settings) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        silent = [socket.create_connection((host, int(port)), timeout=5) for _ in range(6)]
+        time.sleep(0.3)  # all six accepted
+        with socket.create_connection((host, int(port)), timeout=5) as extra:
+            refused = extra.recv(4096)
+        assert refused.startswith(b"HTTP/1.1 503") and b"max_connections=6" in refused
+        for sock in silent:
+            sock.settimeout(15)
+            assert sock.recv(4096) == b""  # closed by the header deadline
+            sock.close()
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+# ---------------------------------------------------------------- an exported file is untrusted input
+
+
+def tampered_copy(run_dir: Path, tmp_path: Path, edit) -> Path:
+    """A copy of ``run_dir`` whose ``export/model.onnx`` metadata went through ``edit(dict) -> dict``."""
+    import shutil
+
+    import onnx
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    model = onnx.load(model_path(copy))
+    meta = edit({prop.key: prop.value for prop in model.metadata_props})
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, model_path(copy))
+    return copy
+
+
+def rotated(names: str) -> str:
+    """The same names, each at another position."""
+    listed = json.loads(names)
+    return json.dumps(listed[1:] + listed[:1])
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**conftest.torch_blocked_env(tmp_path), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+TAMPERED = {
+    "labels-not-a-list": (lambda m: {**m, "labels": "123"}, "metadata 'labels' must be a JSON list of names"),
+    "labels-not-json": (lambda m: {**m, "labels": "[oops"}, "metadata 'labels' is not JSON"),
+    "too-few-labels": (
+        lambda m: {**m, "labels": json.dumps(json.loads(m["labels"])[:2])},
+        "metadata 'labels' has 2 names but the graph outputs",
+    ),
+    "labels-reordered": (lambda m: {**m, "labels": rotated(m["labels"])}, "metadata 'labels' does not match"),
+    "duplicate-label": (
+        lambda m: {**m, "labels": json.dumps(json.loads(m["labels"])[:1] * 2)},
+        "names the same label twice",
+    ),
+    "no-task": (lambda m: {k: v for k, v in m.items() if k != "task"}, "metadata 'task' is missing"),
+    "task-of-another-graph": (lambda m: {**m, "task": "tagging"}, "graph has no output 'tokens'"),
+    "multilabel-not-json": (lambda m: {**m, "multilabel": "yes"}, "metadata 'multilabel' is not JSON"),
+    "hash-not-hex": (lambda m: {**m, "tokenizer_sha256": "abc"}, "'tokenizer_sha256' is not a SHA-256"),
+    "weights-changed": (
+        lambda m: {**m, "weights_sha256": "0" * 64},
+        "'weights_sha256' does not match",
+    ),
+    "weights-file-outside-the-run": (
+        lambda m: {**m, "weights_file": "../../../etc/passwd"},
+        "'weights_file' must be a path inside the run directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_tampered_export_metadata_is_one_error_line_in_serve_and_predict(doc_cls_run, tmp_path, case):
+    """``python -m nlpkit.serve`` and ``python -m nlpkit.predict backend=onnx`` (default settings) check the
+    exported file's metadata against its graph and the run's files, and refuse it in one line."""
+    edit, message = TAMPERED[case]
+    run = tampered_copy(doc_cls_run, tmp_path, edit)
+    served = cli(tmp_path, "nlpkit.serve", f"model={model_path(run)}", "port=0")  # a hang: TimeoutExpired
+    assert_one_error_line(served, str(model_path(run)), message)
+    (tmp_path / "in.txt").write_text("wake me up at 7 am\n")
+    args = [
+        f"run_dir={run}",
+        f"input={tmp_path / 'in.txt'}",
+        f"output={tmp_path / 'out.jsonl'}",
+        "backend=onnx",
+    ]
+    assert_one_error_line(cli(tmp_path, "nlpkit.predict", *args), str(model_path(run)), message)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_untampered_copy_is_verified_and_served_alone_too(doc_cls_run, tmp_path):
+    """The control: the same copy without edits loads with its hashes verified; the file moved out of
+    its run directory still loads (nothing to compare its hashes with)."""
+    run = tampered_copy(doc_cls_run, tmp_path, lambda meta: meta)
+    assert sorted(OnnxPredictor(run).verified_files) == ["tokenizer_sha256", "weights_sha256"]
+    alone = tmp_path / "deployed" / "model.onnx"
+    alone.parent.mkdir()
+    alone.write_bytes(model_path(run).read_bytes())
+    assert OnnxPredictor(alone).verified_files == {}
+    assert OnnxPredictor(alone).predict(["play some jazz"]) == OnnxPredictor(run).predict(["play some jazz"])
 
 
 # ---------------------------------------------------------------- tagging and joint intent-slot models
@@ -399,11 +653,11 @@ TASK_OVERRIDES = {
         "model.pooling.attention_dim=8",
         "model.doc_decoder.hidden_dims=[8]",
     ],
+    "intent": ["task=intent", *conftest.JOINT_TINY, "logger=csv", "debug=fast"],
 }
 WORD_TEXTS = [
     "wake me up at 7 am",
     "play some jazz by miles davis",
-    "",
     "show me flights from boston to denver on monday",
     "Ünïcode İstanbul straße",
     "remind me to call mom tomorrow at noon",
@@ -432,7 +686,7 @@ def word_task_run(request, tmp_path_factory) -> tuple[str, Path]:
     return task, run_dir
 
 
-def test_tagging_and_intent_slot_models_are_served(word_task_run, tmp_path):
+def test_word_level_models_are_served(word_task_run, tmp_path):
     from nlpkit.serving.schemas import prediction_model
 
     task, run_dir = word_task_run
@@ -448,6 +702,7 @@ def test_tagging_and_intent_slot_models_are_served(word_task_run, tmp_path):
             httpx.post(f"{server.url}/predict", json={"texts": [t]}).json()["predictions"][0]
             for t in WORD_TEXTS
         ]
+        blank = httpx.post(f"{server.url}/predict", json={"texts": ["play jazz", " \t", ""]})
     assert_same_predictions(predictions, reference)
     assert_same_predictions(singles, reference)  # alone or batched with others: the same answer
     documented = prediction_model(task)
@@ -455,16 +710,36 @@ def test_tagging_and_intent_slot_models_are_served(word_task_run, tmp_path):
         documented.model_validate(prediction)  # the OpenAPI response schema is what is sent
     assert documented.__name__ in schema["components"]["schemas"]
     assert meta["task"] == task
-    labels_key = "tags" if task == "tagging" else "slots"
-    for prediction, want in zip(predictions, eager):
-        assert len(prediction[labels_key]) == len(prediction["tokens"])
-        assert len(prediction["tokens"]) == len(want["tokens"])
-        assert prediction[labels_key] == want[labels_key]
-    if task == "intent_slot":
-        assert meta["intents"] and all(p["intent"] in meta["intents"] for p in predictions if p["tokens"])
-        assert [p["intent"] for p in predictions if p["tokens"]] == [
-            w["intent"] for w in eager if w["tokens"]
-        ]
+    assert set(meta["verified_sha256"]) == {"weights_sha256", "tokenizer_sha256", "chars_sha256"}
+    assert_blank_texts_refused(blank, OnnxPredictor(model_path(run_dir), threads=1))
+    if task != "intent":
+        labels_key = "tags" if task == "tagging" else "slots"
+        for prediction, want in zip(predictions, eager):
+            assert len(prediction[labels_key]) == len(prediction["tokens"])
+            assert len(prediction["tokens"]) == len(want["tokens"])
+            assert prediction[labels_key] == want[labels_key]
+    if task != "tagging":
+        assert meta["intents"] and all(p["intent"] in meta["intents"] for p in predictions)
+        assert [p["intent"] for p in predictions] == [w["intent"] for w in eager]
+
+
+def assert_blank_texts_refused(response: httpx.Response, predictor: OnnxPredictor) -> None:
+    """One behaviour for every task: a text that is empty or only whitespace is refused by position,
+    422 over HTTP (for ``["play jazz", " \\t", ""]``), ``EmptyTextError`` from ``OnnxPredictor``."""
+    from nlpkit.serving.onnx_predictor import EmptyTextError
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [problem["loc"] for problem in detail] == ["body.texts.1", "body.texts.2"]
+    assert all("empty or only whitespace" in problem["msg"] for problem in detail)
+    for blank in ["", " ", "\t\n", "\u3000\u00a0", "\x1c"]:
+        with pytest.raises(EmptyTextError, match=r"texts\[1\] is empty or only whitespace"):
+            predictor.predict(["play jazz", blank])
+
+
+def test_blank_texts_are_refused_by_the_doc_cls_server_and_predictor(doc_cls_server, reference):
+    blank = httpx.post(f"{doc_cls_server.url}/predict", json={"texts": ["play jazz", " \t", ""]})
+    assert_blank_texts_refused(blank, reference)
 
 
 # ---------------------------------------------------------------- the batcher alone

@@ -47,6 +47,7 @@ def provenance_metadata(run_dir, checkpoint, tokenizer_path) -> dict[str, str]:
     return {
         "nlpkit_version": nlpkit.__version__,
         "tokenizer_sha256": sha256_file(tokenizer_path),
+        "tokenizer_file": str(tokenizer_path.relative_to(run_dir)),  # what the serving side re-hashes
         "weights_sha256": sha256_file(checkpoint),
         "weights_file": str(checkpoint.relative_to(run_dir)),
         "requires_onnxruntime_extensions": "false",

@@ -586,6 +586,7 @@ def _metadata(setup: Setup, run_dir: Path, checkpoint: Path) -> dict[str, str]:
         **metadata,
         **provenance_metadata(run_dir, checkpoint, setup.vocab_dir / TOKENIZER_FILE),
         "chars_sha256": G.sha256_file(setup.vocab_dir / CHARS_FILE),
+        "chars_file": str((setup.vocab_dir / CHARS_FILE).relative_to(run_dir)),
         "tokenizer": "str.split() whitespace tokens; " + setup.spec.tokenizer.description,
         "max_word_length": json.dumps(setup.spec.max_word_length),
         "outputs": json.dumps(outputs),

@@ -2,14 +2,13 @@
 
 ``create_app(config)`` loads the ONNX file (torch is never imported) and returns the ASGI app;
 ``python -m nlpkit.serve`` runs it under uvicorn. Endpoints: ``POST /predict``, ``GET /health``,
-``GET /metadata``, and the OpenAPI document at ``/openapi.json`` (browsable at ``/docs``).
+``GET /metadata``, and the OpenAPI document at ``/openapi.json`` (browsable at ``/docs`` and ``/redoc``,
+both working offline: their assets are served from ``/docs-assets``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -19,13 +18,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 import nlpkit
-from nlpkit.errors import ArtifactError
 from nlpkit.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
 from nlpkit.serving.config import ServeConfig
+from nlpkit.serving.onnx_predictor import sha256_file
 from nlpkit.serving.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -37,36 +37,25 @@ from nlpkit.serving.schemas import (
 
 log = logging.getLogger("nlpkit.serve")
 
+DOCS_ASSETS = "/docs-assets"  # Swagger UI / ReDoc scripts, styles and icon, served from fastapi-offline
+
 ERRORS = {
     413: {"model": ErrorResponse, "description": "request body larger than max_body_bytes"},
-    415: {"model": ErrorResponse, "description": "body not sent as application/json"},
-    422: {"model": ErrorResponse, "description": "malformed JSON, wrong types, empty or too many texts"},
+    415: {"model": ErrorResponse, "description": "no Content-Type, or not application/json"},
+    422: {
+        "model": ErrorResponse,
+        "description": "malformed JSON, wrong types, no texts or too many, a text empty or only whitespace",
+    },
     503: {"model": ErrorResponse, "description": "queue full (see Retry-After) or shutting down"},
 }
 
 
 def load_predictor(config: ServeConfig):
-    """The torch-free ``OnnxPredictor`` for ``config.model``; a missing or foreign file is an ArtifactError."""
+    """The torch-free ``OnnxPredictor`` for ``config.model``: a missing, foreign or tampered file is an
+    ArtifactError naming the file and what is wrong with it."""
     from nlpkit.serving.onnx_predictor import OnnxPredictor
 
-    try:
-        return OnnxPredictor(config.model, threads=config.ort_threads)
-    except (FileNotFoundError, ValueError) as err:
-        raise ArtifactError(str(err)) from err
-    except Exception as err:  # onnxruntime's own load errors (not a model, corrupt file)
-        raise ArtifactError(f"{config.model}: onnxruntime cannot load it: {err}") from err
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _json_list(value: str | None) -> list[str] | None:
-    return None if value is None else list(json.loads(value))
+    return OnnxPredictor(config.model, threads=config.ort_threads)
 
 
 def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
@@ -74,7 +63,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
     return MetadataResponse(
         task=predictor.task,
         labels=list(predictor.labels),
-        intents=_json_list(meta.get("intents")),
+        intents=list(predictor.intents) or None,
         multilabel=bool(getattr(predictor, "multilabel", False)),
         nlpkit_version=meta.get("nlpkit_version"),
         server_version=nlpkit.__version__,
@@ -82,6 +71,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
         model_sha256=sha256_file(Path(predictor.path)),
         tokenizer_sha256=meta.get("tokenizer_sha256"),
         weights_sha256=meta.get("weights_sha256"),
+        verified_sha256=sorted(predictor.verified_files),
         limits=Limits(**{name: getattr(config, name) for name in Limits.model_fields}),
     )
 
@@ -127,17 +117,24 @@ class PredictService:
         return 200, orjson.dumps({"predictions": predictions}), []
 
     def check_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Reply | None:
-        """415 for a body not declared JSON, 413 for a declared length over ``max_body_bytes``."""
+        """415 for a body not declared JSON (no Content-Type included), 413 for a declared length over
+        ``max_body_bytes``."""
+        content_type = None
         for name, value in headers:
-            if name == b"content-type" and not _is_json(value):
-                return _reply(415, f"Content-Type {value.decode('latin-1')!r}: send JSON (application/json)")
-            if name == b"content-length":
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     return _reply(400, "invalid Content-Length header")
                 if declared > self.config.max_body_bytes:
                     return _reply(413, self.too_large(declared))
+        if content_type is None:
+            return _reply(415, "no Content-Type header: send JSON (Content-Type: application/json)")
+        if not _is_json(content_type):
+            shown = content_type.decode("latin-1")
+            return _reply(415, f"Content-Type {shown!r}: send JSON (Content-Type: application/json)")
         return None
 
     def too_large(self, size: int, at_least: bool = False) -> str:
@@ -240,7 +237,11 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
 
     service = PredictService(config, batcher)
     PredictResponse = response_model(metadata.task, metadata.multilabel)
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files the package
+    # ships (served under DOCS_ASSETS), not from a CDN, so the pages work without internet access.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="nlpkit serve",
         version=nlpkit.__version__,
         summary=f"Predictions of an exported nlpkit {metadata.task} model (ONNX Runtime, micro-batched).",

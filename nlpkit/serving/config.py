@@ -43,6 +43,17 @@ class ServeConfig:
     """``reject`` (422 naming the text) or ``truncate`` (keep the first ``max_chars_per_text`` characters)."""
     max_body_bytes: int = 1_048_576
     """Larger request bodies: 413, before they are read into memory."""
+    header_timeout_s: float = 10.0
+    """The request line and headers must arrive within this many seconds of the connection opening (or of
+    the request's first byte on a kept-alive connection): else 408 and close. Stops silent and
+    byte-at-a-time (slowloris) clients from holding connections."""
+    body_timeout_s: float = 30.0
+    """The whole body must arrive within this many seconds of the headers: else 408 and close
+    (at the default ``max_body_bytes``, a client slower than ~35 KB/s)."""
+    keep_alive_timeout_s: float = 5.0
+    """An idle kept-alive connection is closed after this many seconds without a new request."""
+    max_connections: int = 512
+    """Most connections open at once; one more is answered 503 and closed (file descriptors stay bounded)."""
     drain_timeout_s: float = 30.0
     """On SIGTERM/SIGINT: stop accepting, finish in-flight requests for at most this long, then exit."""
     access_log: bool = False
@@ -51,7 +62,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         positive = ["workers", "ort_threads", "max_batch_size", "max_queue", "max_texts_per_request"]
-        positive += ["max_chars_per_text", "max_body_bytes"]
+        positive += ["max_chars_per_text", "max_body_bytes", "max_connections"]
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -60,6 +71,9 @@ class ServeConfig:
             raise ConfigError(f"port={self.port}: must be 0..65535")
         if self.max_wait_ms < 0 or self.drain_timeout_s < 0:
             raise ConfigError("max_wait_ms and drain_timeout_s must be >= 0")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be a positive number of seconds")
         if self.on_long_text not in LONG_TEXT_POLICIES:
             raise ConfigError(
                 f"on_long_text={self.on_long_text!r}: choose one of {', '.join(LONG_TEXT_POLICIES)}"

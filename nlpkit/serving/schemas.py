@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from nlpkit.serving.config import ServeConfig
+from nlpkit.serving.onnx_predictor import EMPTY_TEXT_MESSAGE
 
 
 class Span(BaseModel):
@@ -37,12 +47,12 @@ class TaggingPrediction(BaseModel):
 
 
 class IntentPrediction(BaseModel):
-    intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
-    intent_scores: dict[str, float] = Field(description="probability of every intent (empty without tokens)")
+    intent: str = Field(description="the most probable intent")
+    intent_scores: dict[str, float] = Field(description="probability of every intent")
 
 
 class IntentSlotPrediction(BaseModel):
-    intent: str | None = Field(description="the most probable intent (null for a text without tokens)")
+    intent: str = Field(description="the most probable intent")
     intent_scores: dict[str, float] = Field(description="probability of every intent")
     tokens: list[str] = Field(description="the text's tokens, as the model saw them")
     slots: list[str] = Field(description="one slot tag per token")
@@ -57,15 +67,36 @@ def prediction_model(task: str | None, multilabel: bool = False) -> Any:
     return known.get(task, dict[str, Any])
 
 
+#: a character that is not whitespace for ``str.strip``/``str.split`` (the code points of ``str.isspace``),
+#: spelled so that JSON Schema (ECMA-262) and Python regex engines read it alike (their ``\\S`` differ)
+NOT_WHITESPACE = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError("empty_text", "text is " + EMPTY_TEXT_MESSAGE)
+    return text
+
+
 def request_model(config: ServeConfig) -> type[BaseModel]:
     """``{"texts": [...]}`` with this server's limits in the schema (so clients and fuzzers see them)."""
-    text_type: Any = StrictStr
-    text_doc = "raw text (a lone UTF-16 surrogate escape is not text: 422)"
+    max_length = config.max_chars_per_text if config.on_long_text == "reject" else None
+    text_doc = (
+        "raw text, not empty or only whitespace (422); a lone UTF-16 surrogate escape is not text (422)"
+    )
     if config.on_long_text == "reject":
-        text_type = Annotated[str, StringConstraints(strict=True, max_length=config.max_chars_per_text)]
         text_doc += f"; at most {config.max_chars_per_text} characters (longer: 422)"
     else:
         text_doc += f"; characters past {config.max_chars_per_text} are dropped"
+    # The pattern documents the rule for clients and fuzzers; _not_blank enforces it with a clear message.
+    text_type = Annotated[
+        str,
+        StringConstraints(strict=True, max_length=max_length),
+        AfterValidator(_not_blank),
+        WithJsonSchema(
+            {"type": "string", "pattern": NOT_WHITESPACE} | ({"maxLength": max_length} if max_length else {})
+        ),
+    ]
     texts = Annotated[
         list[text_type],
         Field(
@@ -112,6 +143,10 @@ class Limits(BaseModel):
     max_batch_size: int
     max_wait_ms: float
     max_queue: int
+    header_timeout_s: float
+    body_timeout_s: float
+    keep_alive_timeout_s: float
+    max_connections: int
 
 
 class MetadataResponse(BaseModel):
@@ -127,4 +162,9 @@ class MetadataResponse(BaseModel):
     model_sha256: str = Field(description="SHA-256 of the served .onnx file")
     tokenizer_sha256: str | None = None
     weights_sha256: str | None = None
+    verified_sha256: list[str] = Field(
+        default_factory=list,
+        description="the *_sha256 fields checked at start-up against the run directory's files "
+        "(only when the model is served from RUN/export/ and those files are there)",
+    )
     limits: Limits
