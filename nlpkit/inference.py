@@ -8,6 +8,7 @@ import torch
 
 from nlpkit.data.batching import pad_sequences
 from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.models.doc_classifier import DocClassifier
 
@@ -23,8 +24,7 @@ class DocClassificationPredictor:
     @torch.inference_mode()
     def scores(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Per-label probabilities ``[N, L]`` in input order."""
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         ids = self.featurizer.encode_batch(list(texts))
         out = []
         for start in range(0, len(ids), batch_size):

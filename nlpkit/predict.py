@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nlpkit.cli import parse_args, run_cli
+from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.utils.io import atomic_open
 
@@ -42,7 +43,7 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
             if number == 1:
                 line = line.removeprefix(BOM)
             if not jsonl:
-                texts.append(line)
+                texts.append(_nonblank(line, path, number))
                 continue
             try:
                 record = json.loads(line)
@@ -50,8 +51,15 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
                 raise DataError(f"{path}:{number}: invalid JSON: {err.msg}") from err
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
                 raise DataError(f"{path}:{number}: missing string field {text_field!r} (text_field=)")
-            texts.append(record[text_field])
+            texts.append(_nonblank(record[text_field], path, number))
     return texts
+
+
+def _nonblank(text: str, path: Path, number: int) -> str:
+    """Every backend refuses a blank text (``nlpkit.data.inputs``); here it is named by file:line."""
+    if not text.strip():
+        raise DataError(f"{path}:{number}: the text is {EMPTY_TEXT_MESSAGE}")
+    return text
 
 
 def load_predictor(run_dir: str | Path, backend: str = "torch"):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
 from nlpkit.data.tagging import TaggingFeatures
@@ -36,8 +37,7 @@ class TaggingPredictor:
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         sentences = [text.split() for text in texts]
         return [
             {"tokens": tokens, "tags": tags, "spans": span_dicts(tokens, tags)}

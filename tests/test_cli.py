@@ -55,7 +55,7 @@ def test_evaluate_cli_on_other_data(cli_run, builtin_dir, tmp_path):
 
 
 def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
-    texts = ["wake me up at 7 am", "", "play some jazz"]
+    texts = ["wake me up at 7 am", "set an alarm", "play some jazz"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     run_module(
         "nlpkit.predict",
@@ -71,6 +71,21 @@ def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
         [f"run_dir={cli_run}", f"input={tmp_path / 'in.jsonl'}", f"output={tmp_path / 'o2.jsonl'}"],
     )
     assert json.loads((tmp_path / "o2.jsonl").read_text())["label"] == rows[2]["label"]
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
+def test_predict_cli_refuses_a_blank_text_naming_its_line(cli_run, tmp_path, name):
+    """Every backend refuses blank texts (training does too); the CLI names the file and line."""
+    texts = ["wake me up at 7 am", "   ", "play some jazz"]
+    lines = texts if name == "in.txt" else [json.dumps({"text": t}) for t in texts]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = run_module(
+        "nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / name}", f"output={out}"], check=False
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / name}:2: the text is empty or only whitespace" in proc.stderr
+    assert not out.exists()
 
 
 def test_predict_cli_ignores_a_byte_order_mark(cli_run, tmp_path):

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 import nlpkit
 from nlpkit.config import validate
+from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.models.intent_slot import build_intent_slot_model
 from nlpkit.models.word_tagger import sequence_mask
@@ -134,7 +135,8 @@ def test_load_predicts_identically_and_reproduces_test_metrics(builtin_run):
     frame_ok = [ok and q["slots"] == ex["slots"] for ok, q, ex in zip(intent_ok, first, test)]
     assert sum(intent_ok) / len(test) == pytest.approx(metrics["test/intent_accuracy"], abs=1e-6)
     assert sum(frame_ok) / len(test) == pytest.approx(metrics["test/frame_accuracy"], abs=1e-6)
-    assert nlpkit.load(run_dir).predict([""])[0]["slots"] == []
+    with pytest.raises(EmptyTextError, match=r"texts\[0\] is empty"):  # one rule for every backend
+        nlpkit.load(run_dir).predict([" "])
     # Restoring through nlpkit.evaluate (intent vocabulary from the run dir) gives the same numbers.
     from nlpkit.evaluate import evaluate
 

@@ -250,3 +250,14 @@ def test_a_callback_slot_takes_only_lightning_callbacks():
         resolve_target("os.system", "callbacks.kill")
     with pytest.raises(ConfigError, match="refused: not an nlpkit component"):
         resolve_target("tests.kill_switch.KillAfterStep", "model.representation")
+
+
+def test_every_pytorch_predictor_refuses_blank_texts_like_the_onnx_model(trained_run):
+    from nlpkit.data.inputs import EmptyTextError
+
+    predictor = nlpkit.load(trained_run)
+    for blank in ["", "   ", "\t\u3000"]:
+        with pytest.raises(EmptyTextError, match=r"texts\[1\] is empty or only whitespace"):
+            predictor.predict(["play some jazz", blank])
+    with pytest.raises(TypeError, match="list of texts"):
+        predictor.predict("play some jazz")

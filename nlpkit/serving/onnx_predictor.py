@@ -27,22 +27,14 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from nlpkit.data.tag_schemes import span_dicts  # pure Python, no torch
-from nlpkit.errors import ArtifactError, DataError, MissingArtifactError
-
-
-class EmptyTextError(DataError, ValueError):
-    """A text to predict on is empty or only whitespace: no model was trained on such input."""
-
-
-def blank_text_indices(texts: Sequence[str]) -> list[int]:
-    """Positions of the texts with nothing but whitespace (``str.split()`` finds no token in them)."""
-    return [index for index, text in enumerate(texts) if not text.strip()]
-
-
-EMPTY_TEXT_MESSAGE = (
-    "empty or only whitespace: there is nothing to predict on (training rejects such texts too)"
+from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indices: re-exported
+    EMPTY_TEXT_MESSAGE,
+    EmptyTextError,
+    blank_text_indices,
+    check_texts,
 )
+from nlpkit.data.tag_schemes import span_dicts  # pure Python, no torch
+from nlpkit.errors import ArtifactError, MissingArtifactError
 
 
 class OnnxPredictor:
@@ -167,11 +159,7 @@ class OnnxPredictor:
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         """One prediction dict per text, in order; an empty or whitespace-only text is an
         ``EmptyTextError`` naming its position (as ``POST /predict`` answers 422)."""
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
-        blank = blank_text_indices(texts)
-        if blank:
-            raise EmptyTextError(f"texts[{blank[0]}] is {EMPTY_TEXT_MESSAGE}")
+        check_texts(texts)
         results: list[dict] = []
         shape = getattr(self, f"_{self.task}")
         for start in range(0, len(texts), batch_size):

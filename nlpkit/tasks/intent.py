@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from nlpkit.data.inputs import check_texts
 from nlpkit.data.intent import IntentDataConfig, IntentDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tagging import TaggingFeatures
@@ -33,8 +34,7 @@ class IntentPredictor:
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         sentences = [text.split() for text in texts]
         results: list[dict] = [{"intent": None, "intent_scores": {}} for _ in sentences]
         for chunk, batch in self.features.batches(sentences, batch_size):

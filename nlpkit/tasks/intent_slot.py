@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from nlpkit.data.inputs import check_texts
 from nlpkit.data.intent_slot import IntentSlotDataConfig, IntentSlotDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
@@ -41,8 +42,7 @@ class IntentSlotPredictor:
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         sentences = [text.split() for text in texts]
         results = [
             {"intent": None, "intent_scores": {}, "tokens": [], "slots": [], "spans": []} for _ in sentences

@@ -34,6 +34,7 @@ from torch import nn
 from nlpkit.config import _check_schema, _check_targets, typed_section
 from nlpkit.data.config import choices
 from nlpkit.data.constraints import above, at_least
+from nlpkit.data.inputs import check_texts
 from nlpkit.data.multitask import SCHEDULES, MultiTaskDataModule
 from nlpkit.errors import ConfigError
 from nlpkit.tasks.base import Task
@@ -173,8 +174,7 @@ class MultiTaskPredictor:
         return list(self.predictors)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, task: str | None = None) -> list[dict]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not one string")
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         if task is not None:
             if task not in self.predictors:
                 raise KeyError(f"no sub-task {task!r} in this run; its sub-tasks: {', '.join(self.tasks)}")

@@ -1,0 +1,34 @@
+"""What every predictor accepts: a list of texts, none of them empty or only whitespace.
+
+One rule for every task and backend (PyTorch predictors, the exported ONNX model, ``nlpkit.serve``,
+``nlpkit.predict``): training refuses blank texts, so no model has learnt an answer for one. Pure
+Python (no torch): the torch-free serving path uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nlpkit.errors import DataError
+
+EMPTY_TEXT_MESSAGE = (
+    "empty or only whitespace: there is nothing to predict on (training rejects such texts too)"
+)
+
+
+class EmptyTextError(DataError, ValueError):
+    """A text to predict on is empty or only whitespace: no model was trained on such input."""
+
+
+def blank_text_indices(texts: Sequence[str]) -> list[int]:
+    """Positions of the texts with nothing but whitespace (``str.split()`` finds no token in them)."""
+    return [index for index, text in enumerate(texts) if not text.strip()]
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """``TypeError`` for one string instead of a list; ``EmptyTextError`` naming the first blank text."""
+    if isinstance(texts, str):
+        raise TypeError("predict() takes a list of texts, not one string")
+    blank = blank_text_indices(texts)
+    if blank:
+        raise EmptyTextError(f"texts[{blank[0]}] is {EMPTY_TEXT_MESSAGE}")
