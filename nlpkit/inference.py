@@ -23,8 +23,10 @@ class DocClassificationPredictor:
 
     @torch.inference_mode()
     def scores(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Per-label probabilities ``[N, L]`` in input order."""
-        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
+        """Per-label probabilities ``[N, L]`` in input order, for any text (blank ones included: the
+        export's parity gate compares them with the graph's); ``predict`` refuses blank texts."""
+        if isinstance(texts, str):
+            raise TypeError("scores() takes a list of texts, not one string")
         ids = self.featurizer.encode_batch(list(texts))
         out = []
         for start in range(0, len(ids), batch_size):
@@ -35,6 +37,7 @@ class DocClassificationPredictor:
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        check_texts(texts)  # a list, no blank text: the same rule as the ONNX model and the server
         probabilities = self.scores(texts, batch_size)
         results = []
         for row in probabilities:

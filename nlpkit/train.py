@@ -35,8 +35,8 @@ from nlpkit.tasks import Task, distributed_tasks, get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
 from nlpkit.training.module import TaskModule
 from nlpkit.training.resume import ResumeState, resume_checkpoint
-from nlpkit.training.run_dir import absolute_paths, file_sha256, prepare_run_dir, run_lock
-from nlpkit.utils.io import write_json, write_text
+from nlpkit.training.run_dir import absolute_paths, prepare_run_dir, run_lock
+from nlpkit.utils.io import sha256_file, write_json, write_text
 
 log = logging.getLogger("nlpkit.train")
 
@@ -175,7 +175,7 @@ def _fit_and_record(
                 "nlpkit_version": nlpkit.__version__,
                 "best_checkpoint": str(Path(best).resolve().relative_to(run_dir.resolve())) if best else None,
                 # readers check it: the checkpoint they load is the one this run selected
-                "best_checkpoint_sha256": file_sha256(Path(best)) if best else None,
+                "best_checkpoint_sha256": sha256_file(Path(best)) if best else None,
                 "resumed_from": ckpt_path,
             },
         )

@@ -82,7 +82,7 @@ def test_export_passes_parity_and_writes_one_file(exported, name):
     assert meta["task"] == "doc_cls" and json.loads(meta["labels"]) == labels
     assert meta["requires_onnxruntime_extensions"] == "false"
     assert meta["nlpkit_version"] == nlpkit.__version__
-    from nlpkit.export.graph import sha256_file
+    from nlpkit.utils.io import sha256_file
 
     assert meta["tokenizer_sha256"] == sha256_file(run_dir / "tokenizer.json")
     assert meta["weights_sha256"] == sha256_file(run_dir / meta["weights_file"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tempfile
 import warnings
@@ -16,14 +15,6 @@ from onnx import TensorProto, helper
 from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, ExportError, GraphBuilder
 
 MODEL_PREFIX = "model/"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_torch(

@@ -42,7 +42,7 @@ def provenance_metadata(run_dir, checkpoint, tokenizer_path) -> dict[str, str]:
     import onnxruntime
 
     import nlpkit
-    from nlpkit.export.graph import sha256_file
+    from nlpkit.utils.io import sha256_file
 
     return {
         "nlpkit_version": nlpkit.__version__,

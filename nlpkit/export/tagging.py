@@ -43,6 +43,7 @@ from nlpkit.export.parity import (
 )
 from nlpkit.export.text_graph import ExportError, GraphBuilder, all_characters, read_tokenizer_spec
 from nlpkit.export.word_graph import WordFeatureNames, WordFeatureSpec, build_word_nodes
+from nlpkit.utils.io import sha256_file
 
 NETWORK_INPUTS = ("tokens", "lengths", "chars", "shapes")
 
@@ -379,7 +380,7 @@ def _codepoint_tokens() -> tuple[list[str], tuple[int, ...]]:
 
 
 def torch_predictions(setup: Setup, texts: list[str]) -> list[dict]:
-    return setup.predictor.predict(texts, batch_size=MIXED_BATCH)
+    return setup.predictor.predict_any(texts, batch_size=MIXED_BATCH)
 
 
 def onnx_predictions(session, setup: Setup, texts: list[str], batch_size: int) -> list[dict]:
@@ -585,7 +586,7 @@ def _metadata(setup: Setup, run_dir: Path, checkpoint: Path) -> dict[str, str]:
     return {
         **metadata,
         **provenance_metadata(run_dir, checkpoint, setup.vocab_dir / TOKENIZER_FILE),
-        "chars_sha256": G.sha256_file(setup.vocab_dir / CHARS_FILE),
+        "chars_sha256": sha256_file(setup.vocab_dir / CHARS_FILE),
         "chars_file": str((setup.vocab_dir / CHARS_FILE).relative_to(run_dir)),
         "tokenizer": "str.split() whitespace tokens; " + setup.spec.tokenizer.description,
         "max_word_length": json.dumps(setup.spec.max_word_length),

@@ -25,7 +25,6 @@ from starlette.types import Message, Receive, Scope, Send
 import nlpkit
 from nlpkit.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
 from nlpkit.serving.config import ServeConfig
-from nlpkit.serving.onnx_predictor import sha256_file
 from nlpkit.serving.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -34,6 +33,7 @@ from nlpkit.serving.schemas import (
     request_model,
     response_model,
 )
+from nlpkit.utils.io import sha256_file
 
 log = logging.getLogger("nlpkit.serve")
 

@@ -17,7 +17,6 @@ so it is served like the single task.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indi
 )
 from nlpkit.data.tag_schemes import span_dicts  # pure Python, no torch
 from nlpkit.errors import ArtifactError, MissingArtifactError
+from nlpkit.utils.io import sha256_file
 
 
 class OnnxPredictor:
@@ -229,14 +229,6 @@ def find_run_dir(model: Path) -> Path | None:
         if export_dir.name == "export" and (export_dir.parent / "config.yaml").is_file():
             return export_dir.parent
     return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelFields:

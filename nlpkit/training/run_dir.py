@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from nlpkit.errors import ArtifactError, ConfigError, NlpkitError
+from nlpkit.utils.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +124,6 @@ def run_lock(run_dir: Path, purpose: str) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     """``run.json``: written by ``train`` once training, validation and testing finished."""
     path = Path(run_dir) / RUN_RECORD
@@ -169,7 +161,7 @@ def selected_checkpoint(run_dir: str | Path) -> Path:
     if not path.is_file():
         raise ArtifactError(f"{path}: the checkpoint {run_dir / RUN_RECORD} names is missing")
     expected = record.get("best_checkpoint_sha256")
-    if expected is not None and file_sha256(path) != expected:
+    if expected is not None and sha256_file(path) != expected:
         raise ArtifactError(
             f"{path} is not the checkpoint this run recorded (SHA-256 differs from {run_dir / RUN_RECORD}): "
             "it was replaced after training"

@@ -1,8 +1,10 @@
-"""Atomic artifact writes: a kill never leaves a truncated file where a good one is expected."""
+"""Atomic artifact writes (a kill never leaves a truncated file where a good one is expected), and
+file fingerprints."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -52,3 +54,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
