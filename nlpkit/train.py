@@ -6,12 +6,14 @@ keeps one failing job from aborting a multirun sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from nlpkit.config import CONF_DIR, validate
 from nlpkit.errors import ConfigError, NlpkitError
 from nlpkit.tasks import distributed_tasks, get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.training.distributed import stop_all_processes_on_sigterm
 from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.utils.io import write_json, write_text
 
@@ -89,6 +92,29 @@ def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return flat
 
 
+@contextlib.contextmanager
+def _sigterm_ends_the_run(trainer: pl.Trainer, run_dir: Path) -> Iterator[None]:
+    """A SIGTERM during ``fit``/``validate``/``test`` ends the run with one error line and status 1.
+
+    Under DDP a process may instead see a collective fail (a peer stopped first): after a SIGTERM
+    that is the same stop, not a crash."""
+    try:
+        yield
+    except Exception as err:
+        if not trainer.received_sigterm:
+            raise
+        raise NlpkitError(_stopped_by_sigterm(trainer, run_dir)) from err
+    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
+        raise NlpkitError(_stopped_by_sigterm(trainer, run_dir)) from err
+
+
+def _stopped_by_sigterm(trainer: pl.Trainer, run_dir: Path) -> str:
+    return (
+        f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
+        f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, select the best checkpoint on the validation metric, test it, write the run directory.
 
@@ -113,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    stop_all_processes_on_sigterm(trainer)
     if trainer.world_size > 1 and not task.distributed_metrics:
         raise ConfigError(
             f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
@@ -129,13 +156,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         task.save_vocabularies(datamodule, run_dir)
 
     started = time.perf_counter()
-    try:
+    with _sigterm_ends_the_run(trainer, run_dir):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
-        raise NlpkitError(
-            f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
-            f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
-        ) from err
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
@@ -144,11 +166,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"training stopped early by a signal/interrupt after {trainer.global_step} steps; "
             f"no metrics.json written (checkpoints so far are in {run_dir / 'checkpoints'})"
         )
-    metrics = _flat_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
-    if cfg.get("run_test", True) and "test" in datamodule.splits:
-        metrics.update(
-            _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+    with _sigterm_ends_the_run(trainer, run_dir):
+        metrics = _flat_metrics(
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
         )
+        if cfg.get("run_test", True) and "test" in datamodule.splits:
+            metrics.update(
+                _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+            )
         if trainer.is_global_zero:
             task.extra_artifacts(module, run_dir)
     metrics["train_seconds"] = round(train_seconds, 3)
