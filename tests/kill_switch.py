@@ -43,3 +43,13 @@ class StallAfterStep(pl.Callback):
             Path(self.marker).touch()
             while True:
                 time.sleep(0.1)
+
+
+class SignalOnTestStart(pl.Callback):
+    """Sends ``signal_name`` to this process when the test stage starts (after training finished)."""
+
+    def __init__(self, signal_name: str = "SIGTERM"):
+        self.signal = getattr(signal, signal_name)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        os.kill(os.getpid(), self.signal)

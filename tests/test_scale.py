@@ -70,6 +70,22 @@ def test_killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_path
     assert _metrics(run_dir) == _metrics(tmp_path / "reference")
 
 
+def test_sigterm_while_testing_the_best_checkpoint_fails_the_run(tmp_path, builtin_dir):
+    """Training is over but the run is not: a SIGTERM during the final test used to leave Lightning's
+    SIGTERMException (a SystemExit with code 0) to end the process, so a killed job "succeeded"."""
+    run_dir = tmp_path / "run"
+    proc = run_module(
+        "nlpkit.train",
+        [f"paths.builtin_dir={builtin_dir}", *TINY_MODEL, "num_threads=1", "trainer.max_epochs=1",
+         "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=3",
+         f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=tests.kill_switch.SignalOnTestStart"],
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "training stopped by SIGTERM after 4 steps" in proc.stderr + proc.stdout
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_resume_auto_without_checkpoints_starts_fresh_and_a_bad_path_is_refused(make_cfg):
     assert resume_checkpoint("auto", Path(make_cfg().paths.output_dir)) is None
     with pytest.raises(ConfigError, match="no such checkpoint file"):
