@@ -137,7 +137,7 @@ def test_ddp_doc_cls_with_default_callbacks_reports_metrics_over_all_the_data(tr
     disjoint halves and reduced, must equal one process scoring the whole split with the same checkpoint."""
     proc, run_dir, log_path = training(["task=doc_cls", *DOC_TINY, *TWO_EPOCHS])
     trained = finish(proc, run_dir, log_path)
-    single = evaluate(run_dir, output=tmp_path / "eval.json")
+    single = evaluate(run_dir, output=tmp_path / "eval.json")  # batches of 256 + 144, vs 200 per process
     for key in ("val/accuracy", "val/macro_f1", "test/accuracy", "test/macro_f1"):
         assert trained[key] == single[key], key  # counts are summed across processes: exact
     for key in ("val/loss", "test/loss"):

@@ -12,6 +12,7 @@ order) and log the global value, which every process then holds.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -56,10 +57,11 @@ class TaskModule(pl.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self._log_sink: Callable[..., None] | None = None
-        # NaN losses stay NaN (visible in the logs), not silently dropped from the mean
+        # A NaN loss makes the epoch's mean NaN (visible in the logs), not silently dropped from it.
+        # (Not nan_strategy="disable": torchmetrics 1.9 then ignores the batch-size weights.)
         self.epoch_losses = nn.ModuleDict(
             {
-                f"{stage}_{name}": MeanMetric(nan_strategy="disable")
+                f"{stage}_{name}": MeanMetric(nan_strategy=math.nan)
                 for stage in STAGES
                 for name in self.loss_names
             }
