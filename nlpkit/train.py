@@ -7,13 +7,14 @@ keeps one failing job from aborting a multirun sweep.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
 import sys
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from nlpkit.errors import ConfigError, NlpkitError
 from nlpkit.registry import instantiate
 from nlpkit.tasks import Task, distributed_tasks, get_task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
+from nlpkit.training.distributed import stop_all_processes_on_sigterm
 from nlpkit.training.module import TaskModule
 from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.training.run_dir import absolute_paths, prepare_run_dir, run_lock
@@ -116,6 +118,29 @@ def _flat_metrics(results: list[dict[str, float]]) -> dict[str, float]:
     return flat
 
 
+@contextlib.contextmanager
+def _sigterm_ends_the_run(trainer: pl.Trainer, run_dir: Path) -> Iterator[None]:
+    """A SIGTERM during ``fit``/``validate``/``test`` ends the run with one error line and status 1.
+
+    Under DDP a process may instead see a collective fail (a peer stopped first): after a SIGTERM
+    that is the same stop, not a crash."""
+    try:
+        yield
+    except Exception as err:
+        if not trainer.received_sigterm:
+            raise
+        raise NlpkitError(_stopped_by_sigterm(trainer, run_dir)) from err
+    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
+        raise NlpkitError(_stopped_by_sigterm(trainer, run_dir)) from err
+
+
+def _stopped_by_sigterm(trainer: pl.Trainer, run_dir: Path) -> str:
+    return (
+        f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
+        f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
+    )
+
+
 def _fit_and_record(
     cfg: DictConfig,
     task: type[Task],
@@ -138,13 +163,8 @@ def _fit_and_record(
         task.save_vocabularies(datamodule, run_dir)
 
     started = time.perf_counter()
-    try:
+    with _sigterm_ends_the_run(trainer, run_dir):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException as err:  # a SystemExit with code 0: left alone, a killed job would "succeed"
-        raise NlpkitError(
-            f"training stopped by SIGTERM after {trainer.global_step} steps; no metrics.json written. "
-            f"Continue with resume=auto (checkpoints so far are in {run_dir / 'checkpoints'})"
-        ) from err
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
@@ -153,11 +173,14 @@ def _fit_and_record(
             f"training stopped early by a signal/interrupt after {trainer.global_step} steps; "
             f"no metrics.json written (checkpoints so far are in {run_dir / 'checkpoints'})"
         )
-    metrics = _flat_metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False))
-    if cfg.get("run_test", True) and "test" in datamodule.splits:
-        metrics.update(
-            _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+    with _sigterm_ends_the_run(trainer, run_dir):
+        metrics = _flat_metrics(
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
         )
+        if cfg.get("run_test", True) and "test" in datamodule.splits:
+            metrics.update(
+                _flat_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False))
+            )
         if trainer.is_global_zero:
             task.extra_artifacts(module, run_dir)
     metrics["train_seconds"] = round(train_seconds, 3)
@@ -207,6 +230,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    stop_all_processes_on_sigterm(trainer)
     if trainer.world_size > 1 and not task.distributed_metrics:
         raise ConfigError(
             f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
@@ -250,6 +274,9 @@ def main(cfg: DictConfig) -> float:
             write_text(Path(HydraConfig.get().runtime.output_dir) / "error.txt", f"{err}\n")
             return math.nan
         print(f"error: {err}", file=sys.stderr)  # the one line every nlpkit CLI prints
+        # End now: the collector's pass over the run's ~10^6 objects at exit takes seconds, and a
+        # stopped (SIGTERM'd) DDP job must be gone in a few.
+        gc.freeze()
         sys.exit(1)
     except Exception as err:
         if not multirun:

@@ -16,9 +16,8 @@ import nlpkit.tasks
 from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.data.streaming import StreamingDocs, shuffled
 from nlpkit.errors import ConfigError, DataError, NlpkitError
-from nlpkit.evaluate import evaluate
 from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
-from tests.conftest import FAST, JOINT_TINY, TINY, WORD_TINY, run_module
+from tests.conftest import FAST, TINY, WORD_TINY, run_module
 
 TINY_MODEL = ["model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]", *TINY["bilstm"]]
 
@@ -69,6 +68,22 @@ def test_killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tmp_path
     assert Path(json.loads((run_dir / "run.json").read_text())["resumed_from"]).name == "last.ckpt"
     assert resumed["metrics"]["val/accuracy"] > 0.2  # it learned (10 classes), so equality means something
     assert _metrics(run_dir) == _metrics(tmp_path / "reference")
+
+
+def test_sigterm_while_testing_the_best_checkpoint_fails_the_run(tmp_path, builtin_dir):
+    """Training is over but the run is not: a SIGTERM during the final test used to leave Lightning's
+    SIGTERMException (a SystemExit with code 0) to end the process, so a killed job "succeeded"."""
+    run_dir = tmp_path / "run"
+    proc = run_module(
+        "nlpkit.train",
+        [f"paths.builtin_dir={builtin_dir}", *TINY_MODEL, "num_threads=1", "trainer.max_epochs=1",
+         "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=3",
+         f"hydra.run.dir={run_dir}", "+callbacks.kill._target_=tests.kill_switch.SignalOnTestStart"],
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "training stopped by SIGTERM after 4 steps" in proc.stderr + proc.stdout
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_resume_auto_without_checkpoints_starts_fresh_and_a_bad_path_is_refused(make_cfg):
@@ -143,51 +158,7 @@ def test_bucket_sampler_skips_consumed_batches_for_one_epoch():
     assert list(sampler) == full  # the skip applied to the resumed epoch only
 
 
-def test_ddp_two_cpu_processes_report_metrics_over_all_the_data(tmp_path, builtin_dir):
-    """Lightning's ddp launcher re-runs the command once per extra process (gloo on CPU). The reported
-    val/test metrics, computed on two disjoint halves and reduced, must equal one process scoring the
-    whole split with the same checkpoint."""
-    run_dir = tmp_path / "ddp"
-    run_module(
-        "nlpkit.train",
-        [f"paths.builtin_dir={builtin_dir}", *FAST, *TINY_MODEL, "num_threads=1", "trainer=ddp",
-         "trainer.limit_train_batches=4", "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
-         f"hydra.run.dir={run_dir}"],
-    )  # fmt: skip
-    trained = json.loads((run_dir / "metrics.json").read_text())
-    assert trained["world_size"] == 2
-    assert trained["global_steps"] == 4  # each process took 4 of the epoch's batches
-    single = evaluate(run_dir, output=tmp_path / "eval.json")
-    for key in ("val/accuracy", "val/macro_f1", "test/accuracy", "test/macro_f1"):
-        assert trained[key] == single[key], key  # counts are summed across processes: exact
-    for key in ("val/loss", "test/loss"):
-        assert trained[key] == pytest.approx(single[key], abs=1e-5), key  # mean of equal halves' means
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-
-
-def test_ddp_joint_intent_slot_sums_span_and_frame_counts_over_processes(tmp_path, builtin_dir):
-    """The word-level scorers (span F1 per type, tokens, intents, frames) are plain counts: summed over
-    the two processes' disjoint shards they must give exactly one process's figures."""
-    run_dir = tmp_path / "ddp_joint"
-    run_module(
-        "nlpkit.train",
-        [f"paths.builtin_dir={builtin_dir}", "task=intent_slot", *FAST, *JOINT_TINY, "num_threads=1",
-         "trainer=ddp", "trainer.limit_train_batches=6", "trainer.limit_val_batches=null",
-         "trainer.limit_test_batches=null", f"hydra.run.dir={run_dir}"],
-    )  # fmt: skip
-    trained = json.loads((run_dir / "metrics.json").read_text())
-    assert trained["world_size"] == 2
-    single = evaluate(run_dir, output=tmp_path / "eval.json")
-    for stage in ("val", "test"):
-        for metric in ("slot_f1", "slot_precision", "token_accuracy", "intent_accuracy", "frame_accuracy"):
-            key = f"{stage}/{metric}"
-            assert trained[key] == single[key], key
-        assert trained[f"{stage}/loss"] == pytest.approx(single[f"{stage}/loss"], abs=1e-4)
-    assert 0.0 < trained["test/slot_f1"] < 1.0  # a partly trained model: the counts matter
-    report = json.loads((run_dir / "span_report.json").read_text())
-    assert report["test"]["overall"]["f1"] == pytest.approx(trained["test/slot_f1"])
-
-
+# DDP training itself (default callbacks, metrics, SIGTERM) is tested in tests/test_ddp.py.
 def test_ddp_refuses_a_task_whose_metrics_are_not_reduced_across_processes(make_cfg):
     with pytest.raises(ConfigError, match="not reduced across the 2 DDP processes.*task=intent_slot"):
         nlpkit.train(make_cfg("task=multitask", "trainer=ddp", *FAST, tiny=False))

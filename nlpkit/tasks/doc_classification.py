@@ -98,15 +98,7 @@ class DocClassificationModule(TaskModule):
         predictions = self.model.output.predict(logits)
         batch_size = batch["tokens"].size(0)
         self.metrics[f"{stage}_metrics"].update(predictions, batch["labels"].long())
-        self.log(
-            f"{stage}/loss",
-            loss,
-            batch_size=batch_size,
-            prog_bar=stage != "test",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
-        )
+        self.track_loss(stage, "loss", loss, batch_size)
         if stage == "test" and self.confusion is not None:
             self.confusion.update(predictions, batch["labels"])
         return loss
@@ -116,17 +108,8 @@ class DocClassificationModule(TaskModule):
         metric collection every step costs several ms, a large share of a small model's step."""
         metrics = self.metrics[f"{stage}_metrics"]
         # compute() gathers every process's counts under DDP, so each rank logs the global value
-        self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
+        self.log_dict(metrics.compute(), prog_bar=stage == "val")
         metrics.reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
-        if self.confusion is not None:
-            self.test_confusion = self.confusion.compute().cpu()
+        if stage == "test" and self.confusion is not None:
+            self.test_confusion = self.confusion.compute().cpu()  # gathered too: the whole test split
             self.confusion.reset()

@@ -22,7 +22,7 @@ LABELS_FILE = "labels.json"
 class DocClassificationTask(Task):
     name = "doc_cls"
     data_schema = DocDataConfig
-    distributed_metrics = True  # torchmetrics (sync_dist) reduce across DDP processes
+    distributed_metrics = True  # torchmetrics compute() gathers every process's counts
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):

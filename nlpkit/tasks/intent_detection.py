@@ -37,15 +37,7 @@ class IntentModule(TaskModule):
             loss = self.model.doc_output.loss(logits[known], batch["intents"][known])
         else:
             loss = logits.sum() * 0.0
-        self.log(
-            f"{stage}/loss",
-            loss,
-            batch_size=batch["tokens"].size(0),
-            prog_bar=stage != "test",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
-        )
+        self.track_loss(stage, "loss", loss, batch["tokens"].size(0))
         if stage != "train":
             predicted = [self.label_names[i] for i in logits.argmax(-1).cpu().tolist()]
             no_slots = [()] * len(predicted)
@@ -58,7 +50,9 @@ class IntentModule(TaskModule):
     def on_test_epoch_start(self) -> None:
         self.scorers["test"].reset()
 
-    def _log_intents(self, stage: str) -> None:
+    def _log_epoch_metrics(self, stage: str) -> None:
+        if stage == "train":
+            return
         scorer = self.scorers[stage]
         scorer.sync()
         self.log_dict(
@@ -68,9 +62,3 @@ class IntentModule(TaskModule):
             },
             prog_bar=stage == "val",
         )
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_intents("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_intents("test")

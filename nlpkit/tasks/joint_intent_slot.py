@@ -64,6 +64,8 @@ class IntentSlotModule(TaggingModule):
     ``unseen_intents`` (gold intents never seen in training, all counted as errors).
     """
 
+    loss_names = ("loss", "intent_loss", "slot_loss")
+
     def __init__(
         self,
         model: IntentSlotModel,
@@ -98,15 +100,7 @@ class IntentSlotModule(TaggingModule):
         loss = self.intent_weight * intent_loss + self.slot_weight * slot_loss
         batch_size = batch["tokens"].size(0)
         for name, value in (("loss", loss), ("intent_loss", intent_loss), ("slot_loss", slot_loss)):
-            self.log(
-                f"{stage}/{name}",
-                value,
-                batch_size=batch_size,
-                prog_bar=name == "loss" and stage != "test",
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
-            )
+            self.track_loss(stage, name, value, batch_size)
         if stage != "train":
             predicted = self.model.output.decode(emissions, mask).cpu().tolist()
             tags = [

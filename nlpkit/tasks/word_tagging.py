@@ -76,16 +76,7 @@ class TaggingModule(TaskModule):
         emissions = self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes"))
         mask = sequence_mask(batch["tokens"], batch["lengths"])
         loss = self.model.output.loss(emissions, batch["tags"], mask)
-        batch_size = batch["tokens"].size(0)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            batch_size=batch_size,
-            prog_bar=stage != "test",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,  # DDP: the mean over all processes (a no-op in one process)
-        )
+        self.track_loss(stage, "loss", loss, batch["tokens"].size(0))
         if stage != "train":
             predicted = self.model.output.decode(emissions, mask).cpu().tolist()
             names = [
@@ -116,8 +107,8 @@ class TaggingModule(TaskModule):
         )
         return report
 
-    def on_validation_epoch_end(self) -> None:
-        self.val_report = self._log_spans("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.test_report = self._log_spans("test")
+    def _log_epoch_metrics(self, stage: str) -> None:
+        if stage == "val":
+            self.val_report = self._log_spans("val")
+        elif stage == "test":
+            self.test_report = self._log_spans("test")

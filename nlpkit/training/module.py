@@ -1,14 +1,34 @@
-"""The LightningModule base every task's module shares: holds the plain model, builds optimizers."""
+"""The LightningModule base every task's module shares: holds the plain model, builds optimizers,
+and logs each epoch's losses and metrics at one point that every DDP process reaches in the same order.
+
+Why one point: a value logged with ``sync_dist=True`` is reduced across processes lazily, by whichever
+hook first reads the logged metrics. Under DDP only rank 0 has a progress bar, and it reads them in its
+own ``on_train_epoch_end`` before the module's hook runs, so rank 0 entered an ``all_reduce`` while
+rank 1 entered the metrics' ``all_gather``: both waited forever. So nothing here is logged with
+``sync_dist``: the epoch-end hooks reduce every value explicitly (torchmetrics' ``compute`` and
+``nlpkit.training.distributed.sum_counts`` are collectives, called by every process in the same
+order) and log the global value, which every process then holds.
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
+import torch
 from torch import nn
+from torchmetrics.aggregation import MeanMetric
 
 from nlpkit.training.optim import build_optimizer, build_scheduler
+
+STAGES = ("train", "val", "test")
+
+# Lightning suggests sync_dist=True for every epoch-level value logged under DDP; nlpkit's values are
+# already reduced across processes (see above), and sync_dist is what made the processes deadlock.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True\)`")
 
 
 class TaskModule(pl.LightningModule):
@@ -19,7 +39,13 @@ class TaskModule(pl.LightningModule):
         label_names: output label names in id order.
         optim_cfg: the ``optim`` config section (see ``nlpkit.training.optim``).
         monitor/monitor_mode: the validation metric a plateau scheduler follows.
+
+    ``_step`` reports its losses with ``track_loss``; at each epoch's end every process computes their
+    means over all processes (weighted by batch size) and then the task's ``_log_epoch_metrics``.
     """
+
+    #: the losses ``_step`` tracks; each is logged once per epoch as ``{stage}/{name}``
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(
         self, model: nn.Module, label_names: Sequence[str], optim_cfg, monitor: str, monitor_mode: str = "max"
@@ -31,6 +57,15 @@ class TaskModule(pl.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self._log_sink: Callable[..., None] | None = None
+        # A NaN loss makes the epoch's mean NaN (visible in the logs), not silently dropped from it.
+        # (Not nan_strategy="disable": torchmetrics 1.9 then ignores the batch-size weights.)
+        self.epoch_losses = nn.ModuleDict(
+            {
+                f"{stage}_{name}": MeanMetric(nan_strategy=math.nan)
+                for stage in STAGES
+                for name in self.loss_names
+            }
+        )
 
     def route_logs(self, sink: Callable[..., None]) -> None:
         """Send every ``log``/``log_dict`` call to ``sink(name, value, **kwargs)`` instead of the trainer.
@@ -46,8 +81,38 @@ class TaskModule(pl.LightningModule):
         super().log(name, value, *args, **kwargs)
 
     def _step(self, batch: dict, stage: str):
-        """Loss (returned), metric updates and logging for one batch of ``stage`` (train/val/test)."""
+        """Loss (returned), loss tracking and metric updates for one batch of ``stage`` (train/val/test)."""
         raise NotImplementedError
+
+    def track_loss(self, stage: str, name: str, value: torch.Tensor, batch_size: int) -> None:
+        """Add one batch's ``name`` loss (one of ``loss_names``) to the epoch's mean."""
+        self.epoch_losses[f"{stage}_{name}"].update(value.detach(), batch_size)
+
+    def _log_epoch_losses(self, stage: str) -> None:
+        for name in self.loss_names:
+            mean = self.epoch_losses[f"{stage}_{name}"]
+            # compute() gathers every process's sum and weight: a collective, one per loss in order
+            self.log(f"{stage}/{name}", mean.compute(), prog_bar=name == "loss" and stage != "test")
+            mean.reset()
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Compute the epoch's task metrics over all processes and log them (nothing by default).
+
+        Every process calls this at the same point; reductions across processes must be explicit
+        collectives in a fixed order, never ``log(..., sync_dist=True)``."""
+
+    def _log_epoch(self, stage: str) -> None:
+        self._log_epoch_losses(stage)
+        self._log_epoch_metrics(stage)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
