@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from omegaconf import OmegaConf
@@ -160,6 +161,73 @@ def test_builtin_dataset_is_deterministic(tmp_path):
         assert (a / f"{split}.jsonl").read_bytes() == (b / f"{split}.jsonl").read_bytes()
     record = json.loads((a / "train.jsonl").read_text().splitlines()[0])
     assert len(record["tokens"]) == len(record["slots"]) and record["text"] == " ".join(record["tokens"])
+
+
+def _builtin_split(directory, split: str) -> list[dict]:
+    return [json.loads(line) for line in (directory / f"{split}.jsonl").read_text().splitlines()]
+
+
+def _skeleton(record: dict) -> str:
+    """The utterance with each slot span replaced by ``{slot}``: its phrasing, whatever the values."""
+    words = []
+    for token, tag in zip(record["tokens"], record["slots"], strict=True):
+        if tag.startswith("B-"):
+            words.append("{" + tag[2:] + "}")
+        elif tag == "O":
+            words.append(token.rstrip("?"))
+    return " " + " ".join(words) + " "
+
+
+def _slot_values(record: dict) -> set[tuple[str, str]]:
+    """``(slot, value)`` of each BIO span of ``record``."""
+    spans: list[tuple[str, list[str]]] = []
+    for token, tag in zip(record["tokens"], record["slots"], strict=True):
+        if tag.startswith("B-"):
+            spans.append((tag[2:], [token]))
+        elif tag.startswith("I-"):
+            spans[-1][1].append(token)
+    return {(slot, " ".join(words)) for slot, words in spans}
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_builtin_heldout_splits_have_phrasings_and_values_train_never_has(builtin_dir, split):
+    """Accuracy on the built-in test split measures generalisation, not recall of training lines."""
+    from nlpkit.data.builtin import HELD_OUT_PHRASING, SLOT_VALUES, TEMPLATES
+
+    train = _builtin_split(builtin_dir, "train")
+    held_out = _builtin_split(builtin_dir, split)
+    train_skeletons = [_skeleton(record) for record in train]
+    held_out_skeletons = [_skeleton(record) for record in held_out]
+    phrasings = [f" {template} " for p in TEMPLATES.values() for template in getattr(p, f"{split}_only")]
+    for phrasing in phrasings:
+        assert not any(phrasing in skeleton for skeleton in train_skeletons), phrasing
+    uses = sum(any(phrasing in skeleton for phrasing in phrasings) for skeleton in held_out_skeletons)
+    # most plain utterances use one; typos and combined requests hide some from this exact match
+    assert uses >= 0.5 * HELD_OUT_PHRASING * len(held_out)
+
+    train_values = {value for record in train for value in _slot_values(record)}
+    unseen_values = {(slot, value) for slot, (_, held) in SLOT_VALUES.items() for value in held}
+    assert not unseen_values & train_values
+    held_out_values = {value for record in held_out for value in _slot_values(record)}
+    assert len(unseen_values & held_out_values) >= 0.8 * len(unseen_values)
+
+
+def test_builtin_intents_are_not_a_function_of_the_phrasing(builtin_dir):
+    """Ambiguous phrasings and label noise: on the test lines phrased exactly as some training lines
+    are, the training lines' most frequent intent for that phrasing is still wrong now and then."""
+    from nlpkit.data.builtin import LABEL_NOISE
+
+    intents_by_phrasing: dict[str, Counter] = {}
+    for record in _builtin_split(builtin_dir, "train"):
+        intents_by_phrasing.setdefault(_skeleton(record), Counter())[record["intent"]] += 1
+    covered = [r for r in _builtin_split(builtin_dir, "test") if _skeleton(r) in intents_by_phrasing]
+    right = sum(intents_by_phrasing[_skeleton(r)].most_common(1)[0][0] == r["intent"] for r in covered)
+    assert len(covered) >= 200 and 0.8 <= right / len(covered) <= 0.95
+    for split in ("train", "valid", "test"):
+        records = _builtin_split(builtin_dir, split)
+        noisy = sum(record["noisy_label"] for record in records) / len(records)
+        assert noisy == pytest.approx(LABEL_NOISE, abs=0.02), split
+        assert len({record["intent"] for record in records}) == 10, split
 
 
 def test_sst2_experiment_reads_the_real_files():
