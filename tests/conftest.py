@@ -85,6 +85,25 @@ def small_data(builtin_dir, tmp_path_factory) -> Path:
     return small
 
 
+@pytest.fixture(scope="session")
+def plain_data(builtin_dir, tmp_path_factory) -> Path:
+    """Only the built-in data's plain, correctly labelled utterances (no held-out phrasing, ambiguity,
+    negation, double request or label noise), as JSONL: for tests that need a tiny model trained for a
+    few dozen steps to learn something (resume equality, parity over varied answers) — the full data is
+    deliberately hard."""
+    plain = tmp_path_factory.mktemp("plain")
+    for split in ("train", "valid", "test"):
+        lines = [
+            line
+            for line in (builtin_dir / f"{split}.jsonl").read_text().splitlines()
+            if (row := json.loads(line))["kind"] == "plain" and not row["noisy_label"]
+        ]
+        (plain / f"{split}.jsonl").write_text(
+            "\n".join(lines[: SMALL[split] if split != "train" else None]) + "\n"
+        )
+    return plain
+
+
 def data_overrides(data: Path, prefix: str) -> list[str]:
     """``prefix.format=jsonl`` and the train/val/test paths of ``small_data`` (``prefix``: ``data`` or a
     multi-task sub-task's ``task.tasks.<name>.data``)."""

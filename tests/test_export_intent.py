@@ -26,7 +26,7 @@ TRAIN = [
     "debug=fast",
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=40",
-    "optim.lr=0.02",
+    "optim.lr=0.03",
 ]
 SUBTASKS = {"intents": "intent", "slots": "tagging"}  # task=multitask's built-in sub-tasks and their kinds
 # Blank texts are refused by OnnxPredictor (EmptyTextError); the graph's own answer to them is tested
@@ -45,21 +45,21 @@ def read_test_split(data: Path) -> tuple[list[str], list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def intent_run(tmp_path_factory, small_data) -> tuple[Path, dict]:
+def intent_run(tmp_path_factory, plain_data) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("export_intent") / "run"
     cfg = nlpkit.compose(
-        ["task=intent", *TRAIN, *data_overrides(small_data, "data")], output_dir=str(run_dir)
+        ["task=intent", *TRAIN, *data_overrides(plain_data, "data")], output_dir=str(run_dir)
     )
     nlpkit.train(cfg)
     return run_dir, export_run(run_dir)
 
 
 @pytest.fixture(scope="module")
-def multitask_run(tmp_path_factory, small_data) -> tuple[Path, dict[str, dict]]:
+def multitask_run(tmp_path_factory, plain_data) -> tuple[Path, dict[str, dict]]:
     """``task=multitask`` (intent-only + slot-only sub-tasks over a shared embedding and BiLSTM),
     trained once; each sub-task exported on its own."""
     run_dir = tmp_path_factory.mktemp("export_multitask") / "run"
-    data = [o for name in SUBTASKS for o in data_overrides(small_data, f"task.tasks.{name}.data")]
+    data = [o for name in SUBTASKS for o in data_overrides(plain_data, f"task.tasks.{name}.data")]
     nlpkit.train(nlpkit.compose(["task=multitask", *TRAIN, *data], output_dir=str(run_dir)))
     return run_dir, {name: export_run(run_dir, task=name) for name in SUBTASKS}
 
@@ -73,7 +73,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_intent_export_has_intent_outputs_only_and_passes_the_gate(intent_run, small_data):
+def test_intent_export_has_intent_outputs_only_and_passes_the_gate(intent_run, plain_data):
     run_dir, report = intent_run
     assert report["passed"] is True and report["task"] == "intent"
     assert set(report["checks"]) == {"features_all_codepoints", "features", "intent", "intent_scores"}
@@ -90,7 +90,7 @@ def test_intent_export_has_intent_outputs_only_and_passes_the_gate(intent_run, s
     assert json.loads(meta["intents"]) == json.loads(meta["labels"]) == intents
     assert set(json.loads(meta["outputs"])) == {"intent", "intent_scores"}
     # the test split's intent accuracy, from the ONNX file, is the PyTorch predictor's
-    texts, examples = read_test_split(small_data)
+    texts, examples = read_test_split(plain_data)
     torch_intents = [p["intent"] for p in nlpkit.load(run_dir).predict(texts)]
     accuracy = sum(p == ex["intent"] for p, ex in zip(torch_intents, examples)) / len(examples)
     assert report["metrics"]["test_onnx"] == {"intent_accuracy": pytest.approx(accuracy, abs=1e-9)}
@@ -105,7 +105,7 @@ def test_intent_export_has_intent_outputs_only_and_passes_the_gate(intent_run, s
 
 
 @pytest.mark.parametrize("name", list(SUBTASKS))
-def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, small_data, name):
+def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, plain_data, name):
     run_dir, reports = multitask_run
     report, kind = reports[name], SUBTASKS[name]
     assert report["passed"] is True and report["task"] == kind and report["subtask"] == name
@@ -124,7 +124,7 @@ def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, sma
     assert meta["tokenizer_sha256"] == _sha256(vocab_dir / "tokenizer.json")
     assert meta["chars_sha256"] == _sha256(vocab_dir / "chars.json")
     assert meta["weights_file"] == "checkpoints/best.ckpt"
-    texts, examples = read_test_split(small_data)
+    texts, examples = read_test_split(plain_data)
     predictions = nlpkit.load(run_dir).predict(texts, task=name)
     metrics = report["metrics"]["test_onnx"]
     if kind == "intent":
