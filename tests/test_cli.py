@@ -24,7 +24,9 @@ BILSTM_TINY = ["model.representation.hidden_dim=16", "model.representation.atten
 def cli_run(tmp_path_factory, builtin_dir) -> Path:
     """One real ``python -m nlpkit.train`` run; ``hydra.run.dir`` decides where it goes."""
     run_dir = tmp_path_factory.mktemp("cli") / "my_run"
+    # every val/test batch, so that evaluate (which scores whole splits) must give the same numbers
     run_module("nlpkit.train", ["task=doc_cls", "model=bilstm", *TINY_CLI, *BILSTM_TINY,
+                                "trainer.limit_val_batches=1.0", "trainer.limit_test_batches=1.0",
                                 f"paths.builtin_dir={builtin_dir}", f"hydra.run.dir={run_dir}"])  # fmt: skip
     return run_dir
 
