@@ -13,10 +13,10 @@ import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError, DataError
+from nlpkit.metrics import FrameAccuracy, SpanF1
 from nlpkit.models.intent_slot import build_intent_slot_model
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.tasks import get_task
-from nlpkit.tasks.joint_intent_slot import FrameScorer
 from tests.conftest import JOINT_TINY
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
@@ -46,19 +46,46 @@ TRAIN = [
 
 # ---------------------------------------------------------------- metrics
 def test_frame_accuracy_matches_hand_computation():
-    scorer = FrameScorer(["a", "b"])
+    scorer = FrameAccuracy(["a", "b"])
     gold_intents = ["a", "b", "a", "c"]
     pred_intents = ["a", "b", "b", "a"]
     gold_tags = [["O", "B-x"], ["B-y"], ["O"], ["O", "O"]]
     pred_tags = [["O", "B-x"], ["O"], ["O"], ["O", "O"]]
-    scorer.update(gold_intents, pred_intents, gold_tags, pred_tags)
+    scorer.update(gold_intents[:2], pred_intents[:2], gold_tags[:2], pred_tags[:2])  # counts accumulate
+    scorer.update(gold_intents[2:], pred_intents[2:], gold_tags[2:], pred_tags[2:])
     # 1: intent and slots right -> frame right; 2: intent right, a slot wrong; 3: intent wrong;
     # 4: gold intent "c" unseen in training -> wrong, counted.
-    assert scorer.intent_accuracy == pytest.approx(2 / 4)
-    assert scorer.frame_accuracy == pytest.approx(1 / 4)
-    assert scorer.unseen == 1
+    frames = scorer.compute()
+    assert frames["intent_accuracy"] == pytest.approx(2 / 4)
+    assert frames["frame_accuracy"] == pytest.approx(1 / 4)
+    assert frames["unseen_intents"] == 1
     scorer.reset()
-    assert scorer.total == 0 and scorer.frame_accuracy == 0.0
+    assert scorer.compute() == {
+        "intent_accuracy": 0.0,
+        "frame_accuracy": 0.0,
+        "unseen_intents": 0.0,
+        "total": 0.0,
+    }
+
+
+def test_span_f1_metric_matches_seqeval_and_counts_unseen_types():
+    from seqeval.metrics import f1_score
+
+    gold = [["B-x", "I-x", "O", "B-y"], ["O", "B-y", "I-y"], ["B-x"]]
+    pred = [["B-x", "I-x", "O", "O"], ["O", "B-y", "O"], ["B-y"]]
+    metric = SpanF1(["O", "B-x", "I-x", "B-y", "I-y"])
+    for g, p in zip(gold, pred):  # one sentence a batch: the counts, not the ratios, accumulate
+        metric.update([g], [p])
+    spans = metric.compute()
+    assert spans["report"]["overall"]["f1"] == pytest.approx(f1_score(gold, pred))
+    assert spans["report"]["x"]["support"] == 2 and spans["report"]["y"]["predicted"] == 2
+    assert spans["token_accuracy"] == pytest.approx(5 / 8)
+    metric.update([["B-z", "O"]], [["O", "O"]])  # a type training never saw: a recall error, still counted
+    gold.append(["B-z", "O"])
+    pred.append(["O", "O"])
+    spans = metric.compute()
+    assert spans["report"]["overall"]["f1"] == pytest.approx(f1_score(gold, pred))
+    assert spans["report"][SpanF1.UNSEEN]["support"] == 1 and "z" not in spans["report"]
 
 
 # ---------------------------------------------------------------- model

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
+from nlpkit.metrics import FrameAccuracy
 from nlpkit.models.intent import IntentModel
-from nlpkit.tasks.joint_intent_slot import FrameScorer
 from nlpkit.training.module import TaskModule
 
 
@@ -25,7 +26,9 @@ class IntentModule(TaskModule):
         monitor_mode: str = "max",
     ):
         super().__init__(model, intent_names, optim_cfg, monitor, monitor_mode)
-        self.scorers = {"val": FrameScorer(self.label_names), "test": FrameScorer(self.label_names)}
+        self.scorers = nn.ModuleDict(
+            {"val": FrameAccuracy(self.label_names), "test": FrameAccuracy(self.label_names)}
+        )
 
     def forward(self, tokens, lengths, chars=None, shapes=None) -> torch.Tensor:
         return self.model(tokens, lengths, chars, shapes)
@@ -40,8 +43,7 @@ class IntentModule(TaskModule):
         self.track_loss(stage, "loss", loss, batch["tokens"].size(0))
         if stage != "train":
             predicted = [self.label_names[i] for i in logits.argmax(-1).cpu().tolist()]
-            no_slots = [()] * len(predicted)
-            self.scorers[stage].update(batch["gold_intents"], predicted, no_slots, no_slots)
+            self.scorers[stage].update(batch["gold_intents"], predicted)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -53,12 +55,11 @@ class IntentModule(TaskModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         if stage == "train":
             return
-        scorer = self.scorers[stage]
-        scorer.sync()
+        intents = self.scorers[stage].compute()  # summed over DDP processes by torchmetrics
         self.log_dict(
             {
-                f"{stage}/intent_accuracy": scorer.intent_accuracy,
-                f"{stage}/unseen_intents": float(scorer.unseen),
+                f"{stage}/intent_accuracy": intents["intent_accuracy"],
+                f"{stage}/unseen_intents": intents["unseen_intents"],
             },
             prog_bar=stage == "val",
         )

@@ -5,55 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
+from nlpkit.metrics import FrameAccuracy
 from nlpkit.models.intent_slot import IntentSlotModel
 from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.tasks.word_tagging import TaggingModule
-from nlpkit.training.distributed import sum_counts
-
-
-class FrameScorer:
-    """Counts over an epoch: intent accuracy, frame accuracy (intent and every slot tag right), and
-    gold intents the model cannot predict (unseen in training; they count as errors)."""
-
-    #: the counts, summed across DDP processes by ``sync``
-    COUNTS = ("total", "intent_correct", "frame_correct", "unseen")
-
-    def __init__(self, intent_names: Sequence[str] = ()) -> None:
-        self.known = set(intent_names)
-        self.reset()
-
-    def sync(self) -> None:
-        """Under DDP, make the counts those of every process together (call on every process)."""
-        sum_counts(self, self.COUNTS)
-
-    def reset(self) -> None:
-        self.total = 0
-        self.intent_correct = 0
-        self.frame_correct = 0
-        self.unseen = 0
-
-    def update(
-        self,
-        gold_intents: Sequence[str],
-        predicted_intents: Sequence[str],
-        gold_tags: Sequence[Sequence[str]],
-        predicted_tags: Sequence[Sequence[str]],
-    ) -> None:
-        for gi, pi, gt, pt in zip(gold_intents, predicted_intents, gold_tags, predicted_tags):
-            self.total += 1
-            intent_ok = gi == pi
-            self.intent_correct += intent_ok
-            self.frame_correct += intent_ok and list(gt) == list(pt)
-            self.unseen += bool(self.known) and gi not in self.known
-
-    @property
-    def intent_accuracy(self) -> float:
-        return self.intent_correct / self.total if self.total else 0.0
-
-    @property
-    def frame_accuracy(self) -> float:
-        return self.frame_correct / self.total if self.total else 0.0
 
 
 class IntentSlotModule(TaggingModule):
@@ -81,7 +38,9 @@ class IntentSlotModule(TaggingModule):
         self.intent_names = list(intent_names)
         self.intent_weight = float(intent_weight)
         self.slot_weight = float(slot_weight)
-        self.frames = {"val": FrameScorer(self.intent_names), "test": FrameScorer(self.intent_names)}
+        self.frames = nn.ModuleDict(
+            {"val": FrameAccuracy(self.intent_names), "test": FrameAccuracy(self.intent_names)}
+        )
 
     def forward(self, tokens, lengths, chars=None, shapes=None):
         return self.model(tokens, lengths, chars, shapes)
@@ -120,20 +79,20 @@ class IntentSlotModule(TaggingModule):
         self.frames["test"].reset()
 
     def _log_spans(self, stage: str) -> dict:
-        self.scorers[stage].sync()
-        report = self.scorers[stage].report()
+        # every process computes spans, then frames, in this order: torchmetrics sums their counts
+        spans = self.scorers[stage].compute()
+        report = spans["report"]
         overall = report["overall"]
-        frames = self.frames[stage]
-        frames.sync()
+        frames = self.frames[stage].compute()
         self.log_dict(
             {
                 f"{stage}/slot_f1": overall["f1"],
                 f"{stage}/slot_precision": overall["precision"],
                 f"{stage}/slot_recall": overall["recall"],
-                f"{stage}/token_accuracy": self.scorers[stage].token_accuracy,
-                f"{stage}/intent_accuracy": frames.intent_accuracy,
-                f"{stage}/frame_accuracy": frames.frame_accuracy,
-                f"{stage}/unseen_intents": float(frames.unseen),
+                f"{stage}/token_accuracy": spans["token_accuracy"],
+                f"{stage}/intent_accuracy": frames["intent_accuracy"],
+                f"{stage}/frame_accuracy": frames["frame_accuracy"],
+                f"{stage}/unseen_intents": frames["unseen_intents"],
             },
             prog_bar=stage == "val",
         )

@@ -32,7 +32,7 @@ class TaggingTask(Task):
     name = "tagging"
     data_schema = TaggingDataConfig
     target_metric = "span_f1"
-    distributed_metrics = True  # scorers sum their counts across DDP processes (training.distributed)
+    distributed_metrics = True  # nlpkit.metrics: torchmetrics sums the span/frame counts across processes
     datamodule_class = TaggingDataModule
     #: the label vocabularies a run directory holds, in the data module's argument order
     label_files: tuple[str, ...] = (LABELS_FILE,)

@@ -5,48 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
-from nlpkit.data.tag_schemes import span_counts, span_report
+from nlpkit.metrics import SpanF1
 from nlpkit.models.word_tagger import WordTagger, sequence_mask
-from nlpkit.training.distributed import sum_counts
 from nlpkit.training.module import TaskModule
-
-
-class SpanScorer:
-    """Accumulates span and token counts over an epoch; ``report()`` gives conlleval's numbers."""
-
-    #: the counts, summed across DDP processes by ``sync``
-    COUNTS = ("correct", "predicted", "gold", "tokens", "tokens_correct")
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.correct: dict[str, int] = {}
-        self.predicted: dict[str, int] = {}
-        self.gold: dict[str, int] = {}
-        self.tokens = 0
-        self.tokens_correct = 0
-
-    def update(self, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> None:
-        correct, pred, gold_counts = span_counts(zip(gold, predicted))
-        for total, part in ((self.correct, correct), (self.predicted, pred), (self.gold, gold_counts)):
-            for kind, n in part.items():
-                total[kind] = total.get(kind, 0) + n
-        for g, p in zip(gold, predicted):
-            self.tokens += len(g)
-            self.tokens_correct += sum(a == b for a, b in zip(g, p))
-
-    def sync(self) -> None:
-        """Under DDP, make the counts those of every process together (call on every process)."""
-        sum_counts(self, self.COUNTS)
-
-    def report(self) -> dict[str, dict[str, float]]:
-        return span_report(self.correct, self.predicted, self.gold)
-
-    @property
-    def token_accuracy(self) -> float:
-        return self.tokens_correct / self.tokens if self.tokens else 0.0
 
 
 class TaggingModule(TaskModule):
@@ -65,7 +28,7 @@ class TaggingModule(TaskModule):
         monitor_mode: str = "max",
     ):
         super().__init__(model, label_names, optim_cfg, monitor, monitor_mode)
-        self.scorers = {"val": SpanScorer(), "test": SpanScorer()}
+        self.scorers = nn.ModuleDict({"val": SpanF1(label_names), "test": SpanF1(label_names)})
         self.test_report: dict | None = None
         self.val_report: dict | None = None
 
@@ -92,16 +55,15 @@ class TaggingModule(TaskModule):
         self.scorers["test"].reset()
 
     def _log_spans(self, stage: str) -> dict:
-        scorer = self.scorers[stage]
-        scorer.sync()
-        report = scorer.report()
+        spans = self.scorers[stage].compute()  # summed over DDP processes by torchmetrics
+        report = spans["report"]
         overall = report["overall"]
         self.log_dict(
             {
                 f"{stage}/span_f1": overall["f1"],
                 f"{stage}/span_precision": overall["precision"],
                 f"{stage}/span_recall": overall["recall"],
-                f"{stage}/token_accuracy": scorer.token_accuracy,
+                f"{stage}/token_accuracy": spans["token_accuracy"],
             },
             prog_bar=stage == "val",
         )

@@ -1,9 +1,8 @@
-"""DDP support: summing a scorer's epoch counts across processes, and stopping every process on SIGTERM.
+"""DDP support: stopping every process on SIGTERM.
 
-Span F1, frame accuracy and the other word-level metrics are ratios of counts (per-type spans, tokens,
-sentences) accumulated in plain Python scorers. Under DDP each process scores a disjoint shard of the
-evaluation split (``BucketBatchSampler`` shards evaluation by example, without padding), so summing the
-counts before taking the ratios gives exactly the one-process figure.
+(Metrics are reduced across processes by torchmetrics, see ``nlpkit.metrics``: each process scores a
+disjoint shard of the evaluation split — ``BucketBatchSampler`` shards evaluation by example, without
+padding — so summing the counts before taking the ratios gives exactly the one-process figure.)
 """
 
 from __future__ import annotations
@@ -15,43 +14,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from types import FrameType
 
 import pytorch_lightning as pl
-import torch.distributed as dist
 from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
 
 log = logging.getLogger(__name__)
 
 #: after a SIGTERM, how long a DDP process may take to stop on its own before it is ended
 SIGTERM_GRACE_SECONDS = 5.0
-
-
-def world_size() -> int:
-    """The number of DDP processes (1 when not distributed)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def sum_counts(scorer, fields: Sequence[str]) -> None:
-    """Replace ``scorer``'s ``fields`` (ints, or ``{key: int}`` dicts) by their sums over all processes.
-
-    Every process must call this at the same point (a collective); in one process it does nothing.
-    """
-    if world_size() == 1:
-        return
-    states: list[dict | None] = [None] * world_size()
-    dist.all_gather_object(states, {name: getattr(scorer, name) for name in fields})
-    for name in fields:
-        values = [state[name] for state in states]
-        if isinstance(values[0], dict):
-            total: dict = {}
-            for value in values:
-                for key, n in value.items():
-                    total[key] = total.get(key, 0) + n
-            setattr(scorer, name, total)
-        else:
-            setattr(scorer, name, sum(values))
 
 
 class DistributedSigtermConnector(_SignalConnector):

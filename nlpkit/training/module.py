@@ -5,9 +5,9 @@ Why one point: a value logged with ``sync_dist=True`` is reduced across processe
 hook first reads the logged metrics. Under DDP only rank 0 has a progress bar, and it reads them in its
 own ``on_train_epoch_end`` before the module's hook runs, so rank 0 entered an ``all_reduce`` while
 rank 1 entered the metrics' ``all_gather``: both waited forever. So nothing here is logged with
-``sync_dist``: the epoch-end hooks reduce every value explicitly (torchmetrics' ``compute`` and
-``nlpkit.training.distributed.sum_counts`` are collectives, called by every process in the same
-order) and log the global value, which every process then holds.
+``sync_dist``: the epoch-end hooks reduce every value explicitly (torchmetrics' ``compute`` is a
+collective, called by every process in the same order) and log the global value, which every process
+then holds.
 """
 
 from __future__ import annotations
