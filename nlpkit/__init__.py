@@ -12,9 +12,9 @@ Notebook use::
 __version__ = "0.1.0"
 
 from nlpkit.api import compose, load, train  # noqa: E402
-from nlpkit.registry import register_component  # noqa: E402
+from nlpkit.registry import register_component, register_task  # noqa: E402
 
 # ``import nlpkit.train`` (e.g. by ``python -m nlpkit.train`` or a test) rebinds ``nlpkit.train`` to the
 # submodule; that module is callable and forwards to ``train(cfg)``, so ``nlpkit.train(cfg)`` always works.
 
-__all__ = ["__version__", "compose", "load", "register_component", "train"]
+__all__ = ["__version__", "compose", "load", "register_component", "register_task", "train"]

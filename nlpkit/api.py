@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def load_run_config(run_dir: str | Path) -> DictConfig:
+    """A run's ``config.yaml``. A run trained with ``imports=[...]`` (tasks or components of a user's
+    own package) is refused unless those modules are already imported: the list in the file is never
+    imported from here, since importing runs code (CLIs: pass the same ``imports=[...]``; notebooks:
+    ``import`` the package first)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ArtifactError(f"{path}: not found; is {run_dir} an nlpkit run directory?")
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001 - YAML and OmegaConf errors alike: a damaged file
+        raise ArtifactError(f"{path}: not a readable config ({type(err).__name__}: {err})") from err
+    needed = cfg.get("imports") or []
+    missing = [str(name) for name in needed if str(name) not in sys.modules]
+    if missing:
+        raise ArtifactError(
+            f"{run_dir} was trained with code from {', '.join(missing)}: pass imports=[{','.join(missing)}] "
+            "(or import it first in Python) if you trust it"
+        )
+    return cfg
 
 
 def load(run_dir: str | Path):

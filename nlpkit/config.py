@@ -80,7 +80,7 @@ class PathsConfig:
 SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": PathsConfig}  # data: per task
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
-    "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume", "overwrite",
+    "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume", "overwrite", "imports",
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.
@@ -328,6 +328,13 @@ def validate(cfg: DictConfig) -> DictConfig:
     if resume is not None and not isinstance(resume, str):
         raise ConfigError(
             f"resume={resume!r}: use null (fresh start), auto (newest checkpoint) or a .ckpt path"
+        )
+    imports = cfg.get("imports")
+    if imports is not None and (
+        not isinstance(imports, ListConfig) or not all(isinstance(name, str) for name in imports)
+    ):
+        raise ConfigError(
+            f"imports must be a list of module names, e.g. imports=[mylab.encoders]; got {imports!r}"
         )
     overwrite = cfg.get("overwrite", False)
     if not isinstance(overwrite, bool):

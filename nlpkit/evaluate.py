@@ -24,6 +24,7 @@ from nlpkit.api import load_run_config
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.config import validate
 from nlpkit.errors import ConfigError
+from nlpkit.registry import import_modules
 from nlpkit.tasks import get_task
 from nlpkit.training.run_dir import absolute_paths
 from nlpkit.utils.io import write_json
@@ -133,10 +134,11 @@ def evaluate(
 def main(argv: Sequence[str]) -> None:
     args = parse_args(
         argv,
-        {"run_dir": "???", "output": None, "data": {}, "task": {}},
+        {"run_dir": "???", "output": None, "imports": [], "data": {}, "task": {}},
         allow_prefixes=("data", "task"),
         doc=__doc__ or "",
     )
+    import_modules(OmegaConf.to_container(args.imports))
     task = OmegaConf.to_container(args.task)
     subtasks = task.pop("tasks", {}) or {}
     bad = [f"task.{key}" for key in task] + [

@@ -17,9 +17,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE
 from nlpkit.errors import ConfigError, DataError
+from nlpkit.registry import import_modules
 from nlpkit.utils.io import atomic_open
 
 log = logging.getLogger("nlpkit.predict")
@@ -101,8 +104,10 @@ def main(argv: Sequence[str]) -> None:
         "text_field": "text",
         "batch_size": 64,
         "backend": "torch",
+        "imports": [],
     }
     args = parse_args(argv, defaults, doc=__doc__ or "")
+    import_modules(OmegaConf.to_container(args.imports))
     predict_file(
         args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend)
     )

@@ -34,6 +34,45 @@ COMPONENT_PACKAGE = "nlpkit.modules."
 LIGHTNING_PACKAGES = ("pytorch_lightning.callbacks", "pytorch_lightning.loggers")
 
 _registered: dict[str, type] = {}
+#: task name -> Task class, filled by :func:`register_task` (nlpkit's own tasks and a user's)
+TASKS: dict[str, type] = {}
+
+
+def register_task(cls: type) -> type:
+    """Make a ``Task`` subclass available as ``task.name=<cls.name>``; usable as a class decorator.
+
+    nlpkit's own tasks register themselves this way; a task in a user's package does the same and is
+    picked up with ``imports=[that.package]`` on the command line (see :func:`import_modules`).
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls!r} needs a class attribute name = '<task name>' to be registered")
+    if name in TASKS and TASKS[name] is not cls:
+        raise ValueError(
+            f"task name {name!r} is taken by {TASKS[name].__module__}.{TASKS[name].__qualname__}"
+        )
+    TASKS[name] = cls
+    return cls
+
+
+def import_modules(names: Any, where: str = "imports") -> None:
+    """Import the modules ``imports=[...]`` names, so that the tasks and components they register
+    (``@nlpkit.register_task``, ``@nlpkit.register_component``) can be named in the config.
+
+    Importing runs the module's code: only for modules the person running nlpkit names, never for a
+    list read from a run directory (``nlpkit.api.load_run_config`` compares that list with the one given).
+    """
+    if names is None:
+        return
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f"{where} must be a list of module names, e.g. {where}=[mylab.encoders]; got {names!r}"
+        )
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"{where}: cannot import {name!r}: {err}") from err
 
 
 def register_component(cls: type) -> type:

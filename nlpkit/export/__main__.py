@@ -1,4 +1,4 @@
-"""``python -m nlpkit.export run_dir=DIR [task=NAME] [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR]``.
+"""``python -m nlpkit.export run_dir=DIR [task=NAME] [quantize=true] [exporter=torchscript|dynamo] [out_dir=DIR] [imports=[PKG]]``.
 
 ``task=NAME`` (multi-task runs only) exports that sub-task to ``DIR/export/NAME/``."""
 
@@ -14,10 +14,11 @@ from nlpkit.errors import NlpkitError
 
 USAGE = (
     "usage: python -m nlpkit.export run_dir=DIR [task=SUBTASK] [quantize=true] "
-    "[exporter=torchscript|dynamo] [out_dir=DIR]\n"
-    "  task=SUBTASK: for a task=multitask run, the sub-task to export (to DIR/export/SUBTASK/)"
+    "[exporter=torchscript|dynamo] [out_dir=DIR] [imports=[PKG,...]]\n"
+    "  task=SUBTASK: for a task=multitask run, the sub-task to export (to DIR/export/SUBTASK/)\n"
+    "  imports=[PKG,...]: the modules of your own a run was trained with (imports=[...] at training)"
 )
-KEYS = {"run_dir", "task", "quantize", "exporter", "out_dir"}
+KEYS = {"run_dir", "task", "quantize", "exporter", "out_dir", "imports"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown option(s) {sorted(unknown)}\n{USAGE}" if unknown else USAGE, file=sys.stderr)
         return 2
     from nlpkit.export import export_run
+    from nlpkit.registry import import_modules
 
     try:
+        imports = args.get("imports")
+        import_modules(OmegaConf.to_container(imports) if OmegaConf.is_list(imports) else imports)
         report = export_run(
             str(args.run_dir),
             quantize=bool(args.get("quantize", False)),

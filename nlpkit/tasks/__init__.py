@@ -7,25 +7,20 @@ Each task implements :class:`nlpkit.tasks.base.Task`; ``get_task(name)`` looks o
 from __future__ import annotations
 
 from nlpkit.errors import ConfigError
+from nlpkit.registry import TASKS, register_task
+from nlpkit.tasks import doc_cls, intent, intent_slot, multitask, tagging  # noqa: F401 - they register
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.doc_cls import DocClassificationTask
-from nlpkit.tasks.intent import IntentTask
-from nlpkit.tasks.intent_slot import IntentSlotTask
-from nlpkit.tasks.multitask import MultiTaskTask
-from nlpkit.tasks.tagging import TaggingTask
 
-TASKS: dict[str, type[Task]] = {
-    DocClassificationTask.name: DocClassificationTask,
-    TaggingTask.name: TaggingTask,
-    IntentSlotTask.name: IntentSlotTask,
-    IntentTask.name: IntentTask,
-    MultiTaskTask.name: MultiTaskTask,
-}
+# Importing the task modules above registered nlpkit's own tasks (``@register_task``); a task of a
+# user's own package registers the same way and is imported with ``imports=[...]``.
 
 
 def get_task(name: str) -> type[Task]:
     if name not in TASKS:
-        raise ConfigError(f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+        raise ConfigError(
+            f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))} (a task of your own "
+            "package registers with @nlpkit.register_task; name the package with imports=[...])"
+        )
     return TASKS[name]
 
 
@@ -34,4 +29,4 @@ def distributed_tasks() -> list[str]:
     return [name for name, task in TASKS.items() if task.distributed_metrics]
 
 
-__all__ = ["TASKS", "Task", "distributed_tasks", "get_task"]
+__all__ = ["TASKS", "Task", "distributed_tasks", "get_task", "register_task"]

@@ -11,6 +11,7 @@ from nlpkit.data.labels import LabelVocab
 from nlpkit.errors import ConfigError
 from nlpkit.inference import DocClassificationPredictor
 from nlpkit.models.doc_classifier import build_doc_classifier
+from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_classification import DocClassificationModule
 from nlpkit.utils.plots import save_confusion_matrix
@@ -19,6 +20,7 @@ TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
 
 
+@register_task
 class DocClassificationTask(Task):
     name = "doc_cls"
     data_schema = DocDataConfig

@@ -18,6 +18,7 @@ from nlpkit.data.intent import IntentDataConfig, IntentDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tagging import TaggingFeatures
 from nlpkit.models.intent import IntentModel, build_intent_model
+from nlpkit.registry import register_task
 from nlpkit.tasks.intent_detection import IntentModule
 from nlpkit.tasks.intent_slot import IntentSlotTask
 
@@ -54,6 +55,7 @@ class IntentPredictor:
         return results
 
 
+@register_task
 class IntentTask(IntentSlotTask):
     """Saves and reloads the same vocabularies as ``intent_slot`` (its slot vocabulary is just ``O``)."""
 

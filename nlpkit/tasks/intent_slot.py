@@ -19,6 +19,7 @@ from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
 from nlpkit.data.tagging import TaggingFeatures
 from nlpkit.models.intent_slot import IntentSlotModel, build_intent_slot_model
+from nlpkit.registry import register_task
 from nlpkit.tasks.joint_intent_slot import IntentSlotModule
 from nlpkit.tasks.tagging import LABELS_FILE, TaggingTask
 
@@ -70,6 +71,7 @@ class IntentSlotPredictor:
         return results
 
 
+@register_task
 class IntentSlotTask(TaggingTask):
     name = "intent_slot"
     data_schema = IntentSlotDataConfig

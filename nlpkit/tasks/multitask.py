@@ -37,6 +37,7 @@ from nlpkit.data.constraints import above, at_least
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.multitask import SCHEDULES, MultiTaskDataModule
 from nlpkit.errors import ConfigError
+from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.intent import IntentTask
 from nlpkit.tasks.intent_slot import IntentSlotTask
@@ -183,6 +184,7 @@ class MultiTaskPredictor:
         return [{name: per_task[name][i] for name in per_task} for i in range(len(texts))]
 
 
+@register_task
 class MultiTaskTask(Task):
     name = "multitask"
     data_schema = MultiTaskDataConfig

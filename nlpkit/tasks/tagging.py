@@ -14,6 +14,7 @@ from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tagging import TaggingDataConfig, TaggingDataModule, TaggingFeatures
 from nlpkit.data.token_features import NUM_SHAPES, CharVocab
 from nlpkit.models.word_tagger import build_word_tagger
+from nlpkit.registry import register_task
 from nlpkit.tagging_inference import TaggingPredictor
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.word_tagging import TaggingModule
@@ -25,6 +26,7 @@ LABELS_FILE = "labels.json"
 REPORT_FILE = "span_report.json"
 
 
+@register_task
 class TaggingTask(Task):
     """Word tagging; also the base of the other word-level tasks (``intent_slot``, ``intent``), which
     share its featurizer, character vocabulary and run-directory layout."""
