@@ -84,7 +84,9 @@ TOP_LEVEL_KEYS = {
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.
-INJECTED = {"vocab_size", "padding_idx", "unk_idx", "vocab", "input_dim", "output_dim", "num_labels"}
+INJECTED = {
+    "vocab_size", "padding_idx", "unk_idx", "vocab", "input_dim", "output_dim", "num_labels", "allowed_transitions",
+}  # fmt: skip
 
 
 def _unknown_key(key: str, where: str, valid: list[str], target: str = "") -> ConfigError:

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 import nlpkit
+from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.export import ExportError, export_run
 from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY, WORD_EMBEDDING_TINY, run_without_torch
 
@@ -204,7 +205,7 @@ def test_viterbi_graph_equals_crf_decode_including_ties_and_one_step():
     from nlpkit.modules.output.crf import CRFOutput
 
     names = ["O", "B-A", "I-A", "B-B", "I-B"]
-    crf = CRFOutput(len(names), names, "BIO", constrained=True)
+    crf = CRFOutput(len(names), allowed_transitions(names, "BIO"), constrained=True)
     with torch.no_grad():
         crf.transitions.normal_(generator=torch.Generator().manual_seed(0))
     builder = GraphBuilder("t/")

@@ -15,7 +15,7 @@ import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.data.readers import BadRowPolicy
-from nlpkit.data.tag_schemes import check_tags, iob1_to_bio, span_f1, spans
+from nlpkit.data.tag_schemes import allowed_transitions, check_tags, iob1_to_bio, span_f1, spans
 from nlpkit.data.tagging_readers import read_tagged
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.models.word_tagger import build_word_tagger, sequence_mask
@@ -112,7 +112,7 @@ def brute_force(crf: CRFOutput, emissions: torch.Tensor, length: int) -> tuple[t
 def test_crf_forward_algorithm_and_viterbi_equal_brute_force(constrained):
     torch.manual_seed(0)
     names = ["O", "B-X", "I-X", "B-Y", "I-Y"][: 5 if constrained else 4]
-    crf = CRFOutput(len(names), label_names=names, tag_scheme="BIO", constrained=constrained)
+    crf = CRFOutput(len(names), allowed_transitions(names, "BIO"), constrained=constrained)
     with torch.no_grad():
         for p in crf.parameters():
             p.normal_()
@@ -137,7 +137,7 @@ def test_crf_forward_algorithm_and_viterbi_equal_brute_force(constrained):
 
 def test_crf_bioes_constraints_decode_valid_sequences():
     names = ["O", "B-X", "I-X", "E-X", "S-X"]
-    crf = CRFOutput(len(names), label_names=names, tag_scheme="BIOES", constrained=True)
+    crf = CRFOutput(len(names), allowed_transitions(names, "BIOES"), constrained=True)
     emissions = torch.randn(64, 6, len(names)) * 3
     decoded = crf.decode(emissions, torch.ones(64, 6, dtype=torch.bool))
     for row in decoded.tolist():

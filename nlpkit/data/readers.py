@@ -177,14 +177,6 @@ def json_records(path: Path, policy: BadRowPolicy) -> Iterator[tuple[str, dict]]
         yield origin, record
 
 
-def read_jsonl(
-    path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
-) -> list[Example]:
-    """One JSON object per line; the label may be a string or (multi-label) a list of strings."""
-    return list(iter_jsonl(path, text_field=text_field, label_field=label_field, policy=policy,
-                           label_delimiter=label_delimiter))  # fmt: skip
-
-
 def iter_jsonl(
     path: Path, *, text_field: str, label_field: str, policy: BadRowPolicy, label_delimiter: str | None = None
 ) -> Iterator[Example]:
@@ -197,11 +189,6 @@ def iter_jsonl(
             example = _make_example(record[text_field], record[label_field], origin, policy, label_delimiter)
             if example:
                 yield example
-
-
-def read_label_text(path: Path, *, policy: BadRowPolicy, label_delimiter: str | None = None) -> list[Example]:
-    """``label text...`` per line: the first whitespace-separated token is the label."""
-    return list(iter_label_text(path, policy=policy, label_delimiter=label_delimiter))
 
 
 def iter_label_text(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.errors import ConfigError
 from nlpkit.modules.embedding.concat import embed_inputs
 from nlpkit.registry import instantiate, resolve_target
@@ -152,7 +153,11 @@ def build_word_tagger(
     )
     output = build_component(
         model_cfg.output,
-        {"num_labels": len(label_names), "label_names": list(label_names), "tag_scheme": scheme},
+        # each output takes what its signature asks for (build_component): a CRF its allowed transitions
+        {
+            "num_labels": len(label_names),
+            "allowed_transitions": allowed_transitions(list(label_names), scheme),
+        },
     )
     return WordTagger(embedding, representation, decoder, output)
 

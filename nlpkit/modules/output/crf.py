@@ -17,8 +17,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlpkit.data.tag_schemes import allowed_transitions
-
 NEG = -1.0e4  # score of a forbidden transition: large enough to never win, finite to keep gradients clean
 
 
@@ -29,16 +27,17 @@ class CRFOutput(nn.Module):
 
     Args:
         num_labels: number of tags (injected).
-        label_names: tag names in id order (injected); needed for ``constrained``.
-        tag_scheme: ``BIO`` or ``BIOES`` (injected from the data's scheme).
-        constrained: forbid transitions that break the scheme.
+        allowed_transitions: which tags may start a sequence, follow each tag and end one, as
+            ``(start [L], transition [L][L], end [L])`` booleans (injected by the model builder from the
+            tag names and scheme, ``nlpkit.data.tag_schemes.allowed_transitions``); needed for
+            ``constrained``. The component itself knows nothing of tag schemes.
+        constrained: forbid the transitions ``allowed_transitions`` does not allow.
     """
 
     def __init__(
         self,
         num_labels: int,
-        label_names: Sequence[str] | None = None,
-        tag_scheme: str = "BIO",
+        allowed_transitions: tuple[Sequence[bool], Sequence[Sequence[bool]], Sequence[bool]] | None = None,
         constrained: bool = True,
     ):
         super().__init__()
@@ -51,10 +50,9 @@ class CRFOutput(nn.Module):
         trans = torch.zeros(num_labels, num_labels)
         end = torch.zeros(num_labels)
         if constrained:
-            if label_names is None or len(label_names) != num_labels:
-                raise ValueError("CRFOutput(constrained=True) needs one label name per tag")
-            scheme = "BIO" if tag_scheme == "IOB1" else tag_scheme
-            ok_start, ok_trans, ok_end = allowed_transitions(list(label_names), scheme)
+            if allowed_transitions is None or len(allowed_transitions[0]) != num_labels:
+                raise ValueError("CRFOutput(constrained=True) needs allowed_transitions for every tag")
+            ok_start, ok_trans, ok_end = allowed_transitions
             start = NEG * (1.0 - torch.tensor(ok_start, dtype=torch.float))
             trans = NEG * (1.0 - torch.tensor(ok_trans, dtype=torch.float))
             end = NEG * (1.0 - torch.tensor(ok_end, dtype=torch.float))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,16 +16,9 @@ class WordSoftmaxOutput(nn.Module):
     Args:
         num_labels: number of tags (injected).
         label_smoothing: cross-entropy label smoothing.
-        label_names, tag_scheme: injected; unused here (accepted so outputs are interchangeable).
     """
 
-    def __init__(
-        self,
-        num_labels: int,
-        label_smoothing: float = 0.0,
-        label_names: Sequence[str] | None = None,
-        tag_scheme: str = "BIO",
-    ):
+    def __init__(self, num_labels: int, label_smoothing: float = 0.0):
         super().__init__()
         self.num_labels = num_labels
         self.label_smoothing = label_smoothing
