@@ -92,3 +92,70 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
     monkeypatch.delitem(sys.modules, "tests.ext_example", raising=False)
     with pytest.raises(ArtifactError, match="trained with code from tests.ext_example"):
         nlpkit.load(user_run)
+
+
+# What nlpkit ships. A component or task that disappears (renamed, moved, its module no longer
+# imported) fails here, not in a user's run; one that is added is added here on purpose.
+SHIPPED_TASKS = {"doc_cls", "tagging", "intent_slot", "intent", "multitask"}
+SHIPPED_COMPONENTS = {
+    "nlpkit.modules.decoder.mlp.MLPDecoder",
+    "nlpkit.modules.decoder.word_mlp.WordMLPDecoder",
+    "nlpkit.modules.embedding.char_cnn.CharCNNEmbedding",
+    "nlpkit.modules.embedding.char_cnn.Highway",
+    "nlpkit.modules.embedding.concat.ConcatEmbedding",
+    "nlpkit.modules.embedding.shape.ShapeEmbedding",
+    "nlpkit.modules.embedding.word.WordEmbedding",
+    "nlpkit.modules.output.crf.CRFOutput",
+    "nlpkit.modules.output.multilabel.MultiLabelOutput",
+    "nlpkit.modules.output.softmax.SoftmaxOutput",
+    "nlpkit.modules.output.word_softmax.WordSoftmaxOutput",
+    "nlpkit.modules.representation.bag.BagOfEmbeddings",
+    "nlpkit.modules.representation.bilstm.BiLSTM",
+    "nlpkit.modules.representation.bilstm.BiLSTMRepresentation",
+    "nlpkit.modules.representation.bseqcnn.BSeqCNNRepresentation",
+    "nlpkit.modules.representation.docnn.DocNNRepresentation",
+    "nlpkit.modules.representation.pooling.LastPooling",
+    "nlpkit.modules.representation.pooling.MaxPooling",
+    "nlpkit.modules.representation.pooling.MeanPooling",
+    "nlpkit.modules.representation.pooling.SelfAttentionPooling",
+    "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation",
+}
+
+
+def test_registry_snapshot():
+    import nlpkit.tasks  # noqa: F401 - registers the shipped tasks
+    from nlpkit.registry import components
+
+    shipped = {name for name, cls in components().items() if name.startswith("nlpkit.")}
+    assert shipped == SHIPPED_COMPONENTS
+    assert {name for name, task in TASKS.items() if task.__module__.startswith("nlpkit.")} == SHIPPED_TASKS
+
+
+def test_every_target_in_the_conf_tree_is_allowed():
+    """Each ``_target_`` nlpkit's own YAML files name resolves through the allow-list (model components,
+    Lightning callbacks and loggers); Hydra's launcher/sweeper plugins are Hydra's, never built by nlpkit."""
+    import yaml
+
+    from nlpkit.config import CONF_DIR
+    from nlpkit.registry import resolve_target
+
+    checked = 0
+    for path in sorted(Path(CONF_DIR).rglob("*.yaml")):
+        group = path.relative_to(CONF_DIR).parts[0]
+        if group in ("hydra", "hparams_search"):
+            continue
+
+        def walk(node, where):
+            nonlocal checked
+            if isinstance(node, dict):
+                if "_target_" in node:
+                    resolve_target(node["_target_"], where)
+                    checked += 1
+                for key, value in node.items():
+                    walk(value, f"{where}.{key}")
+
+        walk(
+            yaml.safe_load(path.read_text()) or {},
+            {"callbacks": "callbacks", "logger": "logger"}.get(group, "model"),
+        )
+    assert checked >= 20
