@@ -4,23 +4,15 @@ picked up with ``imports=[tests.ext_example]`` (no edit to nlpkit). Used by test
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 import nlpkit
+from nlpkit.modules.representation.bag import BagOfEmbeddings
 from nlpkit.tasks.doc_cls import DocClassificationTask
 
 
 @nlpkit.register_component
-class MaxPoolBag(nn.Module):
-    """``[B, T, D] -> [B, output_dim]``: max over the real tokens, then ``tanh(W x)`` if ``hidden_dim``."""
-
-    def __init__(self, input_dim: int, hidden_dim: int = 0, dropout: float = 0.0):
-        super().__init__()
-        self.project = (
-            nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh()) if hidden_dim else nn.Identity()
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.output_dim = hidden_dim or input_dim
+class MaxPoolBag(BagOfEmbeddings):
+    """``[B, T, D] -> [B, output_dim]``: like nlpkit's bag of embeddings, but max over the real tokens."""
 
     def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         filled = embedded.masked_fill(~mask.unsqueeze(-1), float("-inf"))  # [B, T, D]
