@@ -138,7 +138,7 @@ def main(argv: Sequence[str]) -> None:
         allow_prefixes=("data", "task"),
         doc=__doc__ or "",
     )
-    import_modules(OmegaConf.to_container(args.imports))
+    import_modules(args.imports)
     task = OmegaConf.to_container(args.task)
     subtasks = task.pop("tasks", {}) or {}
     bad = [f"task.{key}" for key in task] + [

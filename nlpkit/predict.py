@@ -17,8 +17,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE
 from nlpkit.errors import ConfigError, DataError
@@ -107,7 +105,7 @@ def main(argv: Sequence[str]) -> None:
         "imports": [],
     }
     args = parse_args(argv, defaults, doc=__doc__ or "")
-    import_modules(OmegaConf.to_container(args.imports))
+    import_modules(args.imports)
     predict_file(
         args.run_dir, args.input, args.output, args.text_field, int(args.batch_size), str(args.backend)
     )

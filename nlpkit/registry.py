@@ -24,7 +24,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nlpkit.errors import ConfigError
 
@@ -64,6 +64,8 @@ def import_modules(names: Any, where: str = "imports") -> None:
     """
     if names is None:
         return
+    if isinstance(names, ListConfig):
+        names = OmegaConf.to_container(names)
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise ConfigError(
             f"{where} must be a list of module names, e.g. {where}=[mylab.encoders]; got {names!r}"
@@ -108,12 +110,7 @@ def resolve_target(target: str, where: str = "") -> type:
         return _training_plugin(target, where)
     if package is None and not target.startswith(COMPONENT_PACKAGE):
         raise _refuse(target, where, "not an nlpkit component")
-    from hydra.utils import get_object
-
-    try:
-        obj = get_object(target)  # resolved exactly as hydra.utils.instantiate will resolve it
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{where or 'config'}: _target_ {target!r} cannot be imported: {err}") from err
+    obj = _locate(target, where)
     if not inspect.isclass(obj):
         raise _refuse(target, where, "not a class")
     if package is not None:
@@ -132,15 +129,21 @@ def resolve_target(target: str, where: str = "") -> type:
     return obj
 
 
-def _training_plugin(target: str, where: str) -> type:
-    """A user's own Lightning callback or logger class (``callbacks.*`` / ``logger.*`` only)."""
-    import pytorch_lightning as pl
+def _locate(target: str, where: str) -> Any:
+    """The object ``target`` names, found exactly as ``hydra.utils.instantiate`` will find it."""
     from hydra.utils import get_object
 
     try:
-        obj = get_object(target)
+        return get_object(target)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{where}: _target_ {target!r} cannot be imported: {err}") from err
+        raise ConfigError(f"{where or 'config'}: _target_ {target!r} cannot be imported: {err}") from err
+
+
+def _training_plugin(target: str, where: str) -> type:
+    """A user's own Lightning callback or logger class (``callbacks.*`` / ``logger.*`` only)."""
+    import pytorch_lightning as pl
+
+    obj = _locate(target, where)
     base = pl.Callback if where.startswith("callbacks.") else pl.loggers.Logger
     if not inspect.isclass(obj) or not issubclass(obj, base):
         raise _refuse(target, where, f"not a {base.__name__} class")

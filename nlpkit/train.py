@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -212,8 +212,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     plain ``nn.Module`` holding the selected (best) weights (``trainer.validate(ckpt_path=best)`` loaded them).
     """
     composed = cfg
-    imports = cfg.get("imports")
-    import_modules(OmegaConf.to_container(imports) if isinstance(imports, ListConfig) else imports)
+    import_modules(cfg.get("imports"))
     cfg = absolute_paths(validate(cfg))
     run_dir = resolve_run_dir(cfg)
     if cfg.get("num_threads"):

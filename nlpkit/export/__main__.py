@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from nlpkit.registry import import_modules
 
     try:
-        imports = args.get("imports")
-        import_modules(OmegaConf.to_container(imports) if OmegaConf.is_list(imports) else imports)
+        import_modules(args.get("imports"))
         report = export_run(
             str(args.run_dir),
             quantize=bool(args.get("quantize", False)),
