@@ -9,12 +9,11 @@ Notebook use::
     predictor.predict(["wake me up at seven"])
 """
 
-__version__ = "0.1.0"
+from nlpkit.api import compose, load, train
+from nlpkit.registry import register_component, register_task
+from nlpkit.version import __version__
 
-from nlpkit.api import compose, load, train  # noqa: E402
-from nlpkit.registry import register_component, register_task  # noqa: E402
-
-# ``import nlpkit.train`` (e.g. by ``python -m nlpkit.train`` or a test) rebinds ``nlpkit.train`` to the
-# submodule; that module is callable and forwards to ``train(cfg)``, so ``nlpkit.train(cfg)`` always works.
+# ``nlpkit.train`` is the function; the CLI module ``python -m nlpkit.train`` runs as ``__main__`` and
+# nothing in nlpkit imports it, so the name is never rebound to the module.
 
 __all__ = ["__version__", "compose", "load", "register_component", "register_task", "train"]

@@ -56,8 +56,8 @@ def _hydra_compose(overrides: list[str], config_name: str) -> DictConfig:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train from a composed config; see :func:`nlpkit.train.train`."""
-    from nlpkit.train import train as _train
+    """Train from a composed config; see :func:`nlpkit.training.fit.train`."""
+    from nlpkit.training.fit import train as _train
 
     return _train(cfg)
 
@@ -86,7 +86,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 def load(run_dir: str | Path):
     """Reload a trained run as a predictor with ``.predict(["text", ...])``."""
-    from nlpkit.tasks import get_task
+    from nlpkit.registry import get_task
 
     cfg = load_run_config(run_dir)
     return get_task(cfg.task.name).predictor(cfg, Path(run_dir))

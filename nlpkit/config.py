@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nlpkit.data.constraints import above, at_least, choices
 from nlpkit.errors import ConfigError
-from nlpkit.registry import resolve_target
+from nlpkit.registry import get_task, resolve_target
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
 
 #: the project's config tree (``conf/`` beside the package)
@@ -98,7 +98,8 @@ def _unknown_key(key: str, where: str, valid: list[str], target: str = "") -> Co
     return ConfigError(f"unknown key {name}{owner}{hint} valid keys: {', '.join(sorted(valid))}")
 
 
-def _check_schema(node: DictConfig, schema: type, where: str) -> None:
+def check_schema(node: DictConfig, schema: type, where: str) -> None:
+    """Every key of ``node`` is a field of the dataclass ``schema`` and every choice valid (nested too)."""
     valid = {f.name: f for f in dataclasses.fields(schema)}
     for key in node:
         if key not in valid:
@@ -119,7 +120,7 @@ def _check_schema(node: DictConfig, schema: type, where: str) -> None:
                 raise ConfigError(
                     f"{where}.{key} must be a mapping with keys {[f.name for f in dataclasses.fields(spec.default_factory)]}"
                 )
-            _check_schema(value, spec.default_factory, f"{where}.{key}")
+            check_schema(value, spec.default_factory, f"{where}.{key}")
 
 
 def _check_values(node: DictConfig, schema: type, where: str) -> None:
@@ -140,7 +141,7 @@ def _check_values(node: DictConfig, schema: type, where: str) -> None:
 
 def typed_section(node: DictConfig, schema: type, where: str) -> DictConfig:
     """``node`` checked against ``schema`` (keys, choices, types, limits), converted to its types."""
-    _check_schema(node, schema, where)
+    check_schema(node, schema, where)
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as err:
@@ -153,7 +154,9 @@ def typed_section(node: DictConfig, schema: type, where: str) -> DictConfig:
     return typed
 
 
-def _check_targets(node: Any, where: str) -> None:
+def check_target_keys(node: Any, where: str) -> None:
+    """Every ``_target_`` in ``node`` is allowed (``nlpkit.registry``) and every key beside it is a
+    parameter of the class it names (nested nodes too)."""
     if isinstance(node, DictConfig):
         target = node.get("_target_") if "_target_" in node else None
         if target:
@@ -167,10 +170,10 @@ def _check_targets(node: Any, where: str) -> None:
                         raise _unknown_key(key, where, [n for n in valid if n not in INJECTED], str(target))
         for key in node:
             if key != "hydra":
-                _check_targets(node[key], f"{where}.{key}" if where else str(key))
+                check_target_keys(node[key], f"{where}.{key}" if where else str(key))
     elif isinstance(node, ListConfig):
         for index, item in enumerate(node):
-            _check_targets(item, f"{where}[{index}]")
+            check_target_keys(item, f"{where}[{index}]")
 
 
 #: Trainer arguments nlpkit passes itself (``nlpkit.train``), so never taken from ``trainer``
@@ -313,8 +316,6 @@ def validate(cfg: DictConfig) -> DictConfig:
     typed = cfg.copy()
     with_flag = OmegaConf.is_struct(typed)
     OmegaConf.set_struct(typed, False)
-    from nlpkit.tasks import get_task
-
     task_cls = get_task(str(cfg.task.name))
     schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
@@ -324,7 +325,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError(
                 f"model.{key} must be a component config with a _target_ (pick one with {key}=...)"
             )
-    _check_targets(cfg, "")
+    check_target_keys(cfg, "")
     _check_trainer(cfg.trainer)
     resume = cfg.get("resume")
     if resume is not None and not isinstance(resume, str):
@@ -353,14 +354,12 @@ def _check_keys(cfg: DictConfig) -> None:
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
             raise _unknown_key(str(key), "", sorted(TOP_LEVEL_KEYS - {"hydra"}))
-    from nlpkit.tasks import get_task
-
     task_cls = get_task(str(cfg.task.name))
     schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
         if isinstance(cfg.get(key), DictConfig):
-            _check_schema(cfg[key], schema, key)
-    _check_targets(cfg, "")
+            check_schema(cfg[key], schema, key)
+    check_target_keys(cfg, "")
     if isinstance(cfg.get("trainer"), DictConfig):
         _check_trainer_keys(cfg.trainer)
 

@@ -19,3 +19,7 @@ class ArtifactError(NlpkitError):
 
 class MissingArtifactError(ArtifactError, FileNotFoundError):
     """An artifact file (exported model, checkpoint, vocabulary) does not exist where it is looked for."""
+
+
+class ExportError(NlpkitError):
+    """The run cannot be exported as one faithful ONNX file (unsupported config or failed parity)."""

@@ -24,8 +24,7 @@ from nlpkit.api import load_run_config
 from nlpkit.cli import parse_args, run_cli
 from nlpkit.config import validate
 from nlpkit.errors import ConfigError
-from nlpkit.registry import import_modules
-from nlpkit.tasks import get_task
+from nlpkit.registry import get_task, import_modules
 from nlpkit.training.run_dir import absolute_paths
 from nlpkit.utils.io import write_json
 

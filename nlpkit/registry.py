@@ -55,6 +55,21 @@ def register_task(cls: type) -> type:
     return cls
 
 
+#: the package whose sub-packages are nlpkit's own tasks (one folder each, found, not listed)
+BUILTIN_TASKS = "nlpkit.tasks"
+
+
+def get_task(name: str) -> type:
+    """The task class registered as ``name`` (nlpkit's own tasks are imported on first use)."""
+    importlib.import_module(BUILTIN_TASKS)  # discovery: each task folder registers itself
+    if name not in TASKS:
+        raise ConfigError(
+            f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))} (a task of your own "
+            "package registers with @nlpkit.register_task; name the package with imports=[...])"
+        )
+    return TASKS[name]
+
+
 def import_modules(names: Any, where: str = "imports") -> None:
     """Import the modules ``imports=[...]`` names, so that the tasks and components they register
     (``@nlpkit.register_task``, ``@nlpkit.register_component``) can be named in the config.

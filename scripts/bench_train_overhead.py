@@ -63,11 +63,11 @@ sys.path.insert(0, str(ROOT))
 
 import nlpkit  # noqa: E402
 from nlpkit.config import validate  # noqa: E402
-from nlpkit.data.doc_classification import DocClassificationDataModule  # noqa: E402
-from nlpkit.models.doc_classifier import build_doc_classifier  # noqa: E402
-from nlpkit.tasks.doc_classification import DocClassificationModule  # noqa: E402
-from nlpkit.train import _callbacks, _loggers  # noqa: E402
+from nlpkit.tasks.doc_cls.data import DocClassificationDataModule  # noqa: E402
+from nlpkit.tasks.doc_cls.model import build_doc_classifier  # noqa: E402
+from nlpkit.tasks.doc_cls.module import DocClassificationModule  # noqa: E402
 from nlpkit.training.checkpoint import AtomicCheckpointIO  # noqa: E402
+from nlpkit.training.fit import _callbacks, _loggers  # noqa: E402
 from nlpkit.training.optim import build_optimizer  # noqa: E402
 
 

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.config import DocDataConfig
-from nlpkit.data.doc_classification import DocClassificationDataModule
 from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.errors import DataError
+from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
 from tests.conftest import write_lines
 
 

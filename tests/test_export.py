@@ -106,8 +106,8 @@ def test_quantized_model_and_accuracy_delta(exported):
 def test_every_edge_case_tokenizes_like_hf(exported):
     from nlpkit.data.featurizer import Featurizer
     from nlpkit.export import graph as G
-    from nlpkit.export.doc_cls import _rename_for_debug
     from nlpkit.export.parity import EDGE_CASES
+    from nlpkit.tasks.doc_cls.export import _rename_for_debug
 
     run_dir, _ = exported["bilstm"]
     featurizer = Featurizer.load(run_dir / "tokenizer.json")
@@ -190,7 +190,7 @@ def test_cli_exits_non_zero_on_refusal(exported, tmp_path, capsys):
 def test_tampered_weights_fail_the_gate(exported, tmp_path, monkeypatch):
     from onnx import numpy_helper
 
-    import nlpkit.export.doc_cls as doc_cls
+    import nlpkit.tasks.doc_cls.export as doc_cls
 
     real = doc_cls.export_network
 

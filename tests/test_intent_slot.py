@@ -14,9 +14,9 @@ from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.metrics import FrameAccuracy, SpanF1
-from nlpkit.models.intent_slot import build_intent_slot_model
-from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.tasks import get_task
+from nlpkit.tasks.intent_slot.model import build_intent_slot_model
+from nlpkit.tasks.tagging.model import sequence_mask
 from tests.conftest import JOINT_TINY
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]

@@ -16,12 +16,12 @@ from omegaconf import OmegaConf, open_dict
 import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
-from nlpkit.data.multitask import MultiTaskBatches, task_order
 from nlpkit.errors import ConfigError
-from nlpkit.models.intent import IntentModel
-from nlpkit.models.word_tagger import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
+from nlpkit.tasks.intent.model import IntentModel
+from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
+from nlpkit.tasks.tagging.model import sequence_mask
 from nlpkit.training.resume import newest_checkpoint
 from tests.conftest import JOINT_TINY, data_overrides, run_module
 

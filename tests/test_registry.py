@@ -30,7 +30,7 @@ def test_nlpkit_registers_its_tasks():
 
 
 def test_a_task_name_must_be_unique_and_imports_must_be_module_names():
-    from nlpkit.tasks.doc_cls import DocClassificationTask
+    from nlpkit.tasks.doc_cls.task import DocClassificationTask
 
     class Clash(DocClassificationTask):
         name = "doc_cls"

@@ -14,8 +14,8 @@ import torch
 import nlpkit
 import nlpkit.tasks
 from nlpkit.data.batching import BucketBatchSampler
-from nlpkit.data.streaming import StreamingDocs, shuffled
 from nlpkit.errors import ConfigError, DataError, NlpkitError
+from nlpkit.tasks.doc_cls.streaming import StreamingDocs, shuffled
 from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
 from tests.conftest import FAST, TINY, WORD_TINY, data_overrides, run_module
 

@@ -16,12 +16,12 @@ from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.data.tag_schemes import allowed_transitions, check_tags, iob1_to_bio, span_f1, spans
-from nlpkit.data.tagging_readers import read_tagged
 from nlpkit.errors import ConfigError, DataError
-from nlpkit.models.word_tagger import build_word_tagger, sequence_mask
 from nlpkit.modules.output.crf import CRFOutput
 from nlpkit.modules.representation.bseqcnn import BSeqCNNRepresentation
 from nlpkit.tasks import get_task
+from nlpkit.tasks.tagging.model import build_word_tagger, sequence_mask
+from nlpkit.tasks.tagging.readers import read_tagged
 from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY
 
 TINY = [
@@ -396,7 +396,7 @@ def test_skip_policy_reports_counted_rows_in_metrics(tmp_path):
 
 
 def test_singleton_words_are_replaced_by_unk_only_in_training(tmp_path):
-    from nlpkit.data.tagging import TaggingDataModule
+    from nlpkit.tasks.tagging.data import TaggingDataModule
 
     path = write_conll(tmp_path)  # "Mary" occurs twice, "John" once
     cfg = validate(

@@ -12,7 +12,7 @@ import torch
 
 import nlpkit
 from nlpkit.data.batching import pad_sequences
-from nlpkit.inference import DocClassificationPredictor
+from nlpkit.tasks.doc_cls.predictor import DocClassificationPredictor
 from tests.conftest import run_module
 
 FORMATS = ("builtin", "tsv", "csv", "jsonl", "label_text")

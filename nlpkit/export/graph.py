@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, ExportError, GraphBuilder
+from nlpkit.errors import ExportError
+from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, GraphBuilder
 
 MODEL_PREFIX = "model/"
 

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nlpkit.errors import NlpkitError
+from nlpkit.errors import ExportError
 
 OPSET = 20  # StringConcat (multi-label names) needs 20
 ML_OPSET = 3  # LabelEncoder-2: keys_strings / values_int64s / default_int64
@@ -43,10 +43,6 @@ LOCALE = "C.UTF-8"  # the default en_US.UTF-8 is missing on bare Debian images
 PAD_PIECE = " "  # Tokenizer's padding value: never a token, since tokens never contain whitespace
 DOTTED_CAPITAL_I = "\u0130"
 MAX_VARIANT_CHARS = 6  # vocabulary tokens with more divergent characters than this are refused
-
-
-class ExportError(NlpkitError):
-    """The run cannot be exported as one faithful ONNX file (unsupported config or failed parity)."""
 
 
 # ------------------------------------------------------------------------------------------- spec

@@ -1,6 +1,6 @@
 """The word-level featurizer as standard ONNX ops: raw text in; tokens, word ids, characters, casing out.
 
-Reproduces ``nlpkit.data.tagging.TaggingFeatures`` applied to ``text.split()`` (what the tagging and
+Reproduces ``nlpkit.tasks.tagging.data.TaggingFeatures`` applied to ``text.split()`` (what the tagging and
 intent-slot predictors do) with onnxruntime built-in ops only:
 
 =================================  ===============================================================
@@ -19,7 +19,7 @@ casing class (``word_shape``)      ``RegexFullMatch`` per class, the character c
 =================================  ===============================================================
 
 Every value the model sees is checked against the Python featurizer by the parity gate
-(:mod:`nlpkit.export.tagging`) before a file is written.
+(:mod:`nlpkit.tasks.tagging.export`) before a file is written.
 """
 
 from __future__ import annotations

@@ -1,27 +1,23 @@
-"""Task registry: a task ties a data module, a model builder and a LightningModule together.
+"""nlpkit's tasks: one package per task (``nlpkit/tasks/<name>/``), each registering itself.
 
-Each task implements :class:`nlpkit.tasks.base.Task`; ``get_task(name)`` looks one up by the
-``task.name`` config value.
+A task package holds everything one task needs — its data module (``data.py``), model (``model.py``),
+LightningModule (``module.py``), predictor (``predictor.py``), ONNX export hooks and the ``Task`` spec
+that ties them together (``task.py``, decorated with ``@register_task``). Importing this package imports
+every task package beside it, so a new task is one new folder: nothing here lists them. A task of a
+user's own package registers the same way and is imported with ``imports=[...]``.
 """
 
 from __future__ import annotations
 
-from nlpkit.errors import ConfigError
-from nlpkit.registry import TASKS, register_task
-from nlpkit.tasks import doc_cls, intent, intent_slot, multitask, tagging  # noqa: F401 - they register
+import importlib
+import pkgutil
+
+from nlpkit.registry import TASKS, get_task, register_task
 from nlpkit.tasks.base import Task
 
-# Importing the task modules above registered nlpkit's own tasks (``@register_task``); a task of a
-# user's own package registers the same way and is imported with ``imports=[...]``.
-
-
-def get_task(name: str) -> type[Task]:
-    if name not in TASKS:
-        raise ConfigError(
-            f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))} (a task of your own "
-            "package registers with @nlpkit.register_task; name the package with imports=[...])"
-        )
-    return TASKS[name]
+for _info in sorted(pkgutil.iter_modules(__path__, prefix=f"{__name__}."), key=lambda info: info.name):
+    if _info.ispkg:
+        importlib.import_module(_info.name)
 
 
 def distributed_tasks() -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from nlpkit.errors import ExportError
 from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 from nlpkit.training.module import TaskModule
 
@@ -62,6 +63,26 @@ class Task:
     def extra_artifacts(cls, module: TaskModule, run_dir: Path) -> dict[str, str]:
         """Write task-specific reports after testing (e.g. a confusion matrix); return name -> path."""
         return {}
+
+    @classmethod
+    def export_onnx(
+        cls,
+        run_dir: Path,
+        cfg: DictConfig,
+        out_dir: Path,
+        quantize: bool,
+        exporter: str,
+        subtask: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Build the one-file ONNX model of a trained run and run its parity gate:
+        ``(report, {file name: bytes})``, files only when every check passed. ``subtask`` names a
+        sub-task of a multi-task run (only a task made of sub-tasks takes one)."""
+        if subtask is not None:
+            raise ExportError(
+                f"task={subtask!r} picks a sub-task of a multi-task run, but {run_dir} is a task={cls.name} "
+                "run: export it without task="
+            )
+        raise ExportError(f"ONNX export is not available for task {cls.name!r} yet")
 
     @classmethod
     def build(cls, cfg: DictConfig, run_dir: Path | None = None) -> tuple[pl.LightningDataModule, TaskModule]:

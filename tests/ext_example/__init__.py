@@ -7,7 +7,7 @@ import torch
 
 import nlpkit
 from nlpkit.modules.representation.bag import BagOfEmbeddings
-from nlpkit.tasks.doc_cls import DocClassificationTask
+from nlpkit.tasks.doc_cls.task import DocClassificationTask
 
 
 @nlpkit.register_component

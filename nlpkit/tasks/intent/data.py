@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 from nlpkit.data.config import SplitsConfig, choices
 from nlpkit.data.constraints import between, one_character
-from nlpkit.data.intent_slot import IntentSentence, IntentSlotDataModule
 from nlpkit.data.readers import read_examples
 from nlpkit.data.token_features import WordFeaturizerConfig
+from nlpkit.tasks.intent_slot.data import IntentSentence, IntentSlotDataModule
 
 
 @dataclass

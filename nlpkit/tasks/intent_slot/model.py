@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlpkit.models.word_tagger import WordTagger, build_document_head, build_word_tagger, sequence_mask
+from nlpkit.tasks.tagging.model import WordTagger, build_document_head, build_word_tagger, sequence_mask
 
 
 class IntentSlotModel(WordTagger):
@@ -73,7 +73,7 @@ def build_intent_slot_model(
 ) -> IntentSlotModel:
     """The word tagger's components (``embedding``, ``representation``, ``decoder``, ``output``) plus
     the document head (``pooling``, ``doc_decoder``, ``doc_output``), each sized from the previous
-    ``output_dim``; ``encoder_sizes`` as for :func:`~nlpkit.models.word_tagger.build_token_encoder`."""
+    ``output_dim``; ``encoder_sizes`` as for :func:`~nlpkit.tasks.tagging.model.build_token_encoder`."""
     tagger = build_word_tagger(model_cfg, label_names=label_names, tag_scheme=tag_scheme, **encoder_sizes)
     head = build_document_head(model_cfg, tagger.representation.output_dim, intent_names, "intent_slot")
     return IntentSlotModel(tagger.embedding, tagger.representation, tagger.decoder, tagger.output, *head)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nlpkit.metrics import SpanF1
-from nlpkit.models.word_tagger import WordTagger, sequence_mask
+from nlpkit.tasks.tagging.model import WordTagger, sequence_mask
 from nlpkit.training.module import TaskModule
 
 

@@ -36,9 +36,9 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from nlpkit.data.readers import BadRowPolicy
-from nlpkit.data.tagging import TaggingDataModule
 from nlpkit.data.token_features import CharVocab, WordFeaturizerConfig, train_word_featurizer
 from nlpkit.errors import ConfigError
+from nlpkit.tasks.tagging.data import TaggingDataModule
 
 SCHEDULES = ("round_robin", "proportional", "temperature")
 

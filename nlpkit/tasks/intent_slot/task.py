@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 
 from nlpkit.data.inputs import check_texts
-from nlpkit.data.intent_slot import IntentSlotDataConfig, IntentSlotDataModule
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
-from nlpkit.data.tagging import TaggingFeatures
-from nlpkit.models.intent_slot import IntentSlotModel, build_intent_slot_model
 from nlpkit.registry import register_task
-from nlpkit.tasks.joint_intent_slot import IntentSlotModule
-from nlpkit.tasks.tagging import LABELS_FILE, TaggingTask
+from nlpkit.tasks.intent_slot.data import IntentSlotDataConfig, IntentSlotDataModule
+from nlpkit.tasks.intent_slot.model import IntentSlotModel, build_intent_slot_model
+from nlpkit.tasks.intent_slot.module import IntentSlotModule
+from nlpkit.tasks.tagging.data import TaggingFeatures
+from nlpkit.tasks.tagging.task import LABELS_FILE, TaggingTask
 
 INTENTS_FILE = "intents.json"
 

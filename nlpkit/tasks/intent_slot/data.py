@@ -24,7 +24,9 @@ from nlpkit.data.config import choices
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import BadRowPolicy, _decoded_lines
-from nlpkit.data.tagging import (
+from nlpkit.data.token_features import CharVocab
+from nlpkit.errors import DataError
+from nlpkit.tasks.tagging.data import (
     EncodedSentence,
     EncodedTagged,
     TaggingCollator,
@@ -32,9 +34,7 @@ from nlpkit.data.tagging import (
     TaggingDataModule,
     warn_unseen,
 )
-from nlpkit.data.tagging_readers import TaggedSentence
-from nlpkit.data.token_features import CharVocab
-from nlpkit.errors import DataError
+from nlpkit.tasks.tagging.readers import TaggedSentence
 
 log = logging.getLogger(__name__)
 

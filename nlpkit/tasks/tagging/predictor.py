@@ -9,8 +9,8 @@ import torch
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
-from nlpkit.data.tagging import TaggingFeatures
-from nlpkit.models.word_tagger import WordTagger
+from nlpkit.tasks.tagging.data import TaggingFeatures
+from nlpkit.tasks.tagging.model import WordTagger
 
 
 class TaggingPredictor:

@@ -31,18 +31,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nlpkit.config import _check_schema, _check_targets, typed_section
+from nlpkit.config import check_schema, check_target_keys, typed_section
 from nlpkit.data.config import choices
 from nlpkit.data.constraints import above, at_least
 from nlpkit.data.inputs import check_texts
-from nlpkit.data.multitask import SCHEDULES, MultiTaskDataModule
-from nlpkit.errors import ConfigError
-from nlpkit.registry import register_task
+from nlpkit.errors import ConfigError, ExportError
+from nlpkit.registry import get_task, register_task
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.intent import IntentTask
-from nlpkit.tasks.intent_slot import IntentSlotTask
-from nlpkit.tasks.multitask_module import MEAN_TARGET, MultiTaskModule
-from nlpkit.tasks.tagging import TaggingTask
+from nlpkit.tasks.intent.task import IntentTask
+from nlpkit.tasks.intent_slot.task import IntentSlotTask
+from nlpkit.tasks.multitask.data import SCHEDULES, MultiTaskDataModule
+from nlpkit.tasks.multitask.module import MEAN_TARGET, MultiTaskModule
+from nlpkit.tasks.tagging.task import TaggingTask
 from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 
 #: tasks that can be sub-tasks: all built on the word-level token features of the tagging stack
@@ -84,7 +84,7 @@ class MultiTaskConfig:
 
     monitor: ``val/mean_target`` (mean of every sub-task's ``metric``) or one sub-task's metric, e.g.
         ``val/atis/slot_f1``; early stopping and checkpoint selection follow it.
-    schedule: ``round_robin``, ``proportional`` or ``temperature`` (see ``nlpkit.data.multitask``).
+    schedule: ``round_robin``, ``proportional`` or ``temperature`` (see ``nlpkit.tasks.multitask.data``).
     temperature: for ``schedule=temperature``: task probability ~ batches ** (1 / temperature).
     shared: model parts shared by every sub-task (``embedding``, ``representation``, ...).
     tasks: sub-task name -> ``{task, data, model, loss_weight, metric}`` (``SubTaskConfig``).
@@ -134,7 +134,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
         )
     if not isinstance(node, DictConfig):
         raise ConfigError(f"{where} must be a mapping with keys task, data, model, loss_weight, metric")
-    _check_schema(node, SubTaskConfig, where)
+    check_schema(node, SubTaskConfig, where)
     kind = node.get("task")
     if kind not in SUBTASKS:
         raise ConfigError(
@@ -149,7 +149,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
     if overrides is not None and not isinstance(overrides, DictConfig):
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
     model = OmegaConf.merge(cfg.model, overrides or {})
-    _check_targets(model, f"{where}.model")
+    check_target_keys(model, f"{where}.model")
     try:
         weight = float(node.get("loss_weight", 1.0))
     except ValueError as err:
@@ -294,6 +294,25 @@ class MultiTaskTask(Task):
         module.model.load_state_dict(model_state(load_checkpoint(best_checkpoint(run_dir))))
         module.eval()
         return dm, module
+
+    @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        """One sub-task at a time (``task=NAME``): a standalone file of that sub-task's kind."""
+        subtasks = list(cfg.task.tasks)
+        if subtask is None or subtask not in subtasks:
+            problem = "is a multi-task run" if subtask is None else f"has no sub-task {subtask!r}"
+            raise ExportError(
+                f"{run_dir} {problem}: export one sub-task at a time with task=NAME "
+                f"(its sub-tasks: {', '.join(subtasks)})"
+            )
+        kind = get_task(str(cfg.task.tasks[subtask].task))
+        return kind.export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask=subtask)
+
+    @classmethod
+    def subtask_source(cls, cfg: DictConfig, run_dir: Path, name: str) -> tuple[str, DictConfig, Path]:
+        """``(task name, data config, vocabulary directory)`` of sub-task ``name`` of a trained run."""
+        node = cfg.task.tasks[name]
+        return str(node.task), node.data, Path(run_dir) / TASKS_DIR / name
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

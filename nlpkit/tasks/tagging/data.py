@@ -22,7 +22,6 @@ from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.splits import SplitDataModule
 from nlpkit.data.tag_schemes import SCHEMES
-from nlpkit.data.tagging_readers import TaggedSentence, read_tagged
 from nlpkit.data.token_features import (
     CharVocab,
     WordEncoder,
@@ -30,8 +29,15 @@ from nlpkit.data.token_features import (
     train_word_featurizer,
     word_shape,
 )
+from nlpkit.tasks.tagging.readers import TaggedSentence, read_tagged
 
 log = logging.getLogger(__name__)
+
+#: the files a word-level run directory holds (the tasks built on tagging add their own)
+TOKENIZER_FILE = "tokenizer.json"
+CHARS_FILE = "chars.json"
+LABELS_FILE = "labels.json"
+REPORT_FILE = "span_report.json"
 
 
 @dataclass

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
 from nlpkit.export.decoding import build_argmax_tags, build_viterbi_tags
 from nlpkit.export.parity import (
@@ -41,8 +42,9 @@ from nlpkit.export.parity import (
     gate_report,
     provenance_metadata,
 )
-from nlpkit.export.text_graph import ExportError, GraphBuilder, all_characters, read_tokenizer_spec
+from nlpkit.export.text_graph import GraphBuilder, all_characters, read_tokenizer_spec
 from nlpkit.export.word_graph import WordFeatureNames, WordFeatureSpec, build_word_nodes
+from nlpkit.tasks.tagging.data import CHARS_FILE, TOKENIZER_FILE
 from nlpkit.utils.io import sha256_file
 
 NETWORK_INPUTS = ("tokens", "lengths", "chars", "shapes")
@@ -489,20 +491,18 @@ def _setup(run_dir: Path, cfg, subtask: str | None = None) -> Setup:
     from nlpkit.modules.output.crf import CRFOutput
     from nlpkit.modules.output.softmax import SoftmaxOutput
     from nlpkit.modules.output.word_softmax import WordSoftmaxOutput
-    from nlpkit.tasks import get_task
-    from nlpkit.tasks.multitask import TASKS_DIR, MultiTaskTask
-    from nlpkit.tasks.tagging import TOKENIZER_FILE
+    from nlpkit.registry import get_task
 
+    run_task = get_task(str(cfg.task.name))
     if subtask is None:
         task, data_cfg, vocab_dir = str(cfg.task.name), cfg.data, run_dir
-    else:
-        node = cfg.task.tasks[subtask]
-        task, data_cfg, vocab_dir = str(node.task), node.data, run_dir / TASKS_DIR / subtask
+    else:  # the run's own (multi-)task says where the sub-task's config and vocabularies are
+        task, data_cfg, vocab_dir = run_task.subtask_source(cfg, run_dir, subtask)
     tokenizer = read_tokenizer_spec(vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
     if subtask is None:
-        predictor = get_task(task).predictor(cfg, run_dir)
+        predictor = run_task.predictor(cfg, run_dir)
     else:  # as nlpkit.load(run_dir) holds it: the shared modules + the sub-task's own heads
-        predictor = MultiTaskTask.predictor(cfg, run_dir).predictors[subtask]
+        predictor = run_task.predictor(cfg, run_dir).predictors[subtask]
     featurizer = predictor.features.featurizer
     if (featurizer.pad_id, featurizer.unk_id) != (tokenizer.pad_id, tokenizer.unk_id):
         raise ExportError("tokenizer.json and the loaded featurizer disagree on pad/unk ids")
@@ -562,8 +562,6 @@ def _vocabulary_texts(setup: Setup) -> list[str]:
 
 
 def _metadata(setup: Setup, run_dir: Path, checkpoint: Path) -> dict[str, str]:
-    from nlpkit.tasks.tagging import CHARS_FILE, TOKENIZER_FILE
-
     outputs = {}
     metadata = {"task": setup.task}
     if setup.subtask is not None:
@@ -610,7 +608,7 @@ def export(
     model = build_graph(network, setup, metadata)
     export_seconds = time.perf_counter() - started
 
-    from nlpkit.tasks import get_task
+    from nlpkit.registry import get_task
 
     dm = get_task(setup.task).datamodule(setup.data_cfg, setup.vocab_dir)
     dm.load()

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from nlpkit.data.config import DocDataConfig
-from nlpkit.data.doc_classification import DocClassificationDataModule
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.errors import ConfigError
-from nlpkit.inference import DocClassificationPredictor
-from nlpkit.models.doc_classifier import build_doc_classifier
 from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.doc_classification import DocClassificationModule
+from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
+from nlpkit.tasks.doc_cls.model import build_doc_classifier
+from nlpkit.tasks.doc_cls.module import DocClassificationModule
+from nlpkit.tasks.doc_cls.predictor import DocClassificationPredictor
 from nlpkit.utils.plots import save_confusion_matrix
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -52,6 +52,14 @@ class DocClassificationTask(Task):
         return DocClassificationModule(
             model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode
         )
+
+    @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        if subtask is not None:
+            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
+        from nlpkit.tasks.doc_cls.export import export  # onnx is imported only when exporting
+
+        return export(run_dir, cfg, out_dir, quantize, exporter)
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

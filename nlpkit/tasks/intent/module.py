@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nlpkit.metrics import FrameAccuracy
-from nlpkit.models.intent import IntentModel
+from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.training.module import TaskModule
 
 

@@ -15,7 +15,7 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
-from nlpkit.models.doc_classifier import DocClassifier
+from nlpkit.tasks.doc_cls.model import DocClassifier
 from nlpkit.training.module import TaskModule
 
 

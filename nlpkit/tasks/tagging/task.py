@@ -11,19 +11,22 @@ from pathlib import Path
 
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.tagging import TaggingDataConfig, TaggingDataModule, TaggingFeatures
 from nlpkit.data.token_features import NUM_SHAPES, CharVocab
-from nlpkit.models.word_tagger import build_word_tagger
 from nlpkit.registry import register_task
-from nlpkit.tagging_inference import TaggingPredictor
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.word_tagging import TaggingModule
+from nlpkit.tasks.tagging.data import (
+    CHARS_FILE,
+    LABELS_FILE,
+    REPORT_FILE,
+    TOKENIZER_FILE,
+    TaggingDataConfig,
+    TaggingDataModule,
+    TaggingFeatures,
+)
+from nlpkit.tasks.tagging.model import build_word_tagger
+from nlpkit.tasks.tagging.module import TaggingModule
+from nlpkit.tasks.tagging.predictor import TaggingPredictor
 from nlpkit.utils.io import write_json
-
-TOKENIZER_FILE = "tokenizer.json"
-CHARS_FILE = "chars.json"
-LABELS_FILE = "labels.json"
-REPORT_FILE = "span_report.json"
 
 
 @register_task
@@ -72,6 +75,16 @@ class TaggingTask(Task):
             **cls.encoder_sizes(dm, vocab),
         )
         return TaggingModule(model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
+
+    @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        """The word-level exporter (``nlpkit.tasks.tagging.export``): this task and the ones built on it,
+        also as a sub-task of a multi-task run (``subtask``, passed by the multi-task task)."""
+        if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
+            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
+        from nlpkit.tasks.tagging.export import export  # onnx is imported only when exporting
+
+        return export(run_dir, cfg, out_dir, quantize, exporter, subtask=subtask)
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
 from nlpkit.export.parity import (
     EDGE_CASES,
@@ -30,7 +31,6 @@ from nlpkit.export.parity import (
     provenance_metadata,
 )
 from nlpkit.export.text_graph import (
-    ExportError,
     GraphBuilder,
     TokenizerSpec,
     all_characters,
@@ -45,7 +45,7 @@ from nlpkit.export.text_graph import (
 class Reference:
     """The PyTorch side the graph must agree with."""
 
-    predictor: Any  # nlpkit.inference.DocClassificationPredictor
+    predictor: Any  # nlpkit.tasks.doc_cls.predictor.DocClassificationPredictor
     spec: TokenizerSpec
     multilabel: bool
     threshold: float | None
@@ -269,8 +269,8 @@ def accuracy(session_, ref: Reference, examples) -> float:
 # ----------------------------------------------------------------------------------------- main
 def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> tuple[dict, dict[str, bytes]]:
     """Build, check and return ``(report, {filename: bytes})``; files only when every check passed."""
-    from nlpkit.data.doc_classification import DocClassificationDataModule
-    from nlpkit.tasks import get_task
+    from nlpkit.registry import get_task
+    from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
     from nlpkit.training.checkpoint import best_checkpoint
 
     started = time.perf_counter()

@@ -14,8 +14,8 @@ from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import Example, iter_examples, read_examples
 from nlpkit.data.splits import SplitDataModule
-from nlpkit.data.streaming import StreamingDocs, usable
 from nlpkit.errors import DataError
+from nlpkit.tasks.doc_cls.streaming import StreamingDocs, usable
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlpkit.models.word_tagger import TokenEncoderModel, build_document_head, build_token_encoder
+from nlpkit.tasks.tagging.model import TokenEncoderModel, build_document_head, build_token_encoder
 
 
 class IntentModel(TokenEncoderModel):
@@ -58,7 +58,7 @@ class IntentModel(TokenEncoderModel):
 def build_intent_model(model_cfg, *, intent_names: Sequence[str], **encoder_sizes) -> IntentModel:
     """``embedding``, ``representation``, ``pooling``, ``doc_decoder`` and ``doc_output`` from the model
     config (``model=joint_bilstm`` has them; its word head is not built), each sized from the last;
-    ``encoder_sizes`` as for :func:`~nlpkit.models.word_tagger.build_token_encoder`."""
+    ``encoder_sizes`` as for :func:`~nlpkit.tasks.tagging.model.build_token_encoder`."""
     embedding, representation = build_token_encoder(model_cfg, **encoder_sizes)
     head = build_document_head(model_cfg, representation.output_dim, intent_names, "intent")
     return IntentModel(embedding, representation, *head)

@@ -10,7 +10,7 @@ from nlpkit.data.batching import pad_sequences
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
-from nlpkit.models.doc_classifier import DocClassifier
+from nlpkit.tasks.doc_cls.model import DocClassifier
 
 
 class DocClassificationPredictor:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.inputs import check_texts
-from nlpkit.data.intent import IntentDataConfig, IntentDataModule
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.tagging import TaggingFeatures
-from nlpkit.models.intent import IntentModel, build_intent_model
 from nlpkit.registry import register_task
-from nlpkit.tasks.intent_detection import IntentModule
-from nlpkit.tasks.intent_slot import IntentSlotTask
+from nlpkit.tasks.intent.data import IntentDataConfig, IntentDataModule
+from nlpkit.tasks.intent.model import IntentModel, build_intent_model
+from nlpkit.tasks.intent.module import IntentModule
+from nlpkit.tasks.intent_slot.task import IntentSlotTask
+from nlpkit.tasks.tagging.data import TaggingFeatures
 
 
 class IntentPredictor:

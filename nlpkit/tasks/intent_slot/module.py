@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from nlpkit.metrics import FrameAccuracy
-from nlpkit.models.intent_slot import IntentSlotModel
-from nlpkit.models.word_tagger import sequence_mask
-from nlpkit.tasks.word_tagging import TaggingModule
+from nlpkit.tasks.intent_slot.model import IntentSlotModel
+from nlpkit.tasks.tagging.model import sequence_mask
+from nlpkit.tasks.tagging.module import TaggingModule
 
 
 class IntentSlotModule(TaggingModule):

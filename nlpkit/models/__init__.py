@@ -1,1 +1,0 @@
-"""Models: plain ``nn.Module``s composed from ``nlpkit.modules`` components (no Lightning here)."""
