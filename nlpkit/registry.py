@@ -185,6 +185,36 @@ def instantiate(node: Any, where: str = "", **kwargs: Any) -> Any:
     return hydra_instantiate(node, **kwargs)
 
 
+RESERVED_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def build_component(node: Any, available: Mapping[str, Any], where: str = "model") -> Any:
+    """Instantiate the component ``node`` names, passing only those ``available`` values (sizes the
+    framework injects: ``vocab_size``, ``input_dim``, ``num_labels``, ...) its class accepts and the
+    config does not set. The one way every model builds its components.
+
+    A node with ``components`` (``ConcatEmbedding``) has each component built the same way first.
+    ``pretrained_path`` vectors are read only when ``available["vocab"]`` is given (fresh training);
+    restoring a run leaves them to the checkpoint.
+    """
+    cls = resolve_target(str(node._target_), where)
+    params = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in available.items() if k in params and k not in node}
+    if "components" in node and "components" in params:
+        children = {
+            name: build_component(child, available, f"{where}.components.{name}")
+            for name, child in node.components.items()
+            if child is not None
+        }
+        rest = {k: node[k] for k in node if k not in RESERVED_KEYS and k != "components"}
+        return cls(components=children, **rest, **kwargs)
+    if not node.get("pretrained_path"):
+        kwargs.pop("vocab", None)  # only pretrained vectors need the vocabulary
+    elif available.get("vocab") is None:
+        kwargs["pretrained_path"] = None  # restoring: the weights come from the checkpoint
+    return instantiate(node, where, **kwargs)
+
+
 def components() -> dict[str, type]:
     """Every class a config may build as a model component: the ``nn.Module`` classes defined in
     ``nlpkit.modules`` (``module.QualName`` -> class) plus those registered with

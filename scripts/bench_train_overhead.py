@@ -160,7 +160,7 @@ def run_plain(cfg, dm, n_epochs: int, val_passes: int) -> dict:
         model.train()
         for batch in train_loader:
             optimizer.zero_grad(set_to_none=True)
-            logits = model(batch["tokens"], batch["lengths"])
+            logits = model(batch)["logits"]
             loss = model.output.loss(logits, batch["labels"])
             loss.backward()
             if clip:
@@ -177,7 +177,7 @@ def run_plain(cfg, dm, n_epochs: int, val_passes: int) -> dict:
         correct = 0
         with torch.no_grad():
             for batch in val_loader:
-                predictions = model.output.predict(model(batch["tokens"], batch["lengths"]))
+                predictions = model.output.predict(model(batch)["logits"])
                 correct += int((predictions == batch["labels"]).sum())
         finished = now()
         val_seconds.append(finished[0] - started[0])
@@ -194,8 +194,7 @@ class LossOnlyModule(DocClassificationModule):
     """
 
     def training_step(self, batch, batch_idx):
-        logits = self(batch["tokens"], batch["lengths"])
-        return self.model.output.loss(logits, batch["labels"])
+        return self.losses(self(batch), batch)["loss"]
 
 
 class EpochClock(pl.Callback):

@@ -14,9 +14,9 @@ from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError, DataError
 from nlpkit.metrics import FrameAccuracy, SpanF1
+from nlpkit.modules.masking import sequence_mask
 from nlpkit.tasks import get_task
 from nlpkit.tasks.intent_slot.model import build_intent_slot_model
-from nlpkit.tasks.tagging.model import sequence_mask
 from tests.conftest import JOINT_TINY
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
@@ -108,7 +108,8 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path):
     chars[tokens == 0] = 0
     shapes = torch.randint(1, 9, (3, 6)) * (tokens != 0)
     tags = torch.tensor([[1, 2, 0, 3, 4, 0], [0, 1, 2, 0, 0, 0], [3, 0, 0, 0, 0, 0]])
-    intent_logits, emissions = model(tokens, lengths, chars, shapes)
+    outputs = model({"tokens": tokens, "lengths": lengths, "chars": chars, "shapes": shapes})
+    intent_logits, emissions = outputs["intent_logits"], outputs["emissions"]
     assert intent_logits.shape == (3, 3) and emissions.shape == (3, 6, len(names))
     loss = model.doc_output.loss(intent_logits, torch.tensor([0, 2, 1])) + model.output.loss(
         emissions, tags, sequence_mask(tokens, lengths)

@@ -17,11 +17,11 @@ import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError
+from nlpkit.modules.masking import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
 from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
-from nlpkit.tasks.tagging.model import sequence_mask
 from nlpkit.training.resume import newest_checkpoint
 from tests.conftest import JOINT_TINY, data_overrides, run_module
 
@@ -404,7 +404,13 @@ def test_intent_task_trains_saves_and_reloads(compose):
     lengths = torch.tensor([3, 1])
     tokens = torch.tensor([[2, 3, 4], [5, 0, 0]])
     chars = torch.ones(2, 3, 4, dtype=torch.long) * sequence_mask(tokens, lengths).unsqueeze(-1)
-    assert model.decode(tokens, lengths, chars, torch.ones_like(tokens)).sum(-1).allclose(torch.ones(2))
+    assert (
+        model.decode(
+            {"tokens": tokens, "lengths": lengths, "chars": chars, "shapes": torch.ones_like(tokens)}
+        )
+        .sum(-1)
+        .allclose(torch.ones(2))
+    )
 
 
 def test_atis_snips_experiment_composes(tmp_path):

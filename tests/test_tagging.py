@@ -17,10 +17,11 @@ from nlpkit.data.inputs import EmptyTextError
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.data.tag_schemes import allowed_transitions, check_tags, iob1_to_bio, span_f1, spans
 from nlpkit.errors import ConfigError, DataError
+from nlpkit.modules.masking import sequence_mask
 from nlpkit.modules.output.crf import CRFOutput
 from nlpkit.modules.representation.bseqcnn import BSeqCNNRepresentation
 from nlpkit.tasks import get_task
-from nlpkit.tasks.tagging.model import build_word_tagger, sequence_mask
+from nlpkit.tasks.tagging.model import build_word_tagger
 from nlpkit.tasks.tagging.readers import read_tagged
 from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY
 
@@ -159,7 +160,7 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path):
     chars[tokens == 0] = 0
     shapes = torch.randint(1, 9, (3, 6)) * (tokens != 0)
     tags = torch.tensor([[1, 2, 0, 3, 4, 0], [0, 1, 2, 0, 0, 0], [3, 0, 0, 0, 0, 0]])
-    emissions = model(tokens, lengths, chars, shapes)
+    emissions = model({"tokens": tokens, "lengths": lengths, "chars": chars, "shapes": shapes})["emissions"]
     assert emissions.shape == (3, 6, len(names))
     model.output.loss(emissions, tags, sequence_mask(tokens, lengths)).backward()
     for name, param in model.named_parameters():
@@ -243,7 +244,7 @@ def test_load_predicts_identically_and_reproduces_test_span_f1(builtin_run):
     dm.load()
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
-        decoded = module.model.decode(batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"])
+        decoded = module.model.decode(batch)
     names = [
         [dm.labels.names[i] for i in row[:n]] for row, n in zip(decoded.tolist(), batch["lengths"].tolist())
     ]

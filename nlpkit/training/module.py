@@ -40,8 +40,10 @@ class TaskModule(pl.LightningModule):
         optim_cfg: the ``optim`` config section (see ``nlpkit.training.optim``).
         monitor/monitor_mode: the validation metric a plateau scheduler follows.
 
-    ``_step`` reports its losses with ``track_loss``; at each epoch's end every process computes their
-    means over all processes (weighted by batch size) and then the task's ``_log_epoch_metrics``.
+    A task module implements ``losses`` (from the model's output dict and the batch), and
+    ``update_metrics``/``compute_metrics``/``reset_metrics``; the step, loss tracking and logging are
+    here, the same for every task. At each epoch's end every process computes the losses' means over
+    all processes (weighted by batch size), then the task's metrics.
     """
 
     #: the losses ``_step`` tracks; each is logged once per epoch as ``{stage}/{name}``
@@ -80,9 +82,42 @@ class TaskModule(pl.LightningModule):
             return
         super().log(name, value, *args, **kwargs)
 
-    def _step(self, batch: dict, stage: str):
-        """Loss (returned), loss tracking and metric updates for one batch of ``stage`` (train/val/test)."""
+    # ------------------------------------------------------------------ what a task module implements
+    def losses(self, outputs: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
+        """The batch's losses, one per ``loss_names`` entry; ``loss`` is the one optimized."""
         raise NotImplementedError
+
+    def update_metrics(self, outputs: dict[str, torch.Tensor], batch: dict, stage: str) -> None:
+        """Add one batch's predictions to ``stage``'s metrics (nothing by default)."""
+
+    def compute_metrics(self, stage: str) -> dict[str, Any]:
+        """The epoch's metric values ``{"val/accuracy": ...}`` over all processes (torchmetrics'
+        ``compute`` is a collective: every process calls this at the same point, in the same order)."""
+        return {}
+
+    def reset_metrics(self, stage: str) -> None:
+        """Forget ``stage``'s accumulated metric state; called when each of its epochs starts."""
+
+    @staticmethod
+    def batch_size(batch: dict) -> int:
+        """How many examples ``batch`` holds: its ``lengths`` (every built-in featurizer has them)."""
+        if "lengths" in batch:
+            return int(batch["lengths"].size(0))
+        return int(next(v for v in batch.values() if isinstance(v, torch.Tensor)).size(0))
+
+    # ------------------------------------------------------------------ the one training step
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        """Every task's step: the model's outputs, the losses (tracked per epoch), the metrics."""
+        outputs = self(batch)
+        losses = self.losses(outputs, batch)
+        size = self.batch_size(batch)
+        for name in self.loss_names:
+            self.track_loss(stage, name, losses[name], size)
+        self.update_metrics(outputs, batch, stage)
+        return losses["loss"]
 
     def track_loss(self, stage: str, name: str, value: torch.Tensor, batch_size: int) -> None:
         """Add one batch's ``name`` loss (one of ``loss_names``) to the epoch's mean."""
@@ -96,14 +131,26 @@ class TaskModule(pl.LightningModule):
             mean.reset()
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        """Compute the epoch's task metrics over all processes and log them (nothing by default).
+        """Compute the epoch's task metrics over all processes and log them.
 
         Every process calls this at the same point; reductions across processes must be explicit
         collectives in a fixed order, never ``log(..., sync_dist=True)``."""
+        values = self.compute_metrics(stage)
+        if values:
+            self.log_dict(values, prog_bar=stage == "val")
 
     def _log_epoch(self, stage: str) -> None:
         self._log_epoch_losses(stage)
         self._log_epoch_metrics(stage)
+
+    def on_train_epoch_start(self) -> None:
+        self.reset_metrics("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self.reset_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.reset_metrics("test")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")

@@ -65,7 +65,7 @@ class _Scores:
                 self.inner = inner
 
             def forward(self, tokens, lengths):
-                return self.inner.output.scores(self.inner(tokens, lengths))
+                return self.inner.scores({"tokens": tokens, "lengths": lengths})
 
         return Scores(model).eval()
 

@@ -1,20 +1,23 @@
-"""Document classifier: token embedding -> representation -> decoder -> output layer."""
+"""Document classifier: token embedding -> sequence-to-vector encoder -> decoder -> output layer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from nlpkit.registry import instantiate
+from nlpkit.modules.embedding.concat import embed_inputs
+from nlpkit.modules.masking import sequence_mask
+from nlpkit.registry import build_component
 
 
 class DocClassifier(nn.Module):
-    """``forward(tokens [B, T], lengths [B]) -> logits [B, num_labels]``.
+    """``forward(batch) -> {"logits": [B, num_labels]}``.
 
-    The output layer holds the loss and turns logits into scores and predictions; it has no
-    parameters of its own in the built-in choices, but it may.
+    ``batch`` holds ``tokens [B, T]``, ``lengths [B]`` and whatever else the embedding reads (``chars``,
+    ``shapes`` from the word featurizer). The output layer holds the loss and turns logits into scores
+    and predictions; it has no parameters of its own in the built-in choices, but it may.
     """
 
     def __init__(
@@ -26,13 +29,15 @@ class DocClassifier(nn.Module):
         self.decoder = decoder
         self.output = output
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(
-            1
-        )  # [B, T]
-        embedded = self.embedding(tokens)  # [B, T, E]
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = sequence_mask(batch["tokens"], batch["lengths"])  # [B, T]
+        embedded = embed_inputs(self.embedding, batch)  # [B, T, E]
         document = self.representation(embedded, mask)  # [B, R]
-        return self.decoder(document)  # [B, num_labels]
+        return {"logits": self.decoder(document)}  # [B, num_labels]
+
+    def scores(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Per-label probabilities ``[B, num_labels]`` (softmax, or sigmoid for multi-label)."""
+        return self.output.scores(self(batch)["logits"])
 
 
 def build_doc_classifier(
@@ -43,26 +48,32 @@ def build_doc_classifier(
     num_labels: int,
     unk_id: int | None = None,
     vocab: Sequence[str] | None = None,
+    **feature_sizes: int,
 ) -> DocClassifier:
-    """Instantiate each component from its config node, sizing each from the previous ``output_dim``.
+    """Build each component from its config node, sizing each from the previous ``output_dim``.
 
     ``vocab`` is only needed to initialise pretrained embeddings; pass ``None`` when the weights
-    will come from a checkpoint anyway.
+    will come from a checkpoint anyway. ``feature_sizes`` are the featurizer's other input sizes
+    (``num_chars``, ``num_shapes``) for the embeddings that read them.
     """
-    embedding_kwargs = {"vocab_size": vocab_size, "padding_idx": pad_id}
-    if "word_dropout" in model_cfg.embedding:
-        embedding_kwargs["unk_idx"] = unk_id
-    if model_cfg.embedding.get("pretrained_path"):
-        if vocab is None:
-            embedding_kwargs["pretrained_path"] = None  # weights come from the checkpoint
-        else:
-            embedding_kwargs["vocab"] = list(vocab)
-    embedding = instantiate(model_cfg.embedding, "model.embedding", **embedding_kwargs)
-    representation = instantiate(
-        model_cfg.representation, "model.representation", input_dim=embedding.output_dim
+    embedding = build_component(
+        model_cfg.embedding,
+        {
+            "vocab_size": vocab_size,
+            "padding_idx": pad_id,
+            "unk_idx": unk_id,
+            "vocab": list(vocab) if vocab is not None else None,
+            **feature_sizes,
+        },
+        "model.embedding",
     )
-    decoder = instantiate(
-        model_cfg.decoder, "model.decoder", input_dim=representation.output_dim, output_dim=num_labels
+    representation = build_component(
+        model_cfg.representation, {"input_dim": embedding.output_dim}, "model.representation"
     )
-    output = instantiate(model_cfg.output, "model.output", num_labels=num_labels)
+    decoder = build_component(
+        model_cfg.decoder,
+        {"input_dim": representation.output_dim, "output_dim": num_labels},
+        "model.decoder",
+    )
+    output = build_component(model_cfg.output, {"num_labels": num_labels}, "model.output")
     return DocClassifier(embedding, representation, decoder, output)

@@ -89,27 +89,25 @@ class DocClassificationModule(TaskModule):
         self.confusion = None if self.multilabel else MulticlassConfusionMatrix(num_classes=n)
         self.test_confusion: torch.Tensor | None = None
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens, lengths)
+    def losses(self, outputs, batch):
+        return {"loss": self.model.output.loss(outputs["logits"], batch["labels"])}
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = self(batch["tokens"], batch["lengths"])
-        loss = self.model.output.loss(logits, batch["labels"])
-        predictions = self.model.output.predict(logits)
-        batch_size = batch["tokens"].size(0)
+    def update_metrics(self, outputs, batch, stage):
+        predictions = self.model.output.predict(outputs["logits"])
         self.metrics[f"{stage}_metrics"].update(predictions, batch["labels"].long())
-        self.track_loss(stage, "loss", loss, batch_size)
         if stage == "test" and self.confusion is not None:
             self.confusion.update(predictions, batch["labels"])
-        return loss
 
-    def _log_epoch_metrics(self, stage: str) -> None:
-        """Metrics accumulate per step (cheap) and are computed and logged once per epoch: logging a
-        metric collection every step costs several ms, a large share of a small model's step."""
-        metrics = self.metrics[f"{stage}_metrics"]
+    def reset_metrics(self, stage):
+        self.metrics[f"{stage}_metrics"].reset()
+        if stage == "test" and self.confusion is not None:
+            self.confusion.reset()
+
+    def compute_metrics(self, stage):
+        """Metrics accumulate per step (cheap) and are computed once per epoch: logging a metric
+        collection every step costs several ms, a large share of a small model's step."""
         # compute() gathers every process's counts under DDP, so each rank logs the global value
-        self.log_dict(metrics.compute(), prog_bar=stage == "val")
-        metrics.reset()
+        values = self.metrics[f"{stage}_metrics"].compute()
         if stage == "test" and self.confusion is not None:
             self.test_confusion = self.confusion.compute().cpu()  # gathered too: the whole test split
-            self.confusion.reset()
+        return values

@@ -33,7 +33,7 @@ class DocClassificationPredictor:
             tokens, lengths = pad_sequences(
                 [torch.tensor(x) for x in ids[start : start + batch_size]], self.featurizer.pad_id
             )
-            out.append(self.model.output.scores(self.model(tokens, lengths)))
+            out.append(self.model.scores({"tokens": tokens, "lengths": lengths}))
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:

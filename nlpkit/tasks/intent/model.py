@@ -8,7 +8,7 @@ a joint intent-slot or a tagging sub-task.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from nlpkit.tasks.tagging.model import TokenEncoderModel, build_document_head, b
 
 
 class IntentModel(TokenEncoderModel):
-    """``forward(tokens [B, T], lengths [B], chars [B, T, C], shapes [B, T]) -> intent logits [B, I]``.
+    """``forward(batch) -> {"intent_logits": [B, I]}``.
 
     ``decode`` gives intent probabilities ``[B, I]``.
     """
@@ -35,24 +35,12 @@ class IntentModel(TokenEncoderModel):
         self.doc_decoder = doc_decoder
         self.doc_output = doc_output
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        states, mask = self.encode(tokens, lengths, chars, shapes)
-        return self.doc_decoder(self.pooling(states, mask))  # [B, I]
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        states, mask = self.encode(batch)
+        return {"intent_logits": self.doc_decoder(self.pooling(states, mask))}  # [B, I]
 
-    def decode(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return self.doc_output.scores(self(tokens, lengths, chars, shapes))
+    def decode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.doc_output.scores(self(batch)["intent_logits"])
 
 
 def build_intent_model(model_cfg, *, intent_names: Sequence[str], **encoder_sizes) -> IntentModel:

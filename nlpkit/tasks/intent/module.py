@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from nlpkit.metrics import FrameAccuracy
@@ -30,36 +29,27 @@ class IntentModule(TaskModule):
             {"val": FrameAccuracy(self.label_names), "test": FrameAccuracy(self.label_names)}
         )
 
-    def forward(self, tokens, lengths, chars=None, shapes=None) -> torch.Tensor:
-        return self.model(tokens, lengths, chars, shapes)
-
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        logits = self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes"))  # [B, I]
+    def losses(self, outputs, batch):
+        logits = outputs["intent_logits"]  # [B, I]
         known = batch["intents"] >= 0  # an intent unseen in training has no class to learn
         if known.any():
-            loss = self.model.doc_output.loss(logits[known], batch["intents"][known])
-        else:
-            loss = logits.sum() * 0.0
-        self.track_loss(stage, "loss", loss, batch["tokens"].size(0))
+            return {"loss": self.model.doc_output.loss(logits[known], batch["intents"][known])}
+        return {"loss": logits.sum() * 0.0}
+
+    def update_metrics(self, outputs, batch, stage):
         if stage != "train":
-            predicted = [self.label_names[i] for i in logits.argmax(-1).cpu().tolist()]
+            predicted = [self.label_names[i] for i in outputs["intent_logits"].argmax(-1).cpu().tolist()]
             self.scorers[stage].update(batch["gold_intents"], predicted)
-        return loss
 
-    def on_validation_epoch_start(self) -> None:
-        self.scorers["val"].reset()
+    def reset_metrics(self, stage):
+        if stage in self.scorers:
+            self.scorers[stage].reset()
 
-    def on_test_epoch_start(self) -> None:
-        self.scorers["test"].reset()
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        if stage == "train":
-            return
+    def compute_metrics(self, stage):
+        if stage not in self.scorers:
+            return {}
         intents = self.scorers[stage].compute()  # summed over DDP processes by torchmetrics
-        self.log_dict(
-            {
-                f"{stage}/intent_accuracy": intents["intent_accuracy"],
-                f"{stage}/unseen_intents": intents["unseen_intents"],
-            },
-            prog_bar=stage == "val",
-        )
+        return {
+            f"{stage}/intent_accuracy": intents["intent_accuracy"],
+            f"{stage}/unseen_intents": intents["unseen_intents"],
+        }

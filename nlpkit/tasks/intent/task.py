@@ -44,9 +44,7 @@ class IntentPredictor:
         sentences = [text.split() for text in texts]
         results: list[dict] = [{"intent": None, "intent_scores": {}} for _ in sentences]
         for chunk, batch in self.features.batches(sentences, batch_size):
-            probabilities = self.model.decode(
-                batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
-            )  # [B, I]
+            probabilities = self.model.decode(batch)  # [B, I]
             for row, i in enumerate(chunk):
                 results[i] = {
                     "intent": self.intents.names[int(probabilities[row].argmax())],

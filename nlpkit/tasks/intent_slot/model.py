@@ -10,16 +10,16 @@ One shared token encoder (``WordTagger.encode``: embedding + BiLSTM) feeds two h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from nlpkit.tasks.tagging.model import WordTagger, build_document_head, build_word_tagger, sequence_mask
+from nlpkit.tasks.tagging.model import WordTagger, build_document_head, build_word_tagger
 
 
 class IntentSlotModel(WordTagger):
-    """``forward(tokens, lengths, chars, shapes) -> (intent_logits [B, I], emissions [B, T, L])``.
+    """``forward(batch) -> {"intent_logits": [B, I], "emissions": [B, T, L], "mask": [B, T]}``.
 
     ``decode`` gives ``(intent probabilities [B, I], slot tag ids [B, T])``.
     """
@@ -39,27 +39,15 @@ class IntentSlotModel(WordTagger):
         self.doc_decoder = doc_decoder
         self.doc_output = doc_output
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        states, mask = self.encode(tokens, lengths, chars, shapes)
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        states, mask = self.encode(batch)
         intent_logits = self.doc_decoder(self.pooling(states, mask))  # [B, I]
-        return intent_logits, self.decoder(states)  # [B, T, L]
+        return {"intent_logits": intent_logits, "emissions": self.decoder(states), "mask": mask}
 
-    def decode(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        intent_logits, emissions = self(tokens, lengths, chars, shapes)
-        return self.doc_output.scores(intent_logits), self.output.decode(
-            emissions, sequence_mask(tokens, lengths)
+    def decode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self(batch)
+        return self.doc_output.scores(outputs["intent_logits"]), self.output.decode(
+            outputs["emissions"], outputs["mask"]
         )
 
 

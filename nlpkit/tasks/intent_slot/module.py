@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from nlpkit.metrics import FrameAccuracy
 from nlpkit.tasks.intent_slot.model import IntentSlotModel
-from nlpkit.tasks.tagging.model import sequence_mask
 from nlpkit.tasks.tagging.module import TaggingModule
 
 
@@ -42,58 +40,45 @@ class IntentSlotModule(TaggingModule):
             {"val": FrameAccuracy(self.intent_names), "test": FrameAccuracy(self.intent_names)}
         )
 
-    def forward(self, tokens, lengths, chars=None, shapes=None):
-        return self.model(tokens, lengths, chars, shapes)
-
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        intent_logits, emissions = self(
-            batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes")
-        )
-        mask = sequence_mask(batch["tokens"], batch["lengths"])
-        slot_loss = self.model.output.loss(emissions, batch["tags"], mask)
+    def losses(self, outputs, batch):
+        slot_loss = self.model.output.loss(outputs["emissions"], batch["tags"], outputs["mask"])
+        intent_logits = outputs["intent_logits"]
         known = batch["intents"] >= 0  # an intent unseen in training has no class to learn
         if known.any():
             intent_loss = self.model.doc_output.loss(intent_logits[known], batch["intents"][known])
         else:
             intent_loss = intent_logits.sum() * 0.0
         loss = self.intent_weight * intent_loss + self.slot_weight * slot_loss
-        batch_size = batch["tokens"].size(0)
-        for name, value in (("loss", loss), ("intent_loss", intent_loss), ("slot_loss", slot_loss)):
-            self.track_loss(stage, name, value, batch_size)
-        if stage != "train":
-            predicted = self.model.output.decode(emissions, mask).cpu().tolist()
-            tags = [
-                [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
-            ]
-            intents = [self.intent_names[i] for i in intent_logits.argmax(-1).cpu().tolist()]
-            self.scorers[stage].update(batch["gold"], tags)
-            self.frames[stage].update(batch["gold_intents"], intents, batch["gold"], tags)
-        return loss
+        return {"loss": loss, "intent_loss": intent_loss, "slot_loss": slot_loss}
 
-    def on_validation_epoch_start(self) -> None:
-        super().on_validation_epoch_start()
-        self.frames["val"].reset()
+    def update_metrics(self, outputs, batch, stage):
+        if stage == "train":
+            return
+        tags = self.predicted_tags(outputs, batch)
+        intents = [self.intent_names[i] for i in outputs["intent_logits"].argmax(-1).cpu().tolist()]
+        self.scorers[stage].update(batch["gold"], tags)
+        self.frames[stage].update(batch["gold_intents"], intents, batch["gold"], tags)
 
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self.frames["test"].reset()
+    def reset_metrics(self, stage):
+        super().reset_metrics(stage)
+        if stage in self.frames:
+            self.frames[stage].reset()
 
-    def _log_spans(self, stage: str) -> dict:
+    def compute_metrics(self, stage):
+        if stage not in self.scorers:
+            return {}
         # every process computes spans, then frames, in this order: torchmetrics sums their counts
         spans = self.scorers[stage].compute()
         report = spans["report"]
+        setattr(self, f"{stage}_report", report)
         overall = report["overall"]
         frames = self.frames[stage].compute()
-        self.log_dict(
-            {
-                f"{stage}/slot_f1": overall["f1"],
-                f"{stage}/slot_precision": overall["precision"],
-                f"{stage}/slot_recall": overall["recall"],
-                f"{stage}/token_accuracy": spans["token_accuracy"],
-                f"{stage}/intent_accuracy": frames["intent_accuracy"],
-                f"{stage}/frame_accuracy": frames["frame_accuracy"],
-                f"{stage}/unseen_intents": frames["unseen_intents"],
-            },
-            prog_bar=stage == "val",
-        )
-        return report
+        return {
+            f"{stage}/slot_f1": overall["f1"],
+            f"{stage}/slot_precision": overall["precision"],
+            f"{stage}/slot_recall": overall["recall"],
+            f"{stage}/token_accuracy": spans["token_accuracy"],
+            f"{stage}/intent_accuracy": frames["intent_accuracy"],
+            f"{stage}/frame_accuracy": frames["frame_accuracy"],
+            f"{stage}/unseen_intents": frames["unseen_intents"],
+        }

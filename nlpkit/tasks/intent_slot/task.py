@@ -54,9 +54,7 @@ class IntentSlotPredictor:
             {"intent": None, "intent_scores": {}, "tokens": [], "slots": [], "spans": []} for _ in sentences
         ]
         for chunk, batch in self.features.batches(sentences, batch_size):
-            probabilities, tags = self.model.decode(
-                batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"]
-            )
+            probabilities, tags = self.model.decode(batch)
             for row, i in enumerate(chunk):
                 tokens = sentences[i]
                 slots = [self.labels.names[t] for t in tags[row, : len(tokens)].tolist()]

@@ -71,7 +71,7 @@ class MultiTaskModule(TaskModule):
             self.log(
                 "train/loss",
                 loss,
-                batch_size=batch["batch"]["tokens"].size(0),
+                batch_size=self.subtasks[task].batch_size(batch["batch"]),
                 prog_bar=True,
                 on_step=False,
                 on_epoch=True,

@@ -96,12 +96,13 @@ def _network_module(model, task: str):
             self.inner = inner
 
         def forward(self, tokens, lengths, chars, shapes):
-            if task == "tagging":
-                return self.inner(tokens, lengths, chars, shapes)  # [B, T, L]
+            batch = {"tokens": tokens, "lengths": lengths, "chars": chars, "shapes": shapes}
             if task == "intent":
-                return self.inner.decode(tokens, lengths, chars, shapes)  # [B, I]
-            intent_logits, emissions = self.inner(tokens, lengths, chars, shapes)
-            return self.inner.doc_output.scores(intent_logits), emissions  # [B, I], [B, T, L]
+                return self.inner.decode(batch)  # [B, I]
+            outputs = self.inner(batch)
+            if task == "tagging":
+                return outputs["emissions"]  # [B, T, L]
+            return self.inner.doc_output.scores(outputs["intent_logits"]), outputs["emissions"]
 
     return Network(model).eval()
 

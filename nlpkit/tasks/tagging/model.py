@@ -7,9 +7,7 @@ the previous one's ``output_dim``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -17,20 +15,14 @@ from torch import nn
 from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.errors import ConfigError
 from nlpkit.modules.embedding.concat import embed_inputs
-from nlpkit.registry import instantiate, resolve_target
-
-RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-
-
-def sequence_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``[B, T]`` bool, true at real tokens."""
-    return torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+from nlpkit.modules.masking import sequence_mask
+from nlpkit.registry import build_component
 
 
 class TokenEncoderModel(nn.Module):
     """Base of every word-level model: ``embedding`` + per-token ``representation``.
 
-    Inputs are ``tokens [B, T]``, ``lengths [B]`` and, when the embedding reads them, ``chars [B, T, C]``
+    A batch holds ``tokens [B, T]``, ``lengths [B]`` and, when the embedding reads them, ``chars [B, T, C]``
     and ``shapes [B, T]``. Subclasses add heads over :meth:`encode`'s states; a multi-task run shares
     the two modules between models by name.
     """
@@ -40,24 +32,19 @@ class TokenEncoderModel(nn.Module):
         self.embedding = embedding
         self.representation = representation
 
-    def encode(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token states ``[B, T, D]`` and the mask ``[B, T]``."""
-        mask = sequence_mask(tokens, lengths)
-        embedded = embed_inputs(self.embedding, {"tokens": tokens, "chars": chars, "shapes": shapes})
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token states ``[B, T, D]`` and the mask ``[B, T]`` of a batch (``tokens [B, T]``,
+        ``lengths [B]``, and the inputs the embedding reads: ``chars [B, T, C]``, ``shapes [B, T]``)."""
+        mask = sequence_mask(batch["tokens"], batch["lengths"])
+        embedded = embed_inputs(self.embedding, batch)  # [B, T, E]
         return self.representation(embedded, mask), mask
 
 
 class WordTagger(TokenEncoderModel):
-    """``forward(tokens [B, T], lengths [B], chars [B, T, C], shapes [B, T]) -> emissions [B, T, L]``.
+    """``forward(batch) -> {"emissions": [B, T, L], "mask": [B, T]}``; ``decode(batch)`` returns tag ids.
 
-    ``chars``/``shapes`` are needed only when the embedding reads them. ``decode`` returns tag ids.
-    """
+    ``batch`` holds ``tokens [B, T]``, ``lengths [B]`` and the inputs the embedding reads
+    (``chars [B, T, C]``, ``shapes [B, T]``)."""
 
     def __init__(
         self, embedding: nn.Module, representation: nn.Module, decoder: nn.Module, output: nn.Module
@@ -66,49 +53,14 @@ class WordTagger(TokenEncoderModel):
         self.decoder = decoder
         self.output = output
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        states, _ = self.encode(tokens, lengths, chars, shapes)
-        return self.decoder(states)  # [B, T, L]
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        states, mask = self.encode(batch)
+        return {"emissions": self.decoder(states), "mask": mask}  # emissions [B, T, L]
 
-    def decode(
-        self,
-        tokens: torch.Tensor,
-        lengths: torch.Tensor,
-        chars: torch.Tensor | None = None,
-        shapes: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def decode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Best tag ids ``[B, T]`` (0 at padding)."""
-        emissions = self(tokens, lengths, chars, shapes)
-        return self.output.decode(emissions, sequence_mask(tokens, lengths))
-
-
-def build_component(node, available: Mapping[str, Any]) -> nn.Module:
-    """Instantiate ``node``, passing only those ``available`` values its class accepts.
-
-    A node with ``components`` (``ConcatEmbedding``) has each component built the same way first.
-    """
-    cls = resolve_target(str(node._target_))
-    params = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in available.items() if k in params and k not in node}
-    if "components" in node and "components" in params:
-        children = {
-            name: build_component(child, available)
-            for name, child in node.components.items()
-            if child is not None
-        }
-        rest = {k: node[k] for k in node if k not in RESERVED and k != "components"}
-        return cls(components=children, **rest, **kwargs)
-    if not node.get("pretrained_path"):
-        kwargs.pop("vocab", None)  # only pretrained vectors need the vocabulary
-    elif available.get("vocab") is None:
-        kwargs["pretrained_path"] = None  # restoring: the weights come from the checkpoint
-    return instantiate(node, **kwargs)
+        outputs = self(batch)
+        return self.output.decode(outputs["emissions"], outputs["mask"])
 
 
 def build_token_encoder(

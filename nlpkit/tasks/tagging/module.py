@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from nlpkit.metrics import SpanF1
-from nlpkit.tasks.tagging.model import WordTagger, sequence_mask
+from nlpkit.tasks.tagging.model import WordTagger
 from nlpkit.training.module import TaskModule
 
 
@@ -32,45 +31,34 @@ class TaggingModule(TaskModule):
         self.test_report: dict | None = None
         self.val_report: dict | None = None
 
-    def forward(self, tokens, lengths, chars=None, shapes=None) -> torch.Tensor:
-        return self.model(tokens, lengths, chars, shapes)
+    def losses(self, outputs, batch):
+        return {"loss": self.model.output.loss(outputs["emissions"], batch["tags"], outputs["mask"])}
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        emissions = self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("shapes"))
-        mask = sequence_mask(batch["tokens"], batch["lengths"])
-        loss = self.model.output.loss(emissions, batch["tags"], mask)
-        self.track_loss(stage, "loss", loss, batch["tokens"].size(0))
-        if stage != "train":
-            predicted = self.model.output.decode(emissions, mask).cpu().tolist()
-            names = [
-                [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
-            ]
-            self.scorers[stage].update(batch["gold"], names)
-        return loss
+    def predicted_tags(self, outputs, batch) -> list[list[str]]:
+        """The decoded tag names of each sentence (its real tokens only)."""
+        predicted = self.model.output.decode(outputs["emissions"], outputs["mask"]).cpu().tolist()
+        return [
+            [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
+        ]
 
-    def on_validation_epoch_start(self) -> None:
-        self.scorers["val"].reset()
+    def update_metrics(self, outputs, batch, stage):
+        if stage != "train":  # spans are scored on val/test; decoding every training batch costs time
+            self.scorers[stage].update(batch["gold"], self.predicted_tags(outputs, batch))
 
-    def on_test_epoch_start(self) -> None:
-        self.scorers["test"].reset()
+    def reset_metrics(self, stage):
+        if stage in self.scorers:
+            self.scorers[stage].reset()
 
-    def _log_spans(self, stage: str) -> dict:
+    def compute_metrics(self, stage):
+        if stage not in self.scorers:
+            return {}
         spans = self.scorers[stage].compute()  # summed over DDP processes by torchmetrics
         report = spans["report"]
+        setattr(self, f"{stage}_report", report)
         overall = report["overall"]
-        self.log_dict(
-            {
-                f"{stage}/span_f1": overall["f1"],
-                f"{stage}/span_precision": overall["precision"],
-                f"{stage}/span_recall": overall["recall"],
-                f"{stage}/token_accuracy": spans["token_accuracy"],
-            },
-            prog_bar=stage == "val",
-        )
-        return report
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        if stage == "val":
-            self.val_report = self._log_spans("val")
-        elif stage == "test":
-            self.test_report = self._log_spans("test")
+        return {
+            f"{stage}/span_f1": overall["f1"],
+            f"{stage}/span_precision": overall["precision"],
+            f"{stage}/span_recall": overall["recall"],
+            f"{stage}/token_accuracy": spans["token_accuracy"],
+        }

@@ -31,7 +31,7 @@ class TaggingPredictor:
         """Tag names per token, in input order; an empty sentence gets no tags."""
         out: list[list[str]] = [[] for _ in sentences]
         for chunk, batch in self.features.batches(sentences, batch_size):
-            predicted = self.model.decode(batch["tokens"], batch["lengths"], batch["chars"], batch["shapes"])
+            predicted = self.model.decode(batch)
             for row, i in enumerate(chunk):
                 out[i] = [self.labels.names[t] for t in predicted[row, : len(sentences[i])].tolist()]
         return out
