@@ -18,6 +18,7 @@ from nlpkit.modules.masking import sequence_mask
 from nlpkit.tasks import get_task
 from nlpkit.tasks.intent_slot.model import build_intent_slot_model
 from tests.conftest import JOINT_TINY
+from tests.task_case import TaskCase
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
@@ -234,3 +235,11 @@ def test_experiments_compose(tmp_path, name):
     assert cfg.task.name == "intent_slot" and cfg.data.format == "parallel"
     assert cfg.data.train_path.endswith(f"{name}_slotgated/train")
     assert cfg.model.name == "joint_bilstm"
+
+
+class TestIntentSlotContract(TaskCase):
+    """``task=intent_slot`` (joint BiLSTM-CRF + self-attention intent head) keeps the contract."""
+
+    overrides = ("task=intent_slot", *JOINT_TINY)
+    test_metrics = ("test/frame_accuracy", "test/intent_accuracy", "test/slot_f1")
+    label_keys = ("intent", "slots")

@@ -24,6 +24,7 @@ from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
 from nlpkit.training.resume import newest_checkpoint
 from tests.conftest import JOINT_TINY, data_overrides, run_module
+from tests.task_case import TaskCase
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
@@ -422,3 +423,13 @@ def test_atis_snips_experiment_composes(tmp_path):
         assert node.data.format == "parallel" and node.data.train_path.endswith(f"{name}_slotgated/train")
         assert node.data.batch_size == 32 and node.model.name == "joint_bilstm"
     assert list(cfg.task.shared) == ["embedding", "representation"]
+
+
+class TestMultiTaskContract(TaskCase):
+    """``task=multitask`` (the built-in intent-only + slot-only sub-tasks sharing embedding + BiLSTM)
+    keeps the contract; its slot sub-task is the one exported."""
+
+    overrides = ("task=multitask", *JOINT_TINY)
+    test_metrics = ("test/mean_target",)
+    label_keys = ("tags",)
+    export_subtask = "slots"

@@ -23,7 +23,8 @@ from nlpkit.modules.representation.bseqcnn import BSeqCNNRepresentation
 from nlpkit.tasks import get_task
 from nlpkit.tasks.tagging.model import build_word_tagger
 from nlpkit.tasks.tagging.readers import read_tagged
-from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY
+from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY, WORD_TINY
+from tests.task_case import TaskCase
 
 TINY = [
     "model.embedding.components.word.embed_dim=16",
@@ -414,3 +415,11 @@ def test_singleton_words_are_replaced_by_unk_only_in_training(tmp_path):
     assert words.word_id("John") in val.tolist() and words.word_id("John") not in train.tolist()
     assert words.word_id("Mary") in train.tolist()
     assert unk in train.tolist() and unk not in val.tolist()
+
+
+class TestTaggingContract(TaskCase):
+    """``task=tagging`` (BiLSTM-CRF over word + char + casing, built-in data) keeps the contract."""
+
+    overrides = ("task=tagging", *WORD_TINY)
+    test_metrics = ("test/span_f1", "test/token_accuracy")
+    label_keys = ("tags",)

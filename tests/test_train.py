@@ -14,6 +14,7 @@ import nlpkit
 from nlpkit.data.batching import pad_sequences
 from nlpkit.tasks.doc_cls.predictor import DocClassificationPredictor
 from tests.conftest import run_module
+from tests.task_case import TaskCase
 
 FORMATS = ("builtin", "tsv", "csv", "jsonl", "label_text")
 MODELS = ("bilstm", "cnn")
@@ -239,3 +240,18 @@ def test_pretrained_embeddings_are_loaded(make_cfg, tmp_path):
 def test_pad_sequences_shapes():
     tokens, lengths = pad_sequences([torch.tensor([1, 2, 3]), torch.tensor([4])], pad_value=0)
     assert tokens.tolist() == [[1, 2, 3], [4, 0, 0]] and lengths.tolist() == [3, 1]
+
+
+class TestDocClassificationContract(TaskCase):
+    """``task=doc_cls`` (the default model, BiLSTM + self-attention, on the built-in data) keeps the
+    contract of ``tests/task_case.py``."""
+
+    overrides = (
+        "task=doc_cls",
+        "model.embedding.embed_dim=16",
+        "model.representation.hidden_dim=16",
+        "model.representation.attention_dim=8",
+        "model.decoder.hidden_dims=[8]",
+    )
+    test_metrics = ("test/accuracy", "test/macro_f1")
+    label_keys = ("label",)

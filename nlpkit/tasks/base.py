@@ -113,6 +113,12 @@ class Task:
         return dm, module
 
     @classmethod
+    def predictor_for(cls, cfg: DictConfig, model: Any, datamodule: pl.LightningDataModule) -> Any:
+        """The predictor over ``model`` (e.g. the one ``nlpkit.train`` returns) and the data module's
+        vocabularies; a task made of sub-tasks builds one per sub-task."""
+        return cls.make_predictor(model, datamodule)
+
+    @classmethod
     def predictor(cls, cfg: DictConfig, run_dir: Path) -> Any:
         dm, module = cls.restore(cfg, run_dir)
-        return cls.make_predictor(module.model, dm)
+        return cls.predictor_for(cfg, module.model, dm)

@@ -322,11 +322,10 @@ class MultiTaskTask(Task):
             SUBTASKS[datamodule.kinds[name]].save_vocabularies(dm, directory)
 
     @classmethod
-    def predictor(cls, cfg, run_dir):
-        dm, module = cls.restore(cfg, run_dir)
+    def predictor_for(cls, cfg, model, datamodule):
         return MultiTaskPredictor(
             {
-                name: SUBTASKS[node.task].make_predictor(module.model[name], dm.datamodules[name])
+                name: SUBTASKS[node.task].make_predictor(model[name], datamodule.datamodules[name])
                 for name, node in cfg.task.tasks.items()
             }
         )
