@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nlpkit.data.constraints import above, at_least, choices
 from nlpkit.errors import ConfigError
+from nlpkit.modules.kinds import check_component_kinds
 from nlpkit.registry import get_task, resolve_target
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
 
@@ -320,11 +321,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
         typed[key] = typed_section(cfg[key], schema, key)
-    for key in ("embedding", "representation", "decoder", "output"):
-        if key not in cfg.model or "_target_" not in cfg.model[key]:
-            raise ConfigError(
-                f"model.{key} must be a component config with a _target_ (pick one with {key}=...)"
-            )
+    check_component_kinds(cfg.model, task_cls.component_kinds, "model", task_cls.name, CONF_DIR)
     check_target_keys(cfg, "")
     _check_trainer(cfg.trainer)
     resume = cfg.get("resume")

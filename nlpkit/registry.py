@@ -217,18 +217,24 @@ def build_component(node: Any, available: Mapping[str, Any], where: str = "model
 
 def components() -> dict[str, type]:
     """Every class a config may build as a model component: the ``nn.Module`` classes defined in
-    ``nlpkit.modules`` (``module.QualName`` -> class) plus those registered with
-    :func:`register_component`."""
+    ``nlpkit.modules`` (``module.QualName`` -> class; not the abstract kinds of
+    ``nlpkit.modules.base``) plus those registered with :func:`register_component`."""
     import pkgutil
 
     from torch import nn
 
     import nlpkit.modules
+    from nlpkit.modules.base import BASES
 
     found: dict[str, type] = {}
     for info in pkgutil.walk_packages(nlpkit.modules.__path__, prefix=COMPONENT_PACKAGE):
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == info.name:
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, nn.Module)
+                and obj.__module__ == info.name
+                and obj not in BASES
+            ):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     return {**found, **_registered}

@@ -30,6 +30,8 @@ class Task:
     task_schema: ClassVar[type | None] = None
     #: the validation metric (without ``val/``) that ranks this task's checkpoints by default
     target_metric: ClassVar[str] = "accuracy"
+    #: model slot -> kind of component it needs (``nlpkit.modules.base``), checked by ``validate``
+    component_kinds: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> DictConfig:

@@ -1,4 +1,5 @@
-"""Decoders: ``forward(representation [B, D]) -> logits [B, output_dim]``."""
+"""Decoders: ``forward(x [..., input_dim]) -> logits [..., output_dim]`` over the last axis: a document
+vector ``[B, D]`` or per-token states ``[B, T, D]``."""
 
 from nlpkit.modules.decoder.mlp import MLPDecoder
 

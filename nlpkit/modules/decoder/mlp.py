@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Decoder
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-class MLPDecoder(nn.Module):
+class MLPDecoder(Decoder):
     """``input_dim -> hidden_dims... -> output_dim``, with activation and dropout after each hidden layer.
 
     Args:
@@ -39,6 +41,7 @@ class MLPDecoder(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, output_dim))
         self.layers = nn.Sequential(*layers)
+        self.input_dim = input_dim
         self.output_dim = output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
+from nlpkit.modules.base import Decoder
 from nlpkit.modules.decoder.mlp import MLPDecoder
 
 
-class WordMLPDecoder(nn.Module):
+class WordMLPDecoder(Decoder):
     """``forward(states [B, T, D]) -> emissions [B, T, output_dim]``.
 
     Args:
@@ -31,6 +31,7 @@ class WordMLPDecoder(nn.Module):
     ):
         super().__init__()
         self.mlp = MLPDecoder(input_dim, output_dim, list(hidden_dims), dropout, activation)
+        self.input_dim = input_dim
         self.output_dim = output_dim
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Layer, TokenEmbedding
 
-class Highway(nn.Module):
+
+class Highway(Layer):
     """``y = t * relu(W_h x) + (1 - t) * x`` with gate ``t = sigmoid(W_t x)``; the gate bias starts
     negative so each layer begins close to the identity (Srivastava et al., 2015)."""
 
     def __init__(self, dim: int, num_layers: int = 1, gate_bias: float = -2.0):
         super().__init__()
+        self.input_dim = self.output_dim = dim
         self.transforms = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
         self.gates = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
         for gate in self.gates:
@@ -31,7 +34,7 @@ class Highway(nn.Module):
         return x
 
 
-class CharCNNEmbedding(nn.Module):
+class CharCNNEmbedding(TokenEmbedding):
     """``forward(chars [B, T, C]) -> [B, T, output_dim]``; character id 0 is padding.
 
     Args:
@@ -44,7 +47,7 @@ class CharCNNEmbedding(nn.Module):
         activation: ``tanh`` (Kim et al.) or ``relu`` after each convolution.
     """
 
-    input_key = "chars"
+    input_keys = ("chars",)
 
     def __init__(
         self,

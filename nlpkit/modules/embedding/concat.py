@@ -1,7 +1,7 @@
 """Concatenation of token embeddings (e.g. word + character CNN + casing) into one vector per token.
 
-Each component reads one input named by its ``input_key`` attribute (``tokens`` when it has none:
-``WordEmbedding``), so components that see word ids, character ids or casing classes combine freely.
+Each component declares the batch inputs it reads (``input_keys``: word ids, character ids or casing
+classes), so components combine freely; the concatenation reads the union of their keys.
 """
 
 from __future__ import annotations
@@ -11,26 +11,22 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nlpkit.modules.base import TokenEmbedding, embed_inputs
 
-def embed_inputs(module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Run a token embedding on the input it reads (``module.input_key``; ``None`` = all inputs)."""
-    key = getattr(module, "input_key", "tokens")
-    if key is None:
-        return module(inputs)
-    if key not in inputs or inputs[key] is None:
-        raise ValueError(f"{type(module).__name__} needs the {key!r} input, which the model was not given")
-    return module(inputs[key])
+__all__ = ["ConcatEmbedding", "embed_inputs"]  # embed_inputs: lives in nlpkit.modules.base, kept here
 
 
-class ConcatEmbedding(nn.Module):
-    """``forward({"tokens": [B, T], "chars": [B, T, C], "shapes": [B, T]}) -> [B, T, sum of widths]``.
+class ConcatEmbedding(TokenEmbedding):
+    """``forward(tokens [B, T], chars [B, T, C], shapes [B, T]) -> [B, T, sum of widths]``: the inputs
+    are those ``input_keys`` names (the components' keys, in first-seen order), e.g. only ``tokens,
+    chars`` without a shape component.
 
     Args:
         components: name -> built embedding module (the model builder instantiates them from
             ``model.embedding.components``; a component set to ``null`` there is left out).
     """
 
-    input_key = None
+    components_kind = "embedding"
 
     def __init__(self, components: Mapping[str, nn.Module]):
         super().__init__()
@@ -38,6 +34,11 @@ class ConcatEmbedding(nn.Module):
             raise ValueError("ConcatEmbedding needs at least one component")
         self.components = nn.ModuleDict(dict(components))
         self.output_dim = sum(int(module.output_dim) for module in self.components.values())
+        keys = [
+            key for module in self.components.values() for key in getattr(module, "input_keys", ("tokens",))
+        ]
+        self.input_keys = tuple(dict.fromkeys(keys))
 
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([embed_inputs(module, inputs) for module in self.components.values()], dim=-1)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.input_keys, inputs))
+        return torch.cat([embed_inputs(module, named) for module in self.components.values()], dim=-1)

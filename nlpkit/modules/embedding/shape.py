@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlpkit.modules.base import TokenEmbedding
 
-class ShapeEmbedding(nn.Module):
+
+class ShapeEmbedding(TokenEmbedding):
     """``forward(shapes [B, T]) -> [B, T, embed_dim]``.
 
     Args:
@@ -18,7 +20,7 @@ class ShapeEmbedding(nn.Module):
         embed_dim: width of each class vector.
     """
 
-    input_key = "shapes"
+    input_keys = ("shapes",)
 
     def __init__(self, num_shapes: int, embed_dim: int = 8):
         super().__init__()

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nlpkit.modules.base import TokenEmbedding
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def read_vectors(path: str | Path, wanted: set[str], dim: int) -> dict[str, torc
     return found
 
 
-class WordEmbedding(nn.Module):
+class WordEmbedding(TokenEmbedding):
     """Lookup table over the featurizer's vocabulary; the padding row stays zero.
 
     Args:

@@ -1,7 +1,9 @@
 """Output layers own the loss and turn logits into scores and predictions.
 
-``loss(logits, targets) -> scalar``; ``scores(logits) -> [B, L]`` probabilities;
-``predict(logits) -> [B]`` label ids (single-label) or ``[B, L]`` 0/1 (multi-label).
+Document level (``DocOutputLayer``: softmax, multilabel): ``loss(logits, targets) -> scalar``;
+``scores(logits) -> [B, L]`` probabilities; ``predict(logits) -> [B]`` label ids (single-label) or
+``[B, L]`` 0/1 (multi-label). Word level (``WordOutputLayer``: word_softmax, crf): ``loss(emissions,
+tags, mask)``, ``scores(emissions, mask) -> [B, T, L]``, ``decode(emissions, mask) -> [B, T]``.
 """
 
 from nlpkit.modules.output.multilabel import MultiLabelOutput

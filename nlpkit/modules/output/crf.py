@@ -17,10 +17,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nlpkit.modules.base import WordOutputLayer
+
 NEG = -1.0e4  # score of a forbidden transition: large enough to never win, finite to keep gradients clean
 
 
-class CRFOutput(nn.Module):
+class CRFOutput(WordOutputLayer):
     """``loss(emissions [B, T, L], tags [B, T], mask [B, T])``, ``decode(emissions, mask) -> [B, T]``.
 
     Every sequence must have at least one real token, and the mask must be a prefix (no gaps).

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
+from nlpkit.modules.base import DocOutputLayer
 
-class MultiLabelOutput(nn.Module):
+
+class MultiLabelOutput(DocOutputLayer):
     """Each label is on when its sigmoid score reaches ``threshold``."""
 
     multilabel = True

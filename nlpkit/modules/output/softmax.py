@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
+from nlpkit.modules.base import DocOutputLayer
 
-class SoftmaxOutput(nn.Module):
+
+class SoftmaxOutput(DocOutputLayer):
     """Cross-entropy over ``num_labels`` classes (optional label smoothing)."""
 
     multilabel = False

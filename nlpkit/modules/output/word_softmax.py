@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
+from nlpkit.modules.base import WordOutputLayer
 
-class WordSoftmaxOutput(nn.Module):
+
+class WordSoftmaxOutput(WordOutputLayer):
     """Each token's tag is predicted independently.
 
     ``loss(emissions [B, T, L], tags [B, T], mask [B, T]) -> scalar`` (mean over real tokens);

@@ -9,12 +9,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Seq2VecEncoder
 
-class BagOfEmbeddings(nn.Module):
+
+class BagOfEmbeddings(Seq2VecEncoder):
     """``[B, T, D] -> [B, output_dim]``: masked mean over tokens, then ``tanh(W x)`` if ``hidden_dim``."""
 
     def __init__(self, input_dim: int, hidden_dim: int = 0, dropout: float = 0.0):
         super().__init__()
+        self.input_dim = input_dim
         self.project = (
             nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh()) if hidden_dim else nn.Identity()
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Seq2SeqEncoder, Seq2VecEncoder
 from nlpkit.modules.representation.pooling import make_pooling
 
 
@@ -28,7 +29,7 @@ def _run_lstm(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     return lstm(x)[0]
 
 
-class BiLSTM(nn.Module):
+class BiLSTM(Seq2SeqEncoder):
     """Stacked bidirectional LSTM emitting per-token states ``[B, T, 2 * hidden_dim]``.
 
     The backward direction runs over each sequence reversed within its own length instead of over
@@ -38,6 +39,7 @@ class BiLSTM(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int = 200, num_layers: int = 2, dropout: float = 0.4):
         super().__init__()
+        self.input_dim = input_dim
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
         for layer in range(num_layers):
@@ -58,7 +60,7 @@ class BiLSTM(nn.Module):
         return x * mask.unsqueeze(-1).to(x.dtype)  # padding states zeroed
 
 
-class BiLSTMRepresentation(nn.Module):
+class BiLSTMRepresentation(Seq2VecEncoder):
     """BiLSTM over the embedded tokens, pooled into one document vector.
 
     Args:
@@ -82,6 +84,7 @@ class BiLSTMRepresentation(nn.Module):
         attention_hops: int = 1,
     ):
         super().__init__()
+        self.input_dim = input_dim
         self.dropout = nn.Dropout(dropout)
         self.encoder = BiLSTM(input_dim, hidden_dim, num_layers, dropout)
         self.pooling = make_pooling(

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlpkit.modules.base import Seq2SeqEncoder
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
-class BSeqCNNRepresentation(nn.Module):
+class BSeqCNNRepresentation(Seq2SeqEncoder):
     """``forward(embedded [B, T, D], mask [B, T]) -> states [B, T, 2 * num_filters]`` (padding zeroed).
 
     Positions past a sentence's end are zeroed before every layer, so they look exactly like the
@@ -45,6 +47,7 @@ class BSeqCNNRepresentation(nn.Module):
             raise ValueError(f"context={context} and num_layers={num_layers} must both be >= 1")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r}: choose one of {', '.join(ACTIVATIONS)}")
+        self.input_dim = input_dim
         self.context = context
 
         def stack() -> nn.ModuleList:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Seq2VecEncoder
 
-class DocNNRepresentation(nn.Module):
+
+class DocNNRepresentation(Seq2VecEncoder):
     """Wide 1-D convolutions over the token embeddings, masked max-over-time pooling.
 
     Padding embeddings are zeroed and each convolution is "wide" (``k - 1`` zeros on both sides), so
@@ -27,6 +29,7 @@ class DocNNRepresentation(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
+        self.input_dim = input_dim
         self.kernel_sizes = list(kernel_sizes)
         self.convs = nn.ModuleList(
             nn.Conv1d(input_dim, num_filters, k, padding=k - 1) for k in self.kernel_sizes

@@ -1,37 +1,39 @@
-"""Pool per-token states ``[B, T, D]`` into one vector per document, ignoring padding."""
+"""Pool per-token states ``[B, T, D]`` into one vector per document, ignoring padding (seq2vec encoders)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Seq2VecEncoder
 
-class MaxPooling(nn.Module):
+
+class MaxPooling(Seq2VecEncoder):
     def __init__(self, input_dim: int):
         super().__init__()
-        self.output_dim = input_dim
+        self.input_dim = self.output_dim = input_dim
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         filled = states.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         return filled.max(dim=1).values  # [B, T, D] -> [B, D]
 
 
-class MeanPooling(nn.Module):
+class MeanPooling(Seq2VecEncoder):
     def __init__(self, input_dim: int):
         super().__init__()
-        self.output_dim = input_dim
+        self.input_dim = self.output_dim = input_dim
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         weights = mask.unsqueeze(-1).to(states.dtype)
         return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # [B, D]
 
 
-class LastPooling(nn.Module):
+class LastPooling(Seq2VecEncoder):
     """Final state of each direction: forward half at the last real token, backward half at the first."""
 
     def __init__(self, input_dim: int, bidirectional: bool = True):
         super().__init__()
-        self.output_dim = input_dim
+        self.input_dim = self.output_dim = input_dim
         self.bidirectional = bidirectional
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ class LastPooling(nn.Module):
         return torch.cat([at_last[:, :half], states[:, 0, half:]], dim=-1)
 
 
-class SelfAttentionPooling(nn.Module):
+class SelfAttentionPooling(Seq2VecEncoder):
     """Structured self-attention (Lin et al., 2017): ``A = softmax(w2 tanh(W1 H^T))``, ``M = A H``.
 
     ``n_hops`` attention distributions are computed and their summaries concatenated.
@@ -52,6 +54,7 @@ class SelfAttentionPooling(nn.Module):
 
     def __init__(self, input_dim: int, attention_dim: int = 128, n_hops: int = 1, dropout: float = 0.0):
         super().__init__()
+        self.input_dim = input_dim
         self.project = nn.Linear(input_dim, attention_dim, bias=False)
         self.score = nn.Linear(attention_dim, n_hops, bias=False)
         self.dropout = nn.Dropout(dropout)
@@ -76,7 +79,7 @@ def make_pooling(
     n_hops: int = 1,
     dropout: float = 0.0,
     bidirectional: bool = True,
-) -> nn.Module:
+) -> Seq2VecEncoder:
     if name == "max":
         return MaxPooling(input_dim)
     if name == "mean":

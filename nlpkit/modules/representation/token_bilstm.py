@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlpkit.modules.base import Seq2SeqEncoder
 from nlpkit.modules.representation.bilstm import BiLSTM
 
 
-class TokenBiLSTMRepresentation(nn.Module):
+class TokenBiLSTMRepresentation(Seq2SeqEncoder):
     """``forward(embedded [B, T, D], mask [B, T]) -> states [B, T, 2 * hidden_dim]`` (padding zeroed).
 
     Reuses the export-friendly ``BiLSTM`` (no packed sequences): a token's states do not depend on
@@ -23,6 +24,7 @@ class TokenBiLSTMRepresentation(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int = 200, num_layers: int = 1, dropout: float = 0.5):
         super().__init__()
+        self.input_dim = input_dim
         self.dropout = nn.Dropout(dropout)
         self.encoder = BiLSTM(input_dim, hidden_dim, num_layers, dropout)
         self.output_dim = self.encoder.output_dim

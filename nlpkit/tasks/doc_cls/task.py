@@ -25,6 +25,7 @@ class DocClassificationTask(Task):
     name = "doc_cls"
     data_schema = DocDataConfig
     distributed_metrics = True  # torchmetrics compute() gathers every process's counts
+    component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder", "output": "doc_output"}  # fmt: skip
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):

@@ -62,6 +62,7 @@ class IntentTask(IntentSlotTask):
     target_metric = "intent_accuracy"
 
     datamodule_class = IntentDataModule
+    component_kinds = {"embedding": "embedding", "representation": "seq2seq", "pooling": "seq2vec", "doc_decoder": "decoder", "doc_output": "doc_output"}  # fmt: skip
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):

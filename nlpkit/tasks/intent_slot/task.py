@@ -76,6 +76,7 @@ class IntentSlotTask(TaggingTask):
     target_metric = "frame_accuracy"
 
     datamodule_class = IntentSlotDataModule
+    component_kinds = {**TaggingTask.component_kinds, "pooling": "seq2vec", "doc_decoder": "decoder", "doc_output": "doc_output"}  # fmt: skip
     label_files = (LABELS_FILE, INTENTS_FILE)
 
     @classmethod

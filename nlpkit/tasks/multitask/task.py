@@ -36,6 +36,7 @@ from nlpkit.data.config import choices
 from nlpkit.data.constraints import above, at_least
 from nlpkit.data.inputs import check_texts
 from nlpkit.errors import ConfigError, ExportError
+from nlpkit.modules.kinds import check_component_kinds
 from nlpkit.registry import get_task, register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.intent.task import IntentTask
@@ -149,6 +150,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
     if overrides is not None and not isinstance(overrides, DictConfig):
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
     model = OmegaConf.merge(cfg.model, overrides or {})
+    check_component_kinds(model, task_cls.component_kinds, f"{where}.model", kind)
     check_target_keys(model, f"{where}.model")
     try:
         weight = float(node.get("loss_weight", 1.0))

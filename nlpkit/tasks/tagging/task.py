@@ -39,6 +39,7 @@ class TaggingTask(Task):
     target_metric = "span_f1"
     distributed_metrics = True  # nlpkit.metrics: torchmetrics sums the span/frame counts across processes
     datamodule_class = TaggingDataModule
+    component_kinds = {"embedding": "embedding", "representation": "seq2seq", "decoder": "decoder", "output": "word_output"}  # fmt: skip
     #: the label vocabularies a run directory holds, in the data module's argument order
     label_files: tuple[str, ...] = (LABELS_FILE,)
 
