@@ -223,11 +223,11 @@ def components() -> dict[str, type]:
 
     from torch import nn
 
-    import nlpkit.modules
     from nlpkit.modules.base import BASES
 
     found: dict[str, type] = {}
-    for info in pkgutil.walk_packages(nlpkit.modules.__path__, prefix=COMPONENT_PACKAGE):
+    package = importlib.import_module(COMPONENT_PACKAGE.rstrip("."))  # discovery, like the task folders
+    for info in pkgutil.walk_packages(package.__path__, prefix=COMPONENT_PACKAGE):
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
             if (

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from nlpkit.modules.embedding.concat import embed_inputs
+from nlpkit.modules.base import embed_inputs
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.errors import ConfigError
-from nlpkit.modules.embedding.concat import embed_inputs
+from nlpkit.modules.base import embed_inputs
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
 
