@@ -212,7 +212,9 @@ def build_component(node: Any, available: Mapping[str, Any], where: str = "model
         kwargs.pop("vocab", None)  # only pretrained vectors need the vocabulary
     elif available.get("vocab") is None:
         kwargs["pretrained_path"] = None  # restoring: the weights come from the checkpoint
-    return instantiate(node, where, **kwargs)
+    # Injected values go to the constructor directly, not through Hydra: it would first convert them
+    # into an OmegaConf node (seconds for a CRF's 120 x 120 allowed transitions, or a vocabulary).
+    return instantiate(node, where, _partial_=True)(**kwargs)
 
 
 def components() -> dict[str, type]:
