@@ -314,8 +314,8 @@ def test_evaluate_and_predict_clis_work_on_a_multitask_run(multitask_run, tmp_pa
 
 def test_evaluate_swaps_one_subtask_test_file(multitask_run, small_data, tmp_path):
     """``task.tasks.NAME.data.test_path=FILE`` re-scores that sub-task on FILE; the others keep theirs."""
-    from nlpkit.data.tag_schemes import span_f1
     from nlpkit.evaluate import main as evaluate_cli
+    from nlpkit.metrics.spans import span_f1
 
     _, result = multitask_run
     run_dir = Path(result["run_dir"])

@@ -15,8 +15,9 @@ import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.data.readers import BadRowPolicy
-from nlpkit.data.tag_schemes import allowed_transitions, check_tags, iob1_to_bio, span_f1, spans
+from nlpkit.data.tag_schemes import allowed_transitions, check_tags, iob1_to_bio, spans
 from nlpkit.errors import ConfigError, DataError
+from nlpkit.metrics.spans import span_f1
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.modules.output.crf import CRFOutput
 from nlpkit.modules.representation.bseqcnn import BSeqCNNRepresentation
@@ -60,7 +61,7 @@ def test_span_f1_equals_seqeval_on_random_sequences():
     from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.metrics.sequence_labeling import get_entities
 
-    from nlpkit.data.tag_schemes import span_counts, span_report
+    from nlpkit.metrics.spans import span_counts, span_report
 
     rng = random.Random(0)
     for prefixes in ("BI", "BIES"):

@@ -1,4 +1,5 @@
-"""Tag schemes (BIO, IOB1, BIOES): validation, conversion, and spans computed exactly like conlleval.
+"""Tag schemes (BIO, IOB1, BIOES): validation, conversion, and spans computed exactly like conlleval
+(scored by :mod:`nlpkit.metrics.spans`).
 
 A tag is ``O`` or ``<prefix>-<type>`` with prefix ``B``/``I`` (BIO, IOB1) or ``B``/``I``/``E``/``S``
 (BIOES). ``spans`` follows conlleval's ``startOfChunk``/``endOfChunk`` rules (the same rules as
@@ -9,7 +10,7 @@ BIO on reading; conversion keeps conlleval's spans unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 SCHEMES = ("BIO", "IOB1", "BIOES")
 PREFIXES = {"BIO": ("B", "I"), "IOB1": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
@@ -136,51 +137,3 @@ def allowed_transitions(
     transition = [[ok(a, b) for b in labels] for a in labels]
     end = [ok(label, "<end>") for label in labels]
     return start, transition, end
-
-
-def span_counts(
-    pairs: Iterable[tuple[Sequence[str], Sequence[str]]],
-) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """``(gold, predicted)`` tag sequences -> per-type counts of correct, predicted and gold spans."""
-    correct: dict[str, int] = {}
-    predicted: dict[str, int] = {}
-    gold: dict[str, int] = {}
-    for gold_tags, pred_tags in pairs:
-        gold_spans = set(spans(gold_tags))
-        pred_spans = set(spans(pred_tags))
-        for kind, _, _ in gold_spans:
-            gold[kind] = gold.get(kind, 0) + 1
-        for kind, _, _ in pred_spans:
-            predicted[kind] = predicted.get(kind, 0) + 1
-        for kind, _, _ in gold_spans & pred_spans:
-            correct[kind] = correct.get(kind, 0) + 1
-    return correct, predicted, gold
-
-
-def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
-    precision = correct / predicted if predicted else 0.0
-    recall = correct / gold if gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
-
-
-def span_report(
-    correct: dict[str, int], predicted: dict[str, int], gold: dict[str, int]
-) -> dict[str, dict[str, float]]:
-    """Micro totals (``"overall"``) and one entry per type: precision, recall, f1, support, predicted."""
-    report = {
-        "overall": {
-            **prf(sum(correct.values()), sum(predicted.values()), sum(gold.values())),
-            "support": sum(gold.values()),
-            "predicted": sum(predicted.values()),
-        }
-    }
-    for kind in sorted(set(gold) | set(predicted)):
-        c, p, g = correct.get(kind, 0), predicted.get(kind, 0), gold.get(kind, 0)
-        report[kind] = {**prf(c, p, g), "support": g, "predicted": p}
-    return report
-
-
-def span_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
-    """Micro span F1 over sentences (conlleval's ``FB1``, as a fraction)."""
-    return span_report(*span_counts(zip(gold, predicted)))["overall"]["f1"]

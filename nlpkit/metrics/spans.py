@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torchmetrics import Metric
 
-from nlpkit.data.tag_schemes import span_counts, span_report, split_tag
+from nlpkit.data.tag_schemes import spans, split_tag
+
+
+def span_counts(
+    pairs: Iterable[tuple[Sequence[str], Sequence[str]]],
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """``(gold, predicted)`` tag sequences -> per-type counts of correct, predicted and gold spans."""
+    correct: dict[str, int] = {}
+    predicted: dict[str, int] = {}
+    gold: dict[str, int] = {}
+    for gold_tags, pred_tags in pairs:
+        gold_spans = set(spans(gold_tags))
+        pred_spans = set(spans(pred_tags))
+        for kind, _, _ in gold_spans:
+            gold[kind] = gold.get(kind, 0) + 1
+        for kind, _, _ in pred_spans:
+            predicted[kind] = predicted.get(kind, 0) + 1
+        for kind, _, _ in gold_spans & pred_spans:
+            correct[kind] = correct.get(kind, 0) + 1
+    return correct, predicted, gold
+
+
+def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def span_report(
+    correct: dict[str, int], predicted: dict[str, int], gold: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """Micro totals (``"overall"``) and one entry per type: precision, recall, f1, support, predicted."""
+    report = {
+        "overall": {
+            **prf(sum(correct.values()), sum(predicted.values()), sum(gold.values())),
+            "support": sum(gold.values()),
+            "predicted": sum(predicted.values()),
+        }
+    }
+    for kind in sorted(set(gold) | set(predicted)):
+        c, p, g = correct.get(kind, 0), predicted.get(kind, 0), gold.get(kind, 0)
+        report[kind] = {**prf(c, p, g), "support": g, "predicted": p}
+    return report
+
+
+def span_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    """Micro span F1 over sentences (conlleval's ``FB1``, as a fraction)."""
+    return span_report(*span_counts(zip(gold, predicted)))["overall"]["f1"]
 
 
 def span_types(tag_names: Sequence[str]) -> list[str]:

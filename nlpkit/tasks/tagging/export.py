@@ -464,7 +464,7 @@ def check_predictions(session, setup: Setup, texts: list[str], batch_sizes) -> d
 
 def evaluate(session, setup: Setup, sentences) -> dict[str, float]:
     """Test-split metrics of the ONNX model against the gold tags and/or intents."""
-    from nlpkit.data.tag_schemes import span_f1
+    from nlpkit.metrics.spans import span_f1
 
     if not sentences:
         return {}
