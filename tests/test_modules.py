@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from nlpkit.errors import ArtifactError
+from nlpkit.metrics import classification_metrics
 from nlpkit.modules.decoder import MLPDecoder
 from nlpkit.modules.embedding import WordEmbedding
 from nlpkit.modules.output import MultiLabelOutput, SoftmaxOutput
 from nlpkit.modules.representation import POOLINGS, BiLSTMRepresentation, DocNNRepresentation
 from nlpkit.modules.representation.bilstm import reverse_padded
-from nlpkit.tasks.doc_cls.module import classification_metrics
 from nlpkit.training.checkpoint import load_checkpoint, save_checkpoint
 
 
