@@ -20,6 +20,7 @@ from nlpkit.errors import ConfigError
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
+from nlpkit.tasks.doc_cls.task import DocClassificationTask
 from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
 from nlpkit.training.resume import newest_checkpoint
@@ -27,6 +28,14 @@ from tests.conftest import JOINT_TINY, data_overrides, run_module
 from tests.task_case import TaskCase
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
+
+
+@nlpkit.register_task
+class NoMetricsDocTask(DocClassificationTask):
+    """A user's task that does not say which metrics it logs: it cannot be a sub-task."""
+
+    name = "no_metrics_doc"
+    metric_names = ()
 
 
 @pytest.fixture
@@ -156,8 +165,21 @@ def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
         ),
         (["+task.tasks.slots.weight=2"], "task.tasks.slots.weight; did you mean 'loss_weight'"),
         (
-            ["task.tasks.slots.task=doc_cls"],
-            "task.tasks.slots.task='doc_cls' cannot be a multi-task sub-task",
+            ["task.tasks.slots.task=multitask"],
+            "task.tasks.slots.task='multitask' cannot be a multi-task sub-task: a multi-task run does not nest",
+        ),
+        (["task.tasks.slots.task=tagger"], "task.tasks.slots.task='tagger' is not a registered task"),
+        (
+            ["task.tasks.slots.task=no_metrics_doc", "task.tasks.slots.data={format: jsonl}"],
+            "NoMetricsDocTask declares no metric_names",
+        ),
+        (
+            ["task.tasks.slots.task=doc_cls", "task.tasks.slots.data={}", "task.tasks.slots.metric=span_f1"],
+            "'span_f1' is not a metric of task doc_cls; choose one of accuracy, macro_f1",
+        ),
+        (
+            ["task.tasks.slots.task=doc_cls", "task.tasks.slots.data={format: jsonl, streaming: true}"],
+            "task.tasks.slots.data.streaming=true: a streamed training file",
         ),
         (["task.tasks.slots.data.format=csv"], "task.tasks.slots.data.format='csv' is not a valid choice"),
         (["task.tasks.slots.loss_weight=-1"], "loss_weight=-1.0 must be >= 0"),
@@ -170,7 +192,10 @@ def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
             ["task.monitor=val/slots/slot_f1"],
             "'slot_f1' is not a metric of task tagging; choose one of span_f1",
         ),
-        (["task.shared=[embedding,encoder]"], "'encoder' is not a shareable module"),
+        (
+            ["task.shared=[embedding,encoder]"],
+            "'encoder' is not a shareable module: task.tasks.intents.model has no component 'encoder'",
+        ),
         (
             ["task.monitor=val/atis/slot_f1"],
             "val/<sub-task>/<metric> with a sub-task of task.tasks (intents, slots)",
