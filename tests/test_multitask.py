@@ -30,6 +30,15 @@ from tests.task_case import TaskCase
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
 
 
+#: a doc_cls sub-task's own encoder and head beside the word-level top-level model (joint_bilstm): each
+#: part has another _target_, so it replaces the top-level one
+DOC_PARTS = (
+    "{representation: {_target_: nlpkit.modules.representation.BiLSTMRepresentation, hidden_dim: 8}, "
+    "decoder: {_target_: nlpkit.modules.decoder.MLPDecoder, hidden_dims: [8]}, "
+    "output: {_target_: nlpkit.modules.output.SoftmaxOutput}}"
+)
+
+
 @nlpkit.register_task
 class NoMetricsDocTask(DocClassificationTask):
     """A user's task that does not say which metrics it logs: it cannot be a sub-task."""
@@ -174,7 +183,12 @@ def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
             "NoMetricsDocTask declares no metric_names",
         ),
         (
-            ["task.tasks.slots.task=doc_cls", "task.tasks.slots.data={}", "task.tasks.slots.metric=span_f1"],
+            [
+                "task.tasks.slots.task=doc_cls",
+                "task.tasks.slots.data={}",
+                f"task.tasks.slots.model={DOC_PARTS}",
+                "task.tasks.slots.metric=span_f1",
+            ],  # fmt: skip
             "'span_f1' is not a metric of task doc_cls; choose one of accuracy, macro_f1",
         ),
         (
@@ -591,7 +605,7 @@ def test_a_shared_embedding_needs_one_featurizer_kind(base_cfg, small_data):
     train, val = small_data / "train.jsonl", small_data / "valid.jsonl"
     data = f"{{format: jsonl, train_path: {train}, val_path: {val}}}"
     cfg = validate(with_overrides(base_cfg, "task.tasks.slots.task=doc_cls", f"task.tasks.slots.data={data}",
-                                  "task.tasks.slots.metric=accuracy"))  # fmt: skip
+                                  f"task.tasks.slots.model={DOC_PARTS}", "task.tasks.slots.metric=accuracy"))  # fmt: skip
     with pytest.raises(ConfigError) as err:
         get_task("multitask").build(cfg)
     assert (
@@ -601,18 +615,23 @@ def test_a_shared_embedding_needs_one_featurizer_kind(base_cfg, small_data):
 
 
 def test_a_sub_task_model_part_with_another_target_replaces_the_top_level_one(base_cfg):
-    """A doc_cls sub-task beside word-level ones brings its own sequence-to-vector encoder: its keys are
-    another class's, so it replaces the top-level token BiLSTM instead of being merged into it."""
+    """A doc_cls sub-task beside word-level ones brings its own sequence-to-vector encoder and document
+    head: their keys are other classes', so each replaces the top-level part instead of being merged
+    into it (merged, the token BiLSTM's keys would be refused, and the kinds check refuses the token
+    BiLSTM itself)."""
     import tests.ext_example  # noqa: F401  (a user's own task, example_doc, as a sub-task)
 
-    bilstm = "{_target_: nlpkit.modules.representation.BiLSTMRepresentation, hidden_dim: 8}"
     cfg = validate(with_overrides(base_cfg, "task.tasks.slots.task=example_doc", "task.tasks.slots.data={}",
-                                  f"task.tasks.slots.model={{representation: {bilstm}}}",
-                                  "task.tasks.slots.metric=macro_f1", "task.shared=[embedding]"))  # fmt: skip
+                                  f"task.tasks.slots.model={DOC_PARTS}", "task.tasks.slots.metric=macro_f1",
+                                  "task.shared=[embedding]"))  # fmt: skip
     node = cfg.task.tasks.slots
     assert node.task == "example_doc" and node.metric == "macro_f1"
     assert OmegaConf.to_container(node.model.representation) == {
         "_target_": "nlpkit.modules.representation.BiLSTMRepresentation",
         "hidden_dim": 8,
     }
+    assert node.model.decoder.hidden_dims == [8] and "activation" not in node.model.decoder
+    assert node.model.embedding == base_cfg.model.embedding  # not overridden: the top-level one
     assert cfg.task.tasks.intents.model.representation == base_cfg.model.representation
+    with pytest.raises(ConfigError, match="TokenBiLSTMRepresentation is a seq2seq encoder; task=example_doc"):
+        validate(with_overrides(base_cfg, "task.tasks.slots.task=example_doc", "task.tasks.slots.data={}"))
