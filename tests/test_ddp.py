@@ -22,6 +22,7 @@ import yaml
 from nlpkit.evaluate import evaluate
 from nlpkit.training.distributed import SIGTERM_GRACE_SECONDS
 from tests.conftest import JOINT_TINY, ROOT, TINY
+from tests.step_log import read_steps
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process groups from /proc")
 
@@ -162,6 +163,40 @@ def test_ddp_intent_slot_with_default_callbacks_sums_span_and_frame_counts(train
     assert 0.0 < trained["test/slot_f1"] < 1.0  # a partly trained model: the counts matter
     report = json.loads((run_dir / "span_report.json").read_text())
     assert report["test"]["overall"]["f1"] == pytest.approx(trained["test/slot_f1"])
+
+
+def test_ddp_multitask_runs_the_same_sub_task_on_every_process_and_reduces_each(training, tmp_path):
+    """Intent-only + slot-only sub-tasks (multitask=builtin) in a seeded random order: every process must
+    draw the same sub-task at every step (or the gradient all-reduce pairs different heads, and the
+    epoch-end reductions of one sub-task meet another's), each on batches of its own; each sub-task's
+    reduced val/test figures must equal one process scoring the whole splits with the same checkpoint."""
+    proc, run_dir, log_path = training(
+        ["task=multitask", *JOINT_TINY, *TWO_EPOCHS, "task.schedule=proportional",
+         "+callbacks.step_log._target_=tests.step_log.StepLog"]
+    )  # fmt: skip
+    trained = finish(proc, run_dir, log_path)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["trainer"]["strategy"] == "ddp_find_unused_parameters_true"  # each step trains one head
+    ranks = [read_steps(run_dir, rank, "train") for rank in (0, 1)]
+    schedule = [[(s["epoch"], s["step"], s["task"]) for s in steps] for steps in ranks]
+    assert len(schedule[0]) == 8 and schedule[0] == schedule[1]
+    assert {task for _, _, task in schedule[0]} == {"intents", "slots"}
+    assert all(a["batch"] != b["batch"] for a, b in zip(*ranks))  # each process its own share
+    for task in ("intents", "slots"):  # each test sentence scored once, by one of the processes
+        sizes = [
+            sum(r["size"] for r in read_steps(run_dir, rank, "test") if r["task"] == task) for rank in (0, 1)
+        ]
+        assert sizes == [500, 500], task
+    single = evaluate(run_dir, output=tmp_path / "eval.json")
+    for stage in ("val", "test"):
+        for metric in ("intents/intent_accuracy", "slots/span_f1", "slots/span_precision",
+                       "slots/token_accuracy", "mean_target"):  # fmt: skip
+            key = f"{stage}/{metric}"
+            assert trained[key] == single[key], key
+        for loss in ("intents/loss", "slots/loss"):
+            key = f"{stage}/{loss}"
+            assert trained[key] == pytest.approx(single[key], abs=1e-4), key
+    assert 0.0 < trained["test/slots/span_f1"] < 1.0  # a partly trained model: the counts matter
 
 
 def test_sigterm_to_a_ddp_run_ends_every_process_within_seconds(training):

@@ -16,10 +16,11 @@ from omegaconf import OmegaConf, open_dict
 import nlpkit
 from nlpkit.config import validate
 from nlpkit.data.inputs import EmptyTextError
-from nlpkit.errors import ConfigError
+from nlpkit.errors import ConfigError, ExportError
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
+from nlpkit.tasks.doc_cls.task import DocClassificationTask
 from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
 from nlpkit.training.resume import newest_checkpoint
@@ -27,6 +28,23 @@ from tests.conftest import JOINT_TINY, data_overrides, run_module
 from tests.task_case import TaskCase
 
 TINY = [*JOINT_TINY, "logger=csv", "debug=fast"]
+
+
+#: a doc_cls sub-task's own encoder and head beside the word-level top-level model (joint_bilstm): each
+#: part has another _target_, so it replaces the top-level one
+DOC_PARTS = (
+    "{representation: {_target_: nlpkit.modules.representation.BiLSTMRepresentation, hidden_dim: 8}, "
+    "decoder: {_target_: nlpkit.modules.decoder.MLPDecoder, hidden_dims: [8]}, "
+    "output: {_target_: nlpkit.modules.output.SoftmaxOutput}}"
+)
+
+
+@nlpkit.register_task
+class NoMetricsDocTask(DocClassificationTask):
+    """A user's task that does not say which metrics it logs: it cannot be a sub-task."""
+
+    name = "no_metrics_doc"
+    metric_names = ()
 
 
 @pytest.fixture
@@ -156,8 +174,26 @@ def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
         ),
         (["+task.tasks.slots.weight=2"], "task.tasks.slots.weight; did you mean 'loss_weight'"),
         (
-            ["task.tasks.slots.task=doc_cls"],
-            "task.tasks.slots.task='doc_cls' cannot be a multi-task sub-task",
+            ["task.tasks.slots.task=multitask"],
+            "task.tasks.slots.task='multitask' cannot be a multi-task sub-task: a multi-task run does not nest",
+        ),
+        (["task.tasks.slots.task=tagger"], "task.tasks.slots.task='tagger' is not a registered task"),
+        (
+            ["task.tasks.slots.task=no_metrics_doc", "task.tasks.slots.data={format: jsonl}"],
+            "NoMetricsDocTask declares no metric_names",
+        ),
+        (
+            [
+                "task.tasks.slots.task=doc_cls",
+                "task.tasks.slots.data={}",
+                f"task.tasks.slots.model={DOC_PARTS}",
+                "task.tasks.slots.metric=span_f1",
+            ],  # fmt: skip
+            "'span_f1' is not a metric of task doc_cls; choose one of accuracy, macro_f1",
+        ),
+        (
+            ["task.tasks.slots.task=doc_cls", "task.tasks.slots.data={format: jsonl, streaming: true}"],
+            "task.tasks.slots.data.streaming=true: a streamed training file",
         ),
         (["task.tasks.slots.data.format=csv"], "task.tasks.slots.data.format='csv' is not a valid choice"),
         (["task.tasks.slots.loss_weight=-1"], "loss_weight=-1.0 must be >= 0"),
@@ -170,7 +206,10 @@ def test_resuming_at_any_step_continues_the_epoch_exactly(schedule):
             ["task.monitor=val/slots/slot_f1"],
             "'slot_f1' is not a metric of task tagging; choose one of span_f1",
         ),
-        (["task.shared=[embedding,encoder]"], "'encoder' is not a shareable module"),
+        (
+            ["task.shared=[embedding,encoder]"],
+            "'encoder' is not a shareable module: task.tasks.intents.model has no component 'encoder'",
+        ),
         (
             ["task.monitor=val/atis/slot_f1"],
             "val/<sub-task>/<metric> with a sub-task of task.tasks (intents, slots)",
@@ -433,3 +472,166 @@ class TestMultiTaskContract(TaskCase):
     test_metrics = ("test/mean_target",)
     label_keys = ("tags",)
     export_subtask = "slots"
+
+
+# ---------------------------------------------------------------- document classifiers as sub-tasks
+# Two doc_cls sub-tasks (conf/multitask/builtin_doc.yaml) on the same texts: the intent, and the
+# phrasing (`kind`: plain / ambiguous / negated / two_requests) with its own label set.
+DOC_TINY = ["model=bilstm", "model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]",
+            "model.representation.hidden_dim=16", "model.representation.attention_dim=8",
+            "logger=csv", "debug=fast"]  # fmt: skip
+
+
+def doc_overrides(small_data) -> list[str]:
+    return [
+        "task=multitask",
+        "multitask=builtin_doc",
+        *DOC_TINY,
+        *data_overrides(small_data, "task.tasks.intents.data"),
+        *data_overrides(small_data, "task.tasks.phrasing.data"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def doc_cfg(small_data, tmp_path_factory):
+    return nlpkit.compose(doc_overrides(small_data), output_dir=str(tmp_path_factory.mktemp("doc") / "run"))
+
+
+@pytest.fixture(scope="module")
+def doc_run(small_data, tmp_path_factory):
+    cfg = nlpkit.compose(
+        [*doc_overrides(small_data), "trainer.limit_train_batches=16", "task.schedule=proportional"],
+        output_dir=str(tmp_path_factory.mktemp("doc_run") / "run"),
+    )
+    return cfg, nlpkit.train(cfg)
+
+
+def test_doc_cls_sub_tasks_share_one_featurizer_and_encoder(doc_run):
+    cfg, result = doc_run
+    run_dir = Path(result["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_steps"] == 16
+    for stage in ("val", "test"):
+        for key in ("intents/accuracy", "intents/macro_f1", "phrasing/accuracy", "phrasing/macro_f1"):
+            assert 0.0 <= metrics[f"{stage}/{key}"] <= 1.0, key
+        # the phrasing sub-task's target is its macro F1 (conf/multitask/builtin_doc.yaml)
+        mean = (metrics[f"{stage}/intents/accuracy"] + metrics[f"{stage}/phrasing/macro_f1"]) / 2
+        assert metrics[f"{stage}/mean_target"] == pytest.approx(mean, abs=1e-6)
+    assert metrics["data/skipped_rows"] > 0  # kind=held_out rows of valid/test: counted, not scored
+    tasks = run_dir / "tasks"
+    assert (tasks / "intents" / "tokenizer.json").read_bytes() == (
+        tasks / "phrasing" / "tokenizer.json"
+    ).read_bytes()
+    assert json.loads((tasks / "phrasing" / "labels.json").read_text()) != json.loads(
+        (tasks / "intents" / "labels.json").read_text()
+    )
+    assert (tasks / "intents" / "confusion_matrix.png").is_file()
+    _, module = get_task("multitask").restore(validate(cfg), run_dir)
+    intents, phrasing = module.model["intents"], module.model["phrasing"]
+    assert intents.embedding is phrasing.embedding and intents.representation is phrasing.representation
+    assert intents.decoder is not phrasing.decoder  # each its own head, sized for its labels
+    assert intents.decoder.output_dim == 10 and phrasing.decoder.output_dim == 4
+
+
+def test_doc_cls_sub_tasks_reload_with_identical_predictions_and_metrics(doc_run, small_data, tmp_path):
+    from nlpkit.evaluate import evaluate
+
+    _, result = doc_run
+    run_dir = Path(result["run_dir"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = [json.loads(line) for line in (small_data / "test.jsonl").read_text().splitlines()]
+    texts = [row["text"] for row in test]
+    first = nlpkit.load(run_dir).predict(texts)
+    again = nlpkit.load(run_dir).predict(texts, batch_size=5)  # fresh load, other padding
+    assert again == first
+    intents = sum(p["intents"]["label"] == row["intent"] for p, row in zip(first, test)) / len(test)
+    assert intents == pytest.approx(metrics["test/intents/accuracy"], abs=1e-6)
+    scored = [(p, row) for p, row in zip(first, test) if row["kind"] != "held_out"]
+    phrasing = sum(p["phrasing"]["label"] == row["kind"] for p, row in scored) / len(scored)
+    assert phrasing == pytest.approx(metrics["test/phrasing/accuracy"], abs=1e-6)
+    evaluated = evaluate(run_dir, output=tmp_path / "eval.json")
+    for key in ("test/intents/accuracy", "test/phrasing/macro_f1", "val/mean_target", "test/mean_target"):
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
+
+
+def test_each_doc_cls_sub_task_exports_to_its_own_onnx_file(doc_run, small_data):
+    """``python -m nlpkit.export run_dir=DIR task=NAME``: that sub-task's shared encoder + its head,
+    its vocabularies from tasks/NAME/, gated against its PyTorch predictor; the file answers like it."""
+    from nlpkit.export import export_run
+    from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+    _, result = doc_run
+    run_dir = Path(result["run_dir"])
+    run_module("nlpkit.export", [f"run_dir={run_dir}", "task=intents"])
+    report = export_run(run_dir, task="phrasing")  # the same, in process
+    texts = [json.loads(line)["text"] for line in (small_data / "test.jsonl").read_text().splitlines()][:60]
+    torch_predictor = nlpkit.load(run_dir)
+    for name in ("intents", "phrasing"):
+        saved = json.loads((run_dir / "export" / name / "export_report.json").read_text())
+        assert saved["passed"] and saved["subtask"] == name and saved["task"] == "doc_cls"
+        onnx = OnnxPredictor(run_dir / "export" / name)
+        want = torch_predictor.predict(texts, task=name)
+        got = onnx.predict(texts)
+        assert [g["label"] for g in got] == [w["label"] for w in want], name
+    assert report["metrics"]["test_onnx"]["accuracy"] == pytest.approx(
+        json.loads((run_dir / "metrics.json").read_text())["test/phrasing/accuracy"], abs=1e-6
+    )
+    with pytest.raises(ExportError, match="has no sub-task 'kinds'"):
+        export_run(run_dir, task="kinds")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["task.shared=[embedding,representation,decoder]"],
+            "sub-tasks 'intents' and 'phrasing' have different labels for it (10: add_to_list",
+        ),
+        (
+            ["task.tasks.phrasing.data.featurizer.split_punctuation=false"],
+            "task.tasks.phrasing.data.featurizer differ in split_punctuation",
+        ),
+    ],
+)
+def test_doc_cls_sub_tasks_refuse_what_they_cannot_share(doc_cfg, overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        get_task("multitask").build(validate(with_overrides(doc_cfg, *overrides)))
+    assert expected in str(err.value)
+
+
+def test_a_shared_embedding_needs_one_featurizer_kind(base_cfg, small_data):
+    """An intent sub-task (word-level token features) and a doc_cls one (the text tokenizer) cannot
+    share an embedding: one embedding cannot read both."""
+    train, val = small_data / "train.jsonl", small_data / "valid.jsonl"
+    data = f"{{format: jsonl, train_path: {train}, val_path: {val}}}"
+    cfg = validate(with_overrides(base_cfg, "task.tasks.slots.task=doc_cls", f"task.tasks.slots.data={data}",
+                                  f"task.tasks.slots.model={DOC_PARTS}", "task.tasks.slots.metric=accuracy"))  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        get_task("multitask").build(cfg)
+    assert (
+        "sub-task 'intents' (task intent) featurizes with 'word' and sub-task 'slots' (task doc_cls) with 'text'"
+        in str(err.value)
+    )
+
+
+def test_a_sub_task_model_part_with_another_target_replaces_the_top_level_one(base_cfg):
+    """A doc_cls sub-task beside word-level ones brings its own sequence-to-vector encoder and document
+    head: their keys are other classes', so each replaces the top-level part instead of being merged
+    into it (merged, the token BiLSTM's keys would be refused, and the kinds check refuses the token
+    BiLSTM itself)."""
+    import tests.ext_example  # noqa: F401  (a user's own task, example_doc, as a sub-task)
+
+    cfg = validate(with_overrides(base_cfg, "task.tasks.slots.task=example_doc", "task.tasks.slots.data={}",
+                                  f"task.tasks.slots.model={DOC_PARTS}", "task.tasks.slots.metric=macro_f1",
+                                  "task.shared=[embedding]"))  # fmt: skip
+    node = cfg.task.tasks.slots
+    assert node.task == "example_doc" and node.metric == "macro_f1"
+    assert OmegaConf.to_container(node.model.representation) == {
+        "_target_": "nlpkit.modules.representation.BiLSTMRepresentation",
+        "hidden_dim": 8,
+    }
+    assert node.model.decoder.hidden_dims == [8] and "activation" not in node.model.decoder
+    assert node.model.embedding == base_cfg.model.embedding  # not overridden: the top-level one
+    assert cfg.task.tasks.intents.model.representation == base_cfg.model.representation
+    with pytest.raises(ConfigError, match="TokenBiLSTMRepresentation is a seq2seq encoder; task=example_doc"):
+        validate(with_overrides(base_cfg, "task.tasks.slots.task=example_doc", "task.tasks.slots.data={}"))

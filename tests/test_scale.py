@@ -16,6 +16,7 @@ import nlpkit.tasks
 from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.errors import ConfigError, DataError, NlpkitError
 from nlpkit.tasks.doc_cls.streaming import StreamingDocs, shuffled
+from nlpkit.tasks.tagging.task import TaggingTask
 from nlpkit.training.resume import newest_checkpoint, resume_checkpoint
 from tests.conftest import FAST, TINY, WORD_TINY, data_overrides, run_module
 
@@ -159,10 +160,39 @@ def test_bucket_sampler_skips_consumed_batches_for_one_epoch():
     assert list(sampler) == full  # the skip applied to the resumed epoch only
 
 
-# DDP training itself (default callbacks, metrics, SIGTERM) is tested in tests/test_ddp.py.
+@nlpkit.register_task
+class OneProcessTagging(TaggingTask):
+    """A user's task whose metrics are computed on one process's data only (not torchmetrics states)."""
+
+    name = "one_process_tagging"
+    distributed_metrics = False
+
+
+# DDP training itself (default callbacks, metrics, SIGTERM; multi-task too) is tested in tests/test_ddp.py.
 def test_ddp_refuses_a_task_whose_metrics_are_not_reduced_across_processes(make_cfg):
-    with pytest.raises(ConfigError, match="not reduced across the 2 DDP processes.*task=intent_slot"):
-        nlpkit.train(make_cfg("task=multitask", "trainer=ddp", *FAST, tiny=False))
+    with pytest.raises(
+        ConfigError, match="task=one_process_tagging scores on one process only.*task=intent_slot"
+    ):
+        nlpkit.train(
+            make_cfg("task=tagging", "task.name=one_process_tagging", "trainer=ddp", *FAST, tiny=False)
+        )
+
+
+def test_ddp_refuses_a_multitask_run_with_a_sub_task_whose_metrics_are_not_reduced(make_cfg):
+    """task=multitask trains under DDP when every sub-task's metrics are reduced across processes; a
+    sub-task that scores on one process only is named."""
+    with pytest.raises(ConfigError) as err:
+        nlpkit.train(
+            make_cfg(
+                "task=multitask",
+                "task.tasks.slots.task=one_process_tagging",
+                "trainer=ddp",
+                *FAST,
+                tiny=False,
+            )
+        )
+    assert "task.tasks.slots.task=one_process_tagging scores on one process only" in str(err.value)
+    assert "not reduced across the 2 DDP processes" in str(err.value)
 
 
 # ----------------------------------------------------------------------------- precision

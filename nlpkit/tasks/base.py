@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from nlpkit.errors import ExportError
+from nlpkit.errors import ConfigError, ExportError
+from nlpkit.registry import TASKS
 from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 from nlpkit.training.module import TaskModule
 
@@ -32,6 +33,25 @@ class Task:
     target_metric: ClassVar[str] = "accuracy"
     #: model slot -> kind of component it needs (``nlpkit.modules.base``), checked by ``validate``
     component_kinds: ClassVar[dict[str, str]] = {}
+    #: every validation metric the task logs (without ``val/``): what a multi-task sub-task's ``metric``
+    #: and a ``val/<sub-task>/<metric>`` monitor are checked against (empty: the task cannot be a sub-task)
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    #: model part -> the data module attribute holding the label vocabulary that part is sized for
+    #: (``{"output": "labels"}``): a multi-task run shares such a head only between sub-tasks whose
+    #: labels are the same, in the same order
+    head_labels: ClassVar[dict[str, str]] = {}
+    #: whether the task can be one sub-task of a ``task=multitask`` run (a task made of sub-tasks cannot)
+    can_be_subtask: ClassVar[bool] = True
+
+    @classmethod
+    def check_distributed(cls, cfg: DictConfig, world_size: int) -> None:
+        """Refuse a multi-process (DDP) run whose metrics would be one process's share of the data."""
+        if not cls.distributed_metrics:
+            supported = ", ".join(f"task={name}" for name, task in TASKS.items() if task.distributed_metrics)
+            raise ConfigError(
+                f"task={cls.name} scores on one process only; its metrics are not reduced across the "
+                f"{world_size} DDP processes (trainer=ddp supports {supported})"
+            )
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> DictConfig:

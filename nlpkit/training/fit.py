@@ -22,7 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from nlpkit.config import validate
 from nlpkit.errors import ConfigError, NlpkitError
-from nlpkit.registry import TASKS, get_task, import_modules, instantiate
+from nlpkit.registry import get_task, import_modules, instantiate
 from nlpkit.tasks.base import Task
 from nlpkit.training.checkpoint import AtomicCheckpointIO
 from nlpkit.training.distributed import stop_all_processes_on_sigterm
@@ -224,12 +224,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()],
     )
     stop_all_processes_on_sigterm(trainer)
-    if trainer.world_size > 1 and not task.distributed_metrics:
-        raise ConfigError(
-            f"task={cfg.task.name} scores on one process only; its metrics are not reduced across the "
-            f"{trainer.world_size} DDP processes (trainer=ddp supports "
-            f"{', '.join(f'task={name}' for name, t in TASKS.items() if t.distributed_metrics)})"
-        )
+    if trainer.world_size > 1:
+        task.check_distributed(cfg, trainer.world_size)
     with contextlib.ExitStack() as writing:
         if trainer.is_global_zero:  # the one writer; DDP's other processes start inside fit()
             writing.enter_context(run_lock(run_dir, "training"))

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from nlpkit.data.batching import pad_sequences
@@ -14,7 +15,7 @@ from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import Example, iter_examples, read_examples
 from nlpkit.data.splits import SplitDataModule
-from nlpkit.errors import DataError
+from nlpkit.errors import ConfigError, DataError
 from nlpkit.tasks.doc_cls.streaming import StreamingDocs, usable
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,36 @@ class DocClassificationDataModule(SplitDataModule):
         self.labels = labels
         self.multilabel = bool(config.label_delimiter)
         self.splits: dict[str, EncodedDocs] = {}
+        self._raw: dict[str, list[Example]] | None = None
 
     def read_split(self, path: str) -> list[Example]:
         return read_examples(path, self.config, self.policy)
+
+    def read(self) -> dict[str, list[Example]]:
+        """The raw examples of each split, read once (``load`` encodes them)."""
+        if self._raw is None:
+            self._raw = self.read_splits(need_train=self.featurizer is None)
+        return self._raw
+
+    # ---------------------------------------------------------------- one featurizer for several modules
+    # (nlpkit.tasks.multitask.data.SharedFeaturizerData: a multi-task run's shared embedding)
+    def featurizer_spec(self) -> tuple[str, dict]:
+        """``("text", data.featurizer)``: the tokenizer over raw text (``nlpkit.data.featurizer``)."""
+        return "text", OmegaConf.to_container(self.config.featurizer, resolve=True)
+
+    def training_texts(self) -> list[str]:
+        """What the featurizer is trained on: the training split's texts."""
+        if self.config.get("streaming"):
+            raise ConfigError("data.streaming=true: a streamed training file cannot share a featurizer")
+        return [example.text for example in self.read()["train"]]
+
+    def train_featurizer(self, texts: list[str]) -> Featurizer:
+        """A tokenizer over ``texts`` with this module's ``data.featurizer`` settings."""
+        return Featurizer.train(texts, FeaturizerConfig(**dict(self.config.featurizer)))
+
+    def use_featurizer(self, featurizer: Featurizer) -> None:
+        """Encode with ``featurizer`` (from ``train_featurizer``) instead of training one on train."""
+        self.featurizer = featurizer
 
     def load(self) -> None:
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""
@@ -76,7 +104,8 @@ class DocClassificationDataModule(SplitDataModule):
             self._load_streaming()
             self._loaded = True
             return
-        raw = self.read_splits(need_train=self.featurizer is None)
+        raw = self.read()
+        self._raw = None  # encoded below; the examples stay on each split's dataset
         if self.featurizer is None:
             fcfg = FeaturizerConfig(**dict(cfg.featurizer))
             self.featurizer = Featurizer.train((ex.text for ex in raw["train"]), fcfg)

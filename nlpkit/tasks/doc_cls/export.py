@@ -267,16 +267,27 @@ def accuracy(session_, ref: Reference, examples) -> float:
 
 
 # ----------------------------------------------------------------------------------------- main
-def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> tuple[dict, dict[str, bytes]]:
-    """Build, check and return ``(report, {filename: bytes})``; files only when every check passed."""
+def export(
+    run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str, subtask: str | None = None
+) -> tuple[dict, dict[str, bytes]]:
+    """Build, check and return ``(report, {filename: bytes})``; files only when every check passed.
+    ``subtask``: the sub-task of a ``task=multitask`` run to export (its model and vocabularies)."""
     from nlpkit.registry import get_task
     from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
     from nlpkit.training.checkpoint import best_checkpoint
 
     started = time.perf_counter()
-    tokenizer_path = run_dir / "tokenizer.json"
+    run_task = get_task(str(cfg.task.name))
+    if subtask is None:
+        task, data_cfg, vocab_dir = str(cfg.task.name), cfg.data, run_dir
+    else:  # the run's own (multi-)task says where the sub-task's config and vocabularies are
+        task, data_cfg, vocab_dir = run_task.subtask_source(cfg, run_dir, subtask)
+    tokenizer_path = Path(vocab_dir) / "tokenizer.json"
     spec = read_tokenizer_spec(tokenizer_path)  # refuses before any heavy work
-    predictor = get_task(cfg.task.name).predictor(cfg, run_dir)
+    if subtask is None:
+        predictor = run_task.predictor(cfg, run_dir)
+    else:  # as nlpkit.load(run_dir) holds it: the shared modules + the sub-task's own heads
+        predictor = run_task.predictor(cfg, run_dir).predictors[subtask]
     featurizer = predictor.featurizer
     if (featurizer.pad_id, featurizer.unk_id) != (spec.pad_id, spec.unk_id):
         raise ExportError("tokenizer.json and the loaded featurizer disagree on pad/unk ids")
@@ -287,11 +298,12 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         spec=spec,
         multilabel=multilabel,
         threshold=float(output.threshold) if multilabel else None,
-        delimiter=str(cfg.data.label_delimiter) if multilabel else None,
+        delimiter=str(data_cfg.label_delimiter) if multilabel else None,
     )
     checkpoint = best_checkpoint(run_dir)
     metadata = {
-        "task": str(cfg.task.name),
+        "task": task,
+        **({"subtask": subtask} if subtask is not None else {}),
         "labels": json.dumps(list(predictor.labels.names), ensure_ascii=False),
         "multilabel": json.dumps(multilabel),
         "threshold": json.dumps(ref.threshold),
@@ -314,7 +326,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
     export_seconds = time.perf_counter() - started
 
     # Data the gate runs on: the run's test split (validation if it has none) + edge cases + vocabulary.
-    dm = DocClassificationDataModule(cfg.data, featurizer, predictor.labels)
+    dm = DocClassificationDataModule(data_cfg, featurizer, predictor.labels)
     dm.load()
     split = "test" if "test" in dm.splits else "val"
     examples = list(dm.splits[split].examples)
@@ -346,7 +358,7 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
     )
     checks["labels"], checks["scores"] = check_predictions(main_session, ref, texts + edge, [1, MIXED_BATCH])
     report = gate_report(
-        task=str(cfg.task.name),
+        task=task,
         run_dir=run_dir,
         split=split,
         examples=len(texts),
@@ -357,6 +369,8 @@ def export(run_dir: Path, cfg, out_dir: Path, quantize: bool, exporter: str) -> 
         model=model,
         export_seconds=export_seconds,
     )
+    if subtask is not None:
+        report["subtask"] = subtask
     files = accept_model(
         report,
         split,

@@ -26,6 +26,9 @@ class DocClassificationTask(Task):
     data_schema = DocDataConfig
     distributed_metrics = True  # torchmetrics compute() gathers every process's counts
     component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder", "output": "doc_output"}  # fmt: skip
+    # label_accuracy: multi-label runs only (DocClassificationModule)
+    metric_names = ("accuracy", "macro_f1", "label_accuracy", "loss")
+    head_labels = {"decoder": "labels", "output": "labels"}
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):
@@ -56,11 +59,13 @@ class DocClassificationTask(Task):
 
     @classmethod
     def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
-        if subtask is not None:
+        """The document exporter (``nlpkit.tasks.doc_cls.export``), also for a sub-task of a multi-task
+        run (``subtask``, passed by the multi-task task)."""
+        if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
             return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
         from nlpkit.tasks.doc_cls.export import export  # onnx is imported only when exporting
 
-        return export(run_dir, cfg, out_dir, quantize, exporter)
+        return export(run_dir, cfg, out_dir, quantize, exporter, subtask=subtask)
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

@@ -60,6 +60,8 @@ class IntentTask(IntentSlotTask):
     name = "intent"
     data_schema = IntentDataConfig
     target_metric = "intent_accuracy"
+    metric_names = ("intent_accuracy", "unseen_intents", "loss")
+    head_labels = {"doc_decoder": "intents", "doc_output": "intents"}  # no word head is built
 
     datamodule_class = IntentDataModule
     component_kinds = {"embedding": "embedding", "representation": "seq2seq", "pooling": "seq2vec", "doc_decoder": "decoder", "doc_output": "doc_output"}  # fmt: skip

@@ -74,6 +74,11 @@ class IntentSlotTask(TaggingTask):
     name = "intent_slot"
     data_schema = IntentSlotDataConfig
     target_metric = "frame_accuracy"
+    metric_names = (
+        "frame_accuracy", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall", "token_accuracy",
+        "unseen_intents", "loss", "intent_loss", "slot_loss",
+    )  # fmt: skip
+    head_labels = {**TaggingTask.head_labels, "doc_decoder": "intents", "doc_output": "intents"}
 
     datamodule_class = IntentSlotDataModule
     component_kinds = {**TaggingTask.component_kinds, "pooling": "seq2vec", "doc_decoder": "decoder", "doc_output": "doc_output"}  # fmt: skip

@@ -1,6 +1,7 @@
 """Multi-task data: one data module per sub-task, combined by a seeded batch schedule.
 
-Every training step takes one batch of one sub-task. Training batches are ``{"task": name, "batch":
+A sub-task's data module is whatever its task builds (``Task.datamodule``): any registered task's. Every
+training step takes one batch of one sub-task. Training batches are ``{"task": name, "batch":
 batch}``; validation and test run one dataloader per sub-task (Lightning's ``dataloader_idx``) whose
 batches carry the task name the same way.
 
@@ -20,8 +21,15 @@ the middle of an epoch it continues with that epoch's next step, and each sub-ta
 next unseen batch (``MultiTaskBatches.state_dict``), so the resumed run trains exactly as if never
 stopped.
 
-With a shared embedding (``share_vocabulary``), one word vocabulary and one character vocabulary are
-built over every sub-task's training sentences, so a word has the same id whichever task it comes from.
+Under DDP every process draws the same order (same seed, same per-process batch counts: each sub-task's
+sampler gives every rank the same number of batches), so all processes run the same sub-task at the same
+step, each on its own share of that sub-task's batches: the collectives (gradient all-reduce, and the
+epoch-end metric reductions of each sub-task) pair up across processes.
+
+With a shared embedding (``share_vocabulary``), one featurizer is built over every sub-task's training
+texts, so a word has the same id whichever task it comes from. The data modules offer that through a
+small protocol (``SharedFeaturizerData``), whatever their featurizer is; sub-tasks whose featurizers
+differ in kind or settings cannot share one.
 """
 
 from __future__ import annotations
@@ -29,18 +37,45 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from nlpkit.data.readers import BadRowPolicy
-from nlpkit.data.token_features import CharVocab, WordFeaturizerConfig, train_word_featurizer
 from nlpkit.errors import ConfigError
-from nlpkit.tasks.tagging.data import TaggingDataModule
 
 SCHEDULES = ("round_robin", "proportional", "temperature")
+
+
+class SharedFeaturizerData(Protocol):
+    """What a sub-task's data module offers so that one featurizer (one vocabulary) serves several
+    sub-tasks, as a shared embedding needs. nlpkit's data modules implement it (``doc_cls``: the text
+    tokenizer; ``tagging``, ``intent_slot``, ``intent``: the word-level token features).
+
+    ``featurizer`` is ``None`` until one is built or given (a trained run's, when restoring).
+    """
+
+    featurizer: Any
+
+    def featurizer_spec(self) -> tuple[str, dict]:
+        """``(kind, settings)``: two modules can share a featurizer when both are equal."""
+        ...
+
+    def training_texts(self) -> list:
+        """The training inputs the featurizer is trained on (texts or token lists, per kind)."""
+        ...
+
+    def train_featurizer(self, texts: list) -> Any:
+        """A featurizer over ``texts`` (every sub-task's ``training_texts``), with this module's settings."""
+        ...
+
+    def use_featurizer(self, featurizer: Any) -> None:
+        """Encode with ``featurizer`` instead of building one from this module's own training split."""
+        ...
+
+
+SHARED_FEATURIZER_METHODS = ("featurizer_spec", "training_texts", "train_featurizer", "use_featurizer")
 
 
 def task_order(sizes: Mapping[str, int], schedule: str, temperature: float, rng: random.Random) -> list[str]:
@@ -81,6 +116,11 @@ class TaskTagged:
 
 def tagged_loader(task: str, loader: DataLoader) -> DataLoader:
     """The same batches as ``loader`` (same sampler, workers and generator), each tagged with ``task``."""
+    if loader.batch_sampler is None:
+        raise ConfigError(
+            f"sub-task {task!r}: its data loader batches itself (an iterable dataset, e.g. data.streaming=true); "
+            "a multi-task schedule needs batches from a batch sampler"
+        )
     return DataLoader(
         loader.dataset,
         batch_sampler=loader.batch_sampler,
@@ -187,13 +227,15 @@ class MultiTaskDataModule(pl.LightningDataModule):
     name of each, e.g. ``tagging``).
 
     ``splits`` maps each split to the sub-tasks that have it (``{"test": {"atis": dataset}}``);
-    ``share_vocabulary`` builds one word and character vocabulary over all training data (a shared
-    embedding needs it) unless the sub-tasks were given a trained run's vocabularies.
+    ``share_vocabulary`` builds one featurizer over all sub-tasks' training data (a shared embedding
+    needs it; ``SharedFeaturizerData``) unless the sub-tasks were given a trained run's vocabularies.
+    Each sub-task's module is attached to this module's trainer, so under DDP it shards its batches
+    by rank as it does alone.
     """
 
     def __init__(
         self,
-        datamodules: Mapping[str, TaggingDataModule],
+        datamodules: Mapping[str, pl.LightningDataModule],
         kinds: Mapping[str, str],
         schedule: str = "round_robin",
         temperature: float = 2.0,
@@ -209,34 +251,49 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self._loaded = False
 
-    def _build_shared_vocabulary(self) -> None:
-        fresh = {name: dm for name, dm in self.datamodules.items() if dm.featurizer is None}
+    def _build_shared_featurizer(self) -> None:
+        """One featurizer over every sub-task's training texts, given to each sub-task."""
+        fresh = {name: dm for name, dm in self.datamodules.items() if getattr(dm, "featurizer", None) is None}
         if not fresh:
             return  # restoring: every sub-task has the run's (identical) vocabularies
-        settings = {name: OmegaConf.to_container(dm.config.featurizer) for name, dm in fresh.items()}
-        first, first_settings = next(iter(settings.items()))
-        for name, other in settings.items():
-            if other != first_settings:
-                differing = sorted(k for k in first_settings if first_settings[k] != other.get(k))
+        for name, dm in fresh.items():
+            missing = [m for m in SHARED_FEATURIZER_METHODS if not callable(getattr(dm, m, None))]
+            if missing:
+                raise ConfigError(
+                    f"task.shared has 'embedding', but sub-task {name!r} (task {self.kinds[name]}): its data "
+                    f"module {type(dm).__name__} cannot share a featurizer: it has no {', '.join(missing)} "
+                    "(nlpkit.tasks.multitask.data.SharedFeaturizerData); leave 'embedding' out of task.shared"
+                )
+        specs = {name: dm.featurizer_spec() for name, dm in fresh.items()}
+        first, (kind, settings) = next(iter(specs.items()))
+        for name, (other_kind, other) in specs.items():
+            if other_kind != kind:
+                raise ConfigError(
+                    f"task.shared has 'embedding', so every sub-task needs the same featurizer, but sub-task "
+                    f"{first!r} (task {self.kinds[first]}) featurizes with {kind!r} and sub-task {name!r} "
+                    f"(task {self.kinds[name]}) with {other_kind!r}: one embedding cannot read both; "
+                    "leave 'embedding' out of task.shared"
+                )
+            if other != settings:
+                differing = sorted(
+                    k for k in settings.keys() | other.keys() if settings.get(k) != other.get(k)
+                )
                 raise ConfigError(
                     f"task.shared has 'embedding', so every sub-task needs the same data.featurizer: "
                     f"task.tasks.{first}.data.featurizer and task.tasks.{name}.data.featurizer differ in "
                     f"{', '.join(differing)}"
                 )
-        config = WordFeaturizerConfig(**first_settings)
-        token_lists = [s.tokens for dm in fresh.values() for s in dm.read()["train"]]
-        featurizer = train_word_featurizer(token_lists, config)
-        chars = CharVocab.build(token_lists, config.max_word_length)
+        texts = [text for dm in fresh.values() for text in dm.training_texts()]
+        featurizer = fresh[first].train_featurizer(texts)
         for dm in fresh.values():
-            dm.featurizer = featurizer
-            dm.chars = chars
+            dm.use_featurizer(featurizer)
 
     def load(self) -> None:
         """Build the shared vocabulary if asked, then load every sub-task. Idempotent."""
         if self._loaded:
             return
         if self.share_vocabulary:
-            self._build_shared_vocabulary()
+            self._build_shared_featurizer()
         for dm in self.datamodules.values():
             dm.load()
         self._loaded = True
@@ -256,8 +313,14 @@ class MultiTaskDataModule(pl.LightningDataModule):
     def policy(self) -> CombinedPolicy:
         return CombinedPolicy({name: dm.policy for name, dm in self.datamodules.items()})
 
+    def _attached(self) -> dict[str, pl.LightningDataModule]:
+        """The sub-task data modules, each attached to this module's trainer (its ranks: DDP sharding)."""
+        for dm in self.datamodules.values():
+            dm.trainer = self.trainer
+        return self.datamodules
+
     def train_dataloader(self) -> MultiTaskBatches:
-        loaders = {name: tagged_loader(name, dm.train_dataloader()) for name, dm in self.datamodules.items()}
+        loaders = {name: tagged_loader(name, dm.train_dataloader()) for name, dm in self._attached().items()}
         return MultiTaskBatches(loaders, self.schedule, self.temperature, self.seed, self._current_epoch)
 
     def _current_epoch(self) -> int | None:
@@ -267,7 +330,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         """One loader per sub-task that has ``split``, in config order."""
         return [
             tagged_loader(name, getattr(dm, f"{split}_dataloader")())
-            for name, dm in self.datamodules.items()
+            for name, dm in self._attached().items()
             if split in dm.splits
         ]
 
@@ -278,4 +341,4 @@ class MultiTaskDataModule(pl.LightningDataModule):
         return self._eval_loaders("test")
 
 
-__all__ = ["SCHEDULES", "MultiTaskBatches", "MultiTaskDataModule", "task_order"]
+__all__ = ["SCHEDULES", "MultiTaskBatches", "MultiTaskDataModule", "SharedFeaturizerData", "task_order"]

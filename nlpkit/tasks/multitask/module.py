@@ -1,10 +1,14 @@
 """Multi-task training: one LightningModule hosting one task module per sub-task.
 
-Each sub-task's own module (``TaggingModule``, ``IntentSlotModule``, ``IntentModule``) keeps its loss,
-decoding and metrics; this module routes each batch to its sub-task, weights the training loss, runs
+Each sub-task's own module (whatever its task builds: ``DocClassificationModule``, ``TaggingModule``,
+``IntentSlotModule``, a user's task's ...) keeps its loss, decoding and metrics; this module routes each batch to its sub-task, weights the training loss, runs
 the sub-tasks' epoch hooks and prefixes everything they log with the sub-task's name
-(``val/atis/slot_f1``). It adds ``{stage}/mean_target``: the mean over sub-tasks of each one's target
-metric, the default checkpoint-selection metric.
+(``val/atis/slot_f1``). It adds ``train/loss`` (the weighted loss, averaged over every process's
+examples) and ``{stage}/mean_target``: the mean over sub-tasks of each one's target metric, the default
+checkpoint-selection metric.
+
+Under DDP every process runs the sub-tasks' epoch-end reductions in the same order (config order), for
+the same sub-tasks: a sub-task is scored when any process evaluated a batch of it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class MultiTaskModule(TaskModule):
 
     Args:
         subtasks: sub-task name -> its task module, built with the sub-task's own config.
-        kinds: sub-task name -> its task name (``tagging``, ``intent_slot``, ``intent``).
+        kinds: sub-task name -> its task name (``doc_cls``, ``tagging``, ...).
         loss_weights: sub-task name -> weight of its loss in training.
         target_metrics: sub-task name -> the metric (without stage) its ``mean_target`` share comes from.
     """
@@ -68,14 +72,7 @@ class MultiTaskModule(TaskModule):
         task = batch["task"]
         loss = self.loss_weights[task] * self.subtasks[task]._step(batch["batch"], stage)
         if stage == "train":
-            self.log(
-                "train/loss",
-                loss,
-                batch_size=self.subtasks[task].batch_size(batch["batch"]),
-                prog_bar=True,
-                on_step=False,
-                on_epoch=True,
-            )
+            self.track_loss("train", "loss", loss, self.subtasks[task].batch_size(batch["batch"]))
         else:
             self._evaluated[stage].add(task)
         return loss
@@ -94,6 +91,7 @@ class MultiTaskModule(TaskModule):
     def on_train_epoch_end(self) -> None:
         for module in self.subtasks.values():
             module.on_train_epoch_end()
+        self._log_epoch_losses("train")  # the weighted loss over every sub-task's batches
 
     def _start_eval(self, stage: str) -> None:
         self._targets[stage] = {}
@@ -102,12 +100,21 @@ class MultiTaskModule(TaskModule):
         for module in self.subtasks.values():
             getattr(module, hook)()
 
+    def _scored(self, stage: str) -> list[str]:
+        """The sub-tasks evaluated in this epoch by any process (a process whose share of a small
+        split is empty still joins that sub-task's reductions), in config order."""
+        names = list(self.subtasks)
+        seen = torch.tensor([float(name in self._evaluated[stage]) for name in names], device=self.device)
+        trainer = self._trainer  # None outside a Trainer (a plain loop calling the hooks)
+        if trainer is not None and trainer.world_size > 1:
+            seen = trainer.strategy.reduce(seen, reduce_op="sum")  # one collective, every process
+        return [name for name, flag in zip(names, seen.tolist()) if flag > 0]
+
     def _end_eval(self, stage: str) -> None:
         """Each evaluated sub-task logs its epoch metrics; then the mean of their target metrics."""
         hook = "on_validation_epoch_end" if stage == "val" else "on_test_epoch_end"
-        for name, module in self.subtasks.items():
-            if name in self._evaluated[stage]:
-                getattr(module, hook)()
+        for name in self._scored(stage):
+            getattr(self.subtasks[name], hook)()
         values = list(self._targets[stage].values())
         if values:
             self.log(f"{stage}/{MEAN_TARGET}", sum(values) / len(values), prog_bar=stage == "val")

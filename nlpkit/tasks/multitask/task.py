@@ -1,19 +1,25 @@
-"""Multi-task glue (PyText §3.3): N sub-tasks, each with its own data module, head and loss weight,
-sharing the modules named in ``task.shared``.
+"""Multi-task glue (PyText §3.3; AllenNLP's ``MultiTaskModel``): a backbone of shared modules and one
+head per sub-task, each sub-task with its own data module, featurizer, metrics and loss weight.
 
-``python -m nlpkit.train task=multitask`` (built-in intent-only + slot-only sub-tasks) or
-``experiment=atis_snips``. Each sub-task is built by its own task class (``tagging``, ``intent_slot``
-or ``intent``: the tasks over the word-level token features, so their embeddings and encoders are
-interchangeable) from a config of its own: ``task.tasks.<name>.data``, the top-level ``model`` with
-``task.tasks.<name>.model`` merged over it, and ``optim``. Then, for each name in ``task.shared``,
-the first sub-task's module is put into every other sub-task's model (one ``nn.Module`` object, so
-its parameters are trained by every task and stored once per checkpoint storage).
+``python -m nlpkit.train task=multitask`` (built-in intent-only + slot-only sub-tasks),
+``task=multitask multitask=builtin_doc model=bilstm`` (two document classifiers) or
+``experiment=atis_snips``. A sub-task may be any registered task (``nlpkit.registry.TASKS``, a user's
+own included) that declares the metrics it logs (``Task.metric_names``); it is built by its own task
+class from a config of its own: ``task.tasks.<name>.data`` (that task's data schema), the top-level
+``model`` with ``task.tasks.<name>.model`` merged over it (a component given with another
+``_target_`` replaces the top-level one), and ``optim``. Then, for each name in ``task.shared``, the
+first sub-task's module is put into every other sub-task's model (one ``nn.Module`` object, so its
+parameters are trained by every task and stored once per checkpoint storage).
 
-Sharing rules, checked with a ``ConfigError``: every sub-task must have the shared module, with the
-same shape; a shared ``embedding`` makes the run build one word and character vocabulary over every
-sub-task's training data (their ``data.featurizer`` settings must agree); a shared word head
-(``decoder``/``output``) needs the same slot tags, a shared intent head (``doc_decoder``/
-``doc_output``) the same intents.
+Sharing rules, checked with a ``ConfigError``: every sub-task must have the shared module, of the same
+class and shapes; a shared ``embedding`` makes the run build one featurizer over every sub-task's
+training data (``nlpkit.tasks.multitask.data.SharedFeaturizerData``: same featurizer kind, same
+``data.featurizer`` settings); a shared head the task sized from a label set (``Task.head_labels``:
+``output``/``decoder`` of ``doc_cls`` and ``tagging``, ``doc_output``/``doc_decoder`` of the intent
+tasks) needs the same labels.
+
+Under ``trainer=ddp`` each step trains one sub-task's head, so the other heads get no gradient: the DDP
+strategy is made to find unused parameters (``ddp`` -> ``ddp_find_unused_parameters_true``).
 
 The run directory holds ``tasks/<name>/`` with each sub-task's vocabularies (and reports);
 ``nlpkit.load(run_dir)`` gives a ``MultiTaskPredictor``.
@@ -37,46 +43,68 @@ from nlpkit.data.constraints import above, at_least
 from nlpkit.data.inputs import check_texts
 from nlpkit.errors import ConfigError, ExportError
 from nlpkit.modules.kinds import check_component_kinds
-from nlpkit.registry import get_task, register_task
+from nlpkit.registry import TASKS, get_task, register_task
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.intent.task import IntentTask
-from nlpkit.tasks.intent_slot.task import IntentSlotTask
 from nlpkit.tasks.multitask.data import SCHEDULES, MultiTaskDataModule
 from nlpkit.tasks.multitask.module import MEAN_TARGET, MultiTaskModule
-from nlpkit.tasks.tagging.task import TaggingTask
 from nlpkit.training.checkpoint import best_checkpoint, load_checkpoint, model_state
 
-#: tasks that can be sub-tasks: all built on the word-level token features of the tagging stack
-SUBTASKS: dict[str, type[Task]] = {cls.name: cls for cls in (IntentTask, IntentSlotTask, TaggingTask)}
-#: model parts that can be shared by name, and the vocabulary a shared head needs to agree on
-SHAREABLE = {
-    "embedding": None,
-    "representation": None,
-    "pooling": None,
-    "decoder": "labels",
-    "output": "labels",
-    "doc_decoder": "intents",
-    "doc_output": "intents",
-}
 TASKS_DIR = "tasks"
-#: validation metrics each sub-task logs (a target or monitor must be one of them)
-METRICS = {
-    "tagging": ("span_f1", "span_precision", "span_recall", "token_accuracy", "loss"),
-    "intent_slot": (
-        "frame_accuracy", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall", "token_accuracy",
-        "loss", "intent_loss", "slot_loss",
-    ),
-    "intent": ("intent_accuracy", "loss"),
-}  # fmt: skip
+#: DDP strategies, and the one that tolerates parameters without a gradient (the other sub-tasks' heads)
+FIND_UNUSED = "_find_unused_parameters_true"
 
 
-def _check_metric(metric: str, kind: str, where: str) -> None:
-    if metric not in METRICS[kind]:
-        close = difflib.get_close_matches(metric, METRICS[kind], n=1)
+def subtask_class(kind: Any, where: str) -> type[Task]:
+    """The registered task ``kind`` of a sub-task, if it can be one (``ConfigError`` naming ``where``)."""
+    possible = sorted(name for name, cls in TASKS.items() if cls.can_be_subtask and cls.metric_names)
+    try:
+        task_cls = get_task(str(kind))
+    except ConfigError as err:
+        raise ConfigError(
+            f"{where}={kind!r} is not a registered task; a sub-task is one of {', '.join(possible)} (or a "
+            "task of your own package: @nlpkit.register_task, imports=[...])"
+        ) from err
+    if not task_cls.can_be_subtask:
+        raise ConfigError(
+            f"{where}={kind!r} cannot be a multi-task sub-task: a multi-task run does not nest; "
+            f"choose one of {', '.join(possible)}"
+        )
+    if not task_cls.metric_names:
+        raise ConfigError(
+            f"{where}={kind!r} cannot be a multi-task sub-task: {task_cls.__qualname__} declares no "
+            "metric_names (the validation metrics it logs, without val/), which its metric and monitor "
+            "are checked against"
+        )
+    return task_cls
+
+
+def _check_metric(metric: str, task_cls: type[Task], where: str) -> None:
+    names = task_cls.metric_names
+    if metric not in names:
+        close = difflib.get_close_matches(metric, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"{where}={metric!r} is not a metric of task {kind}{hint or ';'} choose one of {', '.join(METRICS[kind])}"
+            f"{where}={metric!r} is not a metric of task {task_cls.name}{hint or ';'} choose one of {', '.join(names)}"
         )
+
+
+def merged_model(base: DictConfig, overrides: DictConfig | None) -> DictConfig:
+    """The top-level ``model`` with a sub-task's ``model`` overrides merged over it. A component given
+    with another ``_target_`` than the top-level one replaces it (its keys are another class's), so a
+    ``doc_cls`` sub-task can bring its own encoder beside word-level ones."""
+    overrides = overrides or OmegaConf.create({})
+    replaced = {
+        key: node
+        for key, node in overrides.items()
+        if isinstance(node, DictConfig)
+        and node.get("_target_")
+        and isinstance(base.get(key), DictConfig)
+        and base[key].get("_target_") != node.get("_target_")
+    }
+    model = OmegaConf.merge(base, {key: node for key, node in overrides.items() if key not in replaced})
+    for key, node in replaced.items():
+        model[key] = node
+    return model
 
 
 @dataclass
@@ -102,9 +130,10 @@ class MultiTaskConfig:
 
 @dataclass
 class SubTaskConfig:
-    """One sub-task: ``task`` (``intent``, ``intent_slot`` or ``tagging``), its ``data`` section (that
-    task's data schema), ``model`` overrides merged over the top-level model, ``loss_weight``, and
-    ``metric``: its target metric without ``val/`` (default: the task's own, e.g. ``span_f1``)."""
+    """One sub-task: ``task`` (a registered task: ``doc_cls``, ``intent``, ``intent_slot``,
+    ``tagging``, a user's own), its ``data`` section (that task's data schema), ``model`` overrides
+    merged over the top-level model, ``loss_weight``, and ``metric``: its target metric without
+    ``val/`` (one of the task's ``metric_names``; default: its ``target_metric``, e.g. ``span_f1``)."""
 
     task: str = ""
     data: Any = None
@@ -137,19 +166,19 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
         raise ConfigError(f"{where} must be a mapping with keys task, data, model, loss_weight, metric")
     check_schema(node, SubTaskConfig, where)
     kind = node.get("task")
-    if kind not in SUBTASKS:
-        raise ConfigError(
-            f"{where}.task={kind!r} cannot be a multi-task sub-task; choose one of {', '.join(sorted(SUBTASKS))} "
-            "(the tasks over word-level token features; for text + label data use task: intent)"
-        )
-    task_cls = SUBTASKS[kind]
+    task_cls = subtask_class(kind, f"{where}.task")
     if not isinstance(node.get("data"), DictConfig):
         raise ConfigError(f"{where}.data is missing: give the sub-task's data section (e.g. its train_path)")
     data = typed_section(OmegaConf.merge(node.data, defaults), task_cls.data_schema, f"{where}.data")
+    if data.get("streaming"):
+        raise ConfigError(
+            f"{where}.data.streaming=true: a streamed training file batches itself and cannot join a "
+            "multi-task schedule; load it (streaming=false)"
+        )
     overrides = node.get("model")
     if overrides is not None and not isinstance(overrides, DictConfig):
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
-    model = OmegaConf.merge(cfg.model, overrides or {})
+    model = merged_model(cfg.model, overrides)
     check_component_kinds(model, task_cls.component_kinds, f"{where}.model", kind)
     check_target_keys(model, f"{where}.model")
     try:
@@ -159,7 +188,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
     if weight < 0:
         raise ConfigError(f"{where}.loss_weight={weight} must be >= 0")
     metric = str(node.get("metric") or task_cls.target_metric)
-    _check_metric(metric, kind, f"{where}.metric")
+    _check_metric(metric, task_cls, f"{where}.metric")
     return OmegaConf.create(
         {"task": kind, "data": data, "model": model, "loss_weight": weight, "metric": metric}
     )
@@ -192,6 +221,7 @@ class MultiTaskTask(Task):
     data_schema = MultiTaskDataConfig
     task_schema = MultiTaskConfig
     target_metric = MEAN_TARGET
+    can_be_subtask = False  # sub-tasks are single tasks: a multi-task run does not nest
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> DictConfig:
@@ -204,10 +234,14 @@ class MultiTaskTask(Task):
         defaults = {k: v for k, v in cfg.data.items() if v is not None}
         cfg.task.tasks = {name: _check_subtask(cfg, name, node, defaults) for name, node in tasks.items()}
         for part in cfg.task.shared:
-            if part not in SHAREABLE:
-                raise ConfigError(
-                    f"task.shared: {part!r} is not a shareable module; choose from {', '.join(SHAREABLE)}"
-                )
+            for name, node in cfg.task.tasks.items():
+                parts = [k for k, v in node.model.items() if isinstance(v, DictConfig) and v.get("_target_")]
+                if part not in parts:
+                    raise ConfigError(
+                        f"task.shared: {part!r} is not a shareable module: task.tasks.{name}.model has no "
+                        f"component {part!r}; its components: {', '.join(parts)}"
+                    )
+        cls._find_unused_parameters(cfg)
         monitor = str(cfg.task.monitor)
         stage, _, rest = monitor.partition("/")
         task_name = rest.split("/")[0] if "/" in rest else None
@@ -217,8 +251,35 @@ class MultiTaskTask(Task):
                 f"of task.tasks ({', '.join(cfg.task.tasks)})"
             )
         if rest != MEAN_TARGET:
-            _check_metric(rest.split("/", 1)[1], cfg.task.tasks[task_name].task, "task.monitor metric")
+            kind = get_task(str(cfg.task.tasks[task_name].task))
+            _check_metric(rest.split("/", 1)[1], kind, "task.monitor metric")
         return cfg
+
+    @staticmethod
+    def _find_unused_parameters(cfg: DictConfig) -> None:
+        """Each step trains one sub-task: the other heads get no gradient, which plain DDP refuses."""
+        strategy = cfg.trainer.get("strategy")
+        if not isinstance(strategy, str) or not strategy.startswith("ddp"):
+            return
+        if strategy.endswith("_find_unused_parameters_false"):
+            raise ConfigError(
+                f"trainer.strategy={strategy}: task=multitask trains one sub-task's head per step, so DDP "
+                f"must find the unused parameters of the others: use trainer.strategy={strategy.rsplit('_find', 1)[0]}"
+            )
+        if not strategy.endswith(FIND_UNUSED):
+            cfg.trainer.strategy = strategy + FIND_UNUSED
+
+    @classmethod
+    def check_distributed(cls, cfg: DictConfig, world_size: int) -> None:
+        """Every sub-task's metrics must be reduced across the processes."""
+        for name, node in cfg.task.tasks.items():
+            kind = get_task(str(node.task))
+            if not kind.distributed_metrics:
+                supported = ", ".join(sorted(n for n, t in TASKS.items() if t.distributed_metrics))
+                raise ConfigError(
+                    f"task.tasks.{name}.task={kind.name} scores on one process only; its metrics are not "
+                    f"reduced across the {world_size} DDP processes (sub-tasks under trainer=ddp: {supported})"
+                )
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -240,7 +301,7 @@ class MultiTaskTask(Task):
         datamodules = {}
         for name, node in cfg.task.tasks.items():
             vocab_dir = Path(run_dir) / TASKS_DIR / name if run_dir is not None else None
-            datamodules[name] = SUBTASKS[node.task].datamodule(node.data, vocab_dir)
+            datamodules[name] = get_task(str(node.task)).datamodule(node.data, vocab_dir)
         return MultiTaskDataModule(
             datamodules,
             {name: node.task for name, node in cfg.task.tasks.items()},
@@ -263,8 +324,8 @@ class MultiTaskTask(Task):
         subtasks = {}
         for name, node in cfg.task.tasks.items():
             dm = datamodule.datamodules[name]
-            vocab = dm.featurizer.vocab if fresh else None
-            subtasks[name] = SUBTASKS[node.task].module(cls.subtask_config(cfg, name), dm, vocab)
+            vocab = _vocab(dm) if fresh else None  # pretrained vectors need it (fresh training only)
+            subtasks[name] = get_task(str(node.task)).module(cls.subtask_config(cfg, name), dm, vocab)
         share_modules(subtasks, list(cfg.task.shared), datamodule)
         return MultiTaskModule(
             subtasks,
@@ -321,13 +382,13 @@ class MultiTaskTask(Task):
         for name, dm in datamodule.datamodules.items():
             directory = Path(run_dir) / TASKS_DIR / name
             directory.mkdir(parents=True, exist_ok=True)
-            SUBTASKS[datamodule.kinds[name]].save_vocabularies(dm, directory)
+            get_task(datamodule.kinds[name]).save_vocabularies(dm, directory)
 
     @classmethod
     def predictor_for(cls, cfg, model, datamodule):
         return MultiTaskPredictor(
             {
-                name: SUBTASKS[node.task].make_predictor(model[name], datamodule.datamodules[name])
+                name: get_task(str(node.task)).make_predictor(model[name], datamodule.datamodules[name])
                 for name, node in cfg.task.tasks.items()
             }
         )
@@ -336,13 +397,19 @@ class MultiTaskTask(Task):
     def extra_artifacts(cls, module, run_dir):
         written = {}
         for name, sub in module.subtasks.items():
-            found = SUBTASKS[module.kinds[name]].extra_artifacts(sub, Path(run_dir) / TASKS_DIR / name)
+            found = get_task(module.kinds[name]).extra_artifacts(sub, Path(run_dir) / TASKS_DIR / name)
             written.update({f"{name}/{key}": path for key, path in found.items()})
         return written
 
 
+def _vocab(datamodule: Any) -> list[str] | None:
+    """The word vocabulary (tokens in id order) of a data module's featurizer, if it has one."""
+    return getattr(getattr(datamodule, "featurizer", None), "vocab", None)
+
+
 def share_modules(subtasks: dict[str, Any], shared: list[str], datamodule: MultiTaskDataModule) -> None:
     """Put the first sub-task's module of each ``shared`` name into every other sub-task's model."""
+    kinds = datamodule.kinds
     names = list(subtasks)
     first = names[0]
     for part in shared:
@@ -353,20 +420,24 @@ def share_modules(subtasks: dict[str, Any], shared: list[str], datamodule: Multi
                     f"task.shared has {part!r} but sub-task {name!r} has no such module (its model has "
                     f"{', '.join(parts)}); share only modules every sub-task has"
                 )
-        vocabulary = SHAREABLE[part]
         ours = getattr(subtasks[first].model, part)
+        first_labels = get_task(kinds[first]).head_labels.get(part)
         for name in names[1:]:
-            if vocabulary is not None:
-                mine = getattr(datamodule.datamodules[first], vocabulary).names
-                theirs = getattr(datamodule.datamodules[name], vocabulary).names
-                if mine != theirs:
+            their_labels = get_task(kinds[name]).head_labels.get(part)
+            if first_labels or their_labels:  # a head sized for a label set: one label set
+                mine = getattr(
+                    getattr(datamodule.datamodules[first], first_labels or "", None), "names", None
+                )
+                theirs = getattr(
+                    getattr(datamodule.datamodules[name], their_labels or "", None), "names", None
+                )
+                if mine is None or mine != theirs:
                     raise ConfigError(
                         f"task.shared has {part!r}, but sub-tasks {first!r} and {name!r} have different "
-                        f"{'slot tags' if vocabulary == 'labels' else 'intents'}: a shared head needs one label set"
+                        f"labels for it ({_labels(mine)} vs {_labels(theirs)}): a shared head needs one label set"
                     )
-            if part == "embedding" and (
-                datamodule.datamodules[first].featurizer.vocab
-                != datamodule.datamodules[name].featurizer.vocab
+            if part == "embedding" and _vocab(datamodule.datamodules[first]) != _vocab(
+                datamodule.datamodules[name]
             ):
                 raise ConfigError(
                     f"task.shared has 'embedding', but sub-tasks {first!r} and {name!r} have different word vocabularies"
@@ -386,3 +457,10 @@ def share_modules(subtasks: dict[str, Any], shared: list[str], datamodule: Multi
                     f"{', '.join(differing[:3]) or 'class'}): give them the same model config"
                 )
             setattr(subtasks[name].model, part, ours)
+
+
+def _labels(names: list[str] | None) -> str:
+    if names is None:
+        return "none"
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"{len(names)}: {shown}"

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from nlpkit.data.batching import pad_sequences
@@ -211,6 +212,25 @@ class TaggingDataModule(SplitDataModule):
         if self._raw is None:
             self._raw = self.read_splits(need_train=self.featurizer is None)
         return self._raw
+
+    # ---------------------------------------------------------------- one featurizer for several modules
+    # (nlpkit.tasks.multitask.data.SharedFeaturizerData: a multi-task run's shared embedding)
+    def featurizer_spec(self) -> tuple[str, dict]:
+        """``("word", data.featurizer)``: one id per dataset token plus its characters and casing."""
+        return "word", OmegaConf.to_container(self.config.featurizer, resolve=True)
+
+    def training_texts(self) -> list[tuple[str, ...]]:
+        """What the featurizer is trained on: the training split's token lists."""
+        return [sentence.tokens for sentence in self.read()["train"]]
+
+    def train_featurizer(self, texts: list[tuple[str, ...]]) -> tuple[Featurizer, CharVocab]:
+        """The word and character vocabularies over ``texts`` (token lists), with this module's settings."""
+        fcfg = WordFeaturizerConfig(**dict(self.config.featurizer))
+        return train_word_featurizer(texts, fcfg), CharVocab.build(texts, fcfg.max_word_length)
+
+    def use_featurizer(self, featurizer: tuple[Featurizer, CharVocab]) -> None:
+        """Encode with ``featurizer`` (from ``train_featurizer``) instead of building one from train."""
+        self.featurizer, self.chars = featurizer
 
     def load(self) -> None:
         """Read, split, build vocabularies (if not given) and encode. Idempotent."""

@@ -38,6 +38,8 @@ class TaggingTask(Task):
     data_schema = TaggingDataConfig
     target_metric = "span_f1"
     distributed_metrics = True  # nlpkit.metrics: torchmetrics sums the span/frame counts across processes
+    metric_names = ("span_f1", "span_precision", "span_recall", "token_accuracy", "loss")
+    head_labels = {"decoder": "labels", "output": "labels"}
     datamodule_class = TaggingDataModule
     component_kinds = {"embedding": "embedding", "representation": "seq2seq", "decoder": "decoder", "output": "word_output"}  # fmt: skip
     #: the label vocabularies a run directory holds, in the data module's argument order
