@@ -20,7 +20,7 @@ from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, GraphBuilder
 MODEL_PREFIX = "model/"
 
 
-def dynamic_axes(name: str, rank: int, is_input: bool) -> dict[int, str]:
+def dynamic_axes(rank: int, is_input: bool) -> dict[int, str]:
     """Which axes of a network value vary: every input axis (``batch``, ``time``, ``characters``);
     every output axis but the last (the labels)."""
     labels = ("batch", "time", "characters", "axis3", "axis4")

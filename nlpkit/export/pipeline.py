@@ -129,8 +129,8 @@ def export_network(model, exporter: str) -> onnx.ModelProto:
         raise ExportError(
             f"{type(model).__name__}.forward_for_export returned {len(outputs)} tensors for export_outputs {names}"
         )
-    axes = {name: G.dynamic_axes(name, value.dim(), True) for name, value in example.items()}
-    axes.update({name: G.dynamic_axes(name, value.dim(), False) for name, value in zip(names, outputs)})
+    axes = {name: G.dynamic_axes(value.dim(), True) for name, value in example.items()}
+    axes.update({name: G.dynamic_axes(value.dim(), False) for name, value in zip(names, outputs)})
     return G.export_torch(Network(model), tuple(example.values()), list(example), names, axes, exporter)
 
 
