@@ -106,8 +106,8 @@ def test_quantized_model_and_accuracy_delta(exported):
 def test_every_edge_case_tokenizes_like_hf(exported):
     from nlpkit.data.featurizer import Featurizer
     from nlpkit.export import graph as G
+    from nlpkit.export.front_ends import debug_model as _rename_for_debug
     from nlpkit.export.parity import EDGE_CASES
-    from nlpkit.tasks.doc_cls.export import _rename_for_debug
 
     run_dir, _ = exported["bilstm"]
     featurizer = Featurizer.load(run_dir / "tokenizer.json")
@@ -190,9 +190,9 @@ def test_cli_exits_non_zero_on_refusal(exported, tmp_path, capsys):
 def test_tampered_weights_fail_the_gate(exported, tmp_path, monkeypatch):
     from onnx import numpy_helper
 
-    import nlpkit.tasks.doc_cls.export as doc_cls
+    import nlpkit.export.pipeline as pipeline
 
-    real = doc_cls.export_network
+    real = pipeline.export_network
 
     def perturbed(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -202,7 +202,7 @@ def test_tampered_weights_fail_the_gate(exported, tmp_path, monkeypatch):
                 init.CopyFrom(numpy_helper.from_array(array * 1.05 + 0.01, init.name))
         return model
 
-    monkeypatch.setattr(doc_cls, "export_network", perturbed)
+    monkeypatch.setattr(pipeline, "export_network", perturbed)
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="parity gate failed") as info:
         export_run(exported["cnn"][0], out_dir=out)

@@ -1,4 +1,9 @@
-"""Tag decoding as ONNX ops: per-token argmax, and linear-chain CRF Viterbi with two ``Scan`` loops.
+"""Decoding as ONNX ops: what an output layer's ``onnx_decoding()`` description (``Decoding``, see
+:mod:`nlpkit.modules.exportable`) becomes in the graph. One recipe per decoding *kind*, never per
+output-layer class: :data:`LABEL_DECODINGS` for a document-level head (scores ``[B, L]`` -> label names
+``[B]``: argmax, or threshold + join for multi-label), :data:`TAG_DECODINGS` for a word-level head
+(emissions ``[B, T, L]`` -> tag ids ``[B, T]``: per-token argmax, or linear-chain CRF Viterbi with two
+``Scan`` loops). :func:`decoding_of` reads a layer's description and refuses an unknown kind.
 
 The Viterbi mirrors ``nlpkit.modules.output.crf.CRFOutput.decode`` step for step (same sums, same
 first-index tie breaking of ``max``/``ArgMax``, padding carried through by keeping the state and
@@ -7,9 +12,13 @@ pointing back to the same tag), so the graph's tags equal the PyTorch tags; the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 from onnx import TensorProto, helper
 
+from nlpkit.errors import ExportError
 from nlpkit.export.text_graph import GraphBuilder
 
 
@@ -145,3 +154,61 @@ def build_viterbi_tags(
     steps = b.op("Slice", [b.op("Shape", [mask]), b.const([1]), b.const([2])], "steps")
     path = b.op("Slice", [path, b.const([0]), steps, b.const([1])], "path_t")  # [B, T]: padded step dropped
     return b.op("Where", [mask, path, b.const(np.int64(0))], "tag_ids")
+
+
+# ---------------------------------------------------------------------------------- label heads
+def build_argmax_label(b: GraphBuilder, scores: str, names: list[str], out: str, **_: Any) -> str:
+    """``scores [B, L]`` -> the best label's name ``[B]`` (first index on ties, like ``argmax``)."""
+    best = b.op("ArgMax", [scores], "best", axis=1, keepdims=0)
+    return b.names_of(best, names, outputs=[out])
+
+
+def build_threshold_labels(
+    b: GraphBuilder, scores: str, names: list[str], out: str, threshold: float, delimiter: str, **_: Any
+) -> str:
+    """``scores [B, L]`` -> the names of the labels at or above ``threshold``, in label order, joined by
+    ``delimiter`` (``""`` when none is on) ``[B]``."""
+    on = b.op("GreaterOrEqual", [scores, b.const(np.float32(threshold))], "on")  # [B, L]
+    batch = b.op("Slice", [b.op("Shape", [scores]), b.const([0]), b.const([1])], "batch")
+    empty = b.op("Expand", [b.const([""]), batch], "empty")  # [B] ""
+    joined, started = empty, b.op("Expand", [b.const([False]), batch], "started")
+    separator = b.const([delimiter])
+    for index, name in enumerate(names):
+        column = b.op("Slice", [on, b.const([index]), b.const([index + 1]), b.const([1])], "column")
+        on_j = b.op("Reshape", [column, b.const([-1])], "on_j")  # [B]
+        sep = b.op("Where", [b.op("And", [on_j, started]), separator, empty], "sep")
+        piece = b.op("Where", [on_j, b.const([name]), empty], "piece")
+        joined = b.op("StringConcat", [b.op("StringConcat", [joined, sep]), piece], "joined")
+        started = b.op("Or", [started, on_j], "started")
+    return b.op("Identity", [joined], outputs=[out])
+
+
+#: decoding kind -> ``(builder, scores [B, L], label names, output name, **params) -> names [B]``
+LABEL_DECODINGS: dict[str, Callable[..., str]] = {
+    "argmax": build_argmax_label,
+    "threshold": build_threshold_labels,
+}
+#: decoding kind -> ``(builder, emissions [B, T, L], mask [B, T], **params) -> tag ids [B, T]``
+TAG_DECODINGS: dict[str, Callable[..., str]] = {
+    "argmax": build_argmax_tags,
+    "crf_viterbi": build_viterbi_tags,
+}
+
+
+def decoding_of(layer, recipes: Mapping[str, Callable[..., str]], role: str):
+    """``layer.onnx_decoding()``, checked against the recipes a head of this ``role`` has; anything
+    else is refused before any export work."""
+    name = type(layer).__name__
+    hook = getattr(layer, "onnx_decoding", None)
+    if hook is None:
+        raise ExportError(
+            f"refused: no ONNX decoding for the {role} {name}: it defines no onnx_decoding() "
+            "(see nlpkit.modules.exportable)"
+        )
+    decoding = hook()
+    if decoding.kind not in recipes:
+        raise ExportError(
+            f"refused: no ONNX decoding for the {role} {name}: its onnx_decoding() kind {decoding.kind!r} "
+            f"is not one a {role} exports with ({', '.join(recipes)})"
+        )
+    return decoding

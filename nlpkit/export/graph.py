@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,34 @@ from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, GraphBuilder
 MODEL_PREFIX = "model/"
 
 
+def dynamic_axes(rank: int, is_input: bool) -> dict[int, str]:
+    """Which axes of a network value vary: every input axis (``batch``, ``time``, ``characters``);
+    every output axis but the last (the labels)."""
+    labels = ("batch", "time", "characters", "axis3", "axis4")
+    return {axis: labels[axis] for axis in range(rank if is_input else rank - 1)}
+
+
+@contextlib.contextmanager
+def component_export_forwards(model) -> Iterator[int]:
+    """While active, every component of ``model`` with a ``forward_for_export`` hook
+    (``nlpkit.modules.exportable``) runs that instead of ``forward``; yields how many were switched.
+    Models (``Exportable``) keep theirs: only the root's ``forward_for_export`` is traced, explicitly."""
+    from nlpkit.modules.exportable import Exportable
+
+    switched = [
+        m
+        for m in model.modules()
+        if callable(getattr(m, "forward_for_export", None)) and not isinstance(m, Exportable)
+    ]
+    for module in switched:
+        module.forward = module.forward_for_export
+    try:
+        yield len(switched)
+    finally:
+        for module in switched:
+            del module.forward  # back to the class's forward
+
+
 def export_torch(
     module,
     example_inputs: tuple,
@@ -26,20 +56,24 @@ def export_torch(
     dynamic_axes: dict[str, dict[int, str]],
     exporter: str = "torchscript",
 ) -> onnx.ModelProto:
-    """``torch.onnx.export`` with dynamic axes. ``torchscript`` exports in under a second; ``dynamo``
-    (torch.export based, needs onnxscript) takes ~10 s per model on this CPU. Both give the same graph
-    numerically (the parity gate checks the result either way)."""
+    """``torch.onnx.export`` with dynamic axes. ``torchscript`` exports in under a second and traces the
+    components' ``forward_for_export`` hooks (the BiLSTM as native LSTM nodes: its hook's
+    ``autograd.Function.symbolic`` is a TorchScript-exporter feature); ``dynamo`` (torch.export based,
+    needs onnxscript) takes ~10 s per model on this CPU and exports the components as written. Both
+    give the same graph numerically (the parity gate checks the result either way)."""
     import torch
 
     module = module.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
-            dims = {
-                name: {axis: torch.export.Dim(label) for axis, label in axes.items()}
-                for name, axes in dynamic_axes.items()
-                if name in input_names
-            }
+            dims = tuple(  # positional, in the inputs' order
+                {axis: torch.export.Dim(label) for axis, label in dynamic_axes.get(name, {}).items()}
+                for name in input_names
+            )
+            parameters = inspect.signature(module.forward).parameters.values()
+            if any(p.kind is p.VAR_POSITIONAL for p in parameters):  # forward(*inputs): one argument
+                dims = (dims,)
             program = torch.onnx.export(
                 module,
                 example_inputs,
@@ -53,10 +87,8 @@ def export_torch(
             )
             model = program.model_proto
         elif exporter == "torchscript":
-            from nlpkit.export.lstm import native_bilstm
-
             buffer = io.BytesIO()
-            with native_bilstm(module):  # BiLSTM layers as one native bidirectional LSTM node each
+            with component_export_forwards(module):
                 torch.onnx.export(
                     module,
                     example_inputs,

@@ -2,9 +2,21 @@
 
 ``python -m nlpkit.export run_dir=DIR [quantize=true] [exporter=torchscript|dynamo]`` or
 ``nlpkit.export.export_run(DIR)`` writes ``DIR/export/model.onnx`` (and ``model.int8.onnx`` with
-``quantize``) only after a parity gate against the PyTorch predictor and the HF tokenizer passed,
-and ``DIR/export/export_report.json`` either way. Each task exports through its own
-``Task.export_onnx`` hook (the exporter beside it in its task folder).
+``quantize``) only after a parity gate against the PyTorch predictor and the Python featurizer
+passed, and ``DIR/export/export_report.json`` either way. Each task's ``Task.export_onnx`` hook fills
+in an :class:`ExportSpec` (its ``export.py``: outputs, metadata, reference predictions, test texts,
+metrics) and hands it to :func:`run_export`, the steps every export shares, in order:
+
+1. the featurizer's front-end graph (``spec.front_end``, picked by the featurizer kind:
+   ``nlpkit.export.front_ends``);
+2. the network, exported with ``torch.onnx`` from the model's own ``input_example()`` and
+   ``forward_for_export`` (``nlpkit.modules.exportable``);
+3. the decoding graph of each head, from its output layer's ``onnx_decoding()`` (``nlpkit.export.heads``),
+   assembled with 1. and 2. into one graph;
+4. the parity gate: the front end's checks, then every head's outputs against the PyTorch predictor at
+   batch 1 and a mixed batch of 64, on the test split and the edge cases;
+5. only when every check passed: the file, its metrics on the split, and with ``quantize`` the int8
+   file with its metric deltas.
 
 A ``task=multitask`` run is exported one sub-task at a time (``task=NAME``, ``export_run(DIR,
 task=NAME)``): that sub-task's model as a standalone file of its kind, in ``DIR/export/NAME/``.
@@ -12,11 +24,21 @@ task=NAME)``): that sub-task's model as a standalone file of its kind, in ``DIR/
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from nlpkit.errors import ExportError
+from nlpkit.export import graph as G
+from nlpkit.export.front_ends import FrontEnd, FrontEndValues, timer
+from nlpkit.export.parity import MIXED_BATCH, accept_model, gate_report, provenance_metadata
+from nlpkit.export.text_graph import GraphBuilder
 from nlpkit.registry import get_task
 from nlpkit.training.run_dir import remove_temporaries, run_lock
 from nlpkit.utils.io import write_bytes, write_json
@@ -25,6 +47,214 @@ log = logging.getLogger("nlpkit.export")
 
 EXPORT_DIR = "export"
 REPORT_FILE = "export_report.json"
+
+
+Head = Any  # nlpkit.export.heads.LabelHead | TagHead: outputs, value_infos, build, describe, rows, compare
+
+
+@dataclass
+class ExportSpec:
+    """What one task's export declares; :func:`run_export` does the rest.
+
+    ``model`` is an ``Exportable`` with its weights loaded; rows (``reference``'s and the graph's) are
+    dicts keyed by the graph's output names, one per text.
+    """
+
+    task: str  # the metadata's and the report's "task"
+    model: Any  # nlpkit.modules.exportable.Exportable, eval mode
+    front_end: FrontEnd
+    heads: list[Head]  # in graph output order
+    metadata: dict[str, str]  # the task's metadata ("task", "labels", ...), before provenance
+    doc: str  # the graph's doc string
+    split: str  # the split the gate and the metrics run on
+    texts: list[str]  # that split's texts
+    reference: Callable[[list[str]], list[dict]]  # the PyTorch predictor's rows for any texts
+    metrics: Callable[[list[dict]], dict[str, float]]  # the split's metrics from the graph's rows
+    agreement: str | None = None  # an output whose int8-vs-fp32 agreement the report records
+    subtask: str | None = None  # the sub-task's name in a multi-task run
+
+    @property
+    def outputs(self) -> list[str]:
+        return [name for head in self.heads for name in head.outputs]
+
+
+@dataclass
+class ExportSource:
+    """What is exported: a trained run, or one sub-task of a multi-task run (``subtask``)."""
+
+    task: str  # the task of its kind (a sub-task: its own kind, e.g. "intent")
+    data_cfg: Any  # its data section
+    vocab_dir: Path  # where its vocabularies are (a sub-task: tasks/<name>/)
+    subtask: str | None
+
+    @classmethod
+    def of(cls, run_dir: Path, cfg, subtask: str | None = None) -> ExportSource:
+        if subtask is None:
+            return cls(str(cfg.task.name), cfg.data, Path(run_dir), None)
+        # the run's own (multi-)task says where the sub-task's config and vocabularies are
+        task, data_cfg, vocab_dir = get_task(str(cfg.task.name)).subtask_source(cfg, run_dir, subtask)
+        return cls(task, data_cfg, Path(vocab_dir), subtask)
+
+    def predictor(self, run_dir: Path, cfg):
+        """The PyTorch predictor (a sub-task's as ``nlpkit.load(run_dir)`` holds it: the shared modules +
+        its own heads)."""
+        predictor = get_task(str(cfg.task.name)).predictor(cfg, run_dir)
+        return predictor if self.subtask is None else predictor.predictors[self.subtask]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The metadata's first keys: ``task`` (and ``subtask``)."""
+        return {"task": self.task, **({"subtask": self.subtask} if self.subtask is not None else {})}
+
+
+def export_network(model, exporter: str) -> onnx.ModelProto:
+    """The network alone: ``model.forward_for_export`` traced on ``model.input_example()``, every input
+    axis dynamic, every output axis but the last (the labels)."""
+    import torch
+
+    class Network(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner.forward_for_export(*inputs)
+
+    example = model.input_example()
+    with torch.no_grad():
+        outputs = model.forward_for_export(*example.values())
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    names = list(model.export_outputs)
+    if len(outputs) != len(names):
+        raise ExportError(
+            f"{type(model).__name__}.forward_for_export returned {len(outputs)} tensors for export_outputs {names}"
+        )
+    axes = {name: G.dynamic_axes(value.dim(), True) for name, value in example.items()}
+    axes.update({name: G.dynamic_axes(value.dim(), False) for name, value in zip(names, outputs)})
+    return G.export_torch(Network(model), tuple(example.values()), list(example), names, axes, exporter)
+
+
+def network_reads(network: onnx.ModelProto) -> set[str]:
+    """The inputs the exported network kept."""
+    return {value.name for value in network.graph.input}
+
+
+def build_graph(network: onnx.ModelProto, spec: ExportSpec, metadata: dict[str, str]) -> onnx.ModelProto:
+    """Front end -> network -> each head's decoding, as one checked graph."""
+    reads = network_reads(network)
+    values: dict[str, FrontEndValues] = {}
+
+    def pre(b: GraphBuilder) -> None:
+        values["front"] = spec.front_end.build(b, "text", reads)
+
+    def post(b: GraphBuilder) -> None:
+        for head in spec.heads:
+            head.build(b, values["front"])
+
+    outputs = [info for head in spec.heads for info in head.value_infos()]
+    return G.assemble(network, [G.string_input("text")], outputs, pre, post, metadata, spec.doc)
+
+
+def graph_rows(session, spec: ExportSpec, texts: Sequence[str], batch_size: int) -> list[dict]:
+    """The graph's outputs for ``texts``, ``batch_size`` at a time, as one row per text."""
+    rows: list[dict] = []
+    for values in G.run_batched(session, texts, batch_size, spec.outputs):
+        named = dict(zip(spec.outputs, values))
+        per_head = [head.rows(named) for head in spec.heads]
+        rows.extend({k: v for parts in zipped for k, v in parts.items()} for zipped in zip(*per_head))
+    return rows
+
+
+def check_predictions(session, spec: ExportSpec, texts: list[str], batch_sizes: list[int]) -> dict[str, dict]:
+    """Every head's outputs == the PyTorch predictor's, at each batch size (names exactly, scores within
+    ``SCORE_TOLERANCE``)."""
+    reference = spec.reference(texts)
+    checks = {
+        name: check for head in spec.heads for name, check in head.new_checks(len(texts), batch_sizes).items()
+    }
+    for batch_size in batch_sizes:
+        for text, want, have in zip(texts, reference, graph_rows(session, spec, texts, batch_size)):
+            record = {"batch_size": batch_size, "text": text[:200]}
+            for head in spec.heads:
+                head.compare(want, have, record, checks)
+    return {name: check.result() for name, check in checks.items()}
+
+
+def _agreement(output: str, spec: ExportSpec) -> Callable[[Any, Any], float | None]:
+    def agreement(fp32_session, int8_session) -> float | None:
+        """Share of the split's texts whose int8 ``output`` equals the fp32 one."""
+        if not spec.texts:
+            return None
+        fp32, int8 = (graph_rows(s, spec, spec.texts, MIXED_BATCH) for s in (fp32_session, int8_session))
+        return sum(a[output] == b[output] for a, b in zip(fp32, int8)) / len(spec.texts)
+
+    return agreement
+
+
+def run_export(
+    spec: ExportSpec, run_dir: Path, quantize: bool, exporter: str
+) -> tuple[dict, dict[str, bytes]]:
+    """Build and check the graph of ``spec``: ``(report, {file name: bytes})``, the files only when
+    every check passed."""
+    from nlpkit.training.checkpoint import best_checkpoint
+
+    started = time.perf_counter()
+    front = spec.front_end
+    outputs = {k: v for head in spec.heads for k, v in head.describe(front.counts_tokens).items()}
+    metadata = {
+        **spec.metadata,
+        **provenance_metadata(run_dir, best_checkpoint(run_dir), front.tokenizer_path),
+        **front.metadata(run_dir),
+        "outputs": json.dumps(outputs),
+    }
+    network = export_network(spec.model, exporter)
+    model = build_graph(network, spec, metadata)
+    export_seconds = time.perf_counter() - started
+
+    edge = front.edge_cases()
+    checks_started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    timed = timer(seconds)
+    checks = front.checks(model, network_reads(network), spec.split, spec.texts, edge, timed)
+    session = G.session(model)
+    checks.update(
+        timed("predictions", lambda: check_predictions(session, spec, spec.texts + edge, [1, MIXED_BATCH]))
+    )
+    report = gate_report(
+        task=spec.task,
+        run_dir=run_dir,
+        split=spec.split,
+        examples=len(spec.texts),
+        edge_cases=len(edge),
+        checks=checks,
+        metadata=metadata,
+        exporter=exporter,
+        model=model,
+        export_seconds=export_seconds,
+    )
+    report["timings"]["checks"] = seconds
+    if spec.subtask is not None:
+        report["subtask"] = spec.subtask
+
+    def quantized() -> onnx.ModelProto:
+        int8 = {**metadata, "quantization": "onnxruntime dynamic int8 (weights)"}
+        return build_graph(G.quantize_dynamic_int8(network), spec, int8)
+
+    files = timed(
+        "metrics" + ("_and_quantize" if quantize else ""),
+        lambda: accept_model(
+            report,
+            spec.split,
+            model,
+            session,
+            lambda s: spec.metrics(graph_rows(s, spec, spec.texts, MIXED_BATCH)),
+            quantized=quantized if quantize else None,
+            agreement=_agreement(spec.agreement, spec) if spec.agreement else None,
+        ),
+    )
+    report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
+    report["timings"]["total_seconds"] = round(time.perf_counter() - started, 3)
+    return report, files
 
 
 def _remove_stale(out_dir: Path, keep: set[str]) -> list[Path]:
@@ -79,4 +309,4 @@ def export_run(
     return report
 
 
-__all__ = ["ExportError", "export_run"]
+__all__ = ["ExportError", "ExportSource", "ExportSpec", "export_network", "export_run", "run_export"]

@@ -19,7 +19,7 @@ casing class (``word_shape``)      ``RegexFullMatch`` per class, the character c
 =================================  ===============================================================
 
 Every value the model sees is checked against the Python featurizer by the parity gate
-(:mod:`nlpkit.tasks.tagging.export`) before a file is written.
+(the word front end of :mod:`nlpkit.export.front_ends`) before a file is written.
 """
 
 from __future__ import annotations

@@ -100,3 +100,15 @@ class CharCNNEmbedding(TokenEmbedding):
         words = torch.cat(pooled, dim=-1) * has_chars
         words = self.projection(self.highway(words)) * has_chars
         return words.reshape(batch, steps, -1)
+
+    def input_example(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Export example: ``chars [B, max(lengths), 3]``, words of 1 to 3 characters, padding 0."""
+        batch, steps = len(lengths), int(lengths.max())
+        width = torch.tensor([2, 1, 3, 1]).repeat(steps)[:steps]  # characters per token
+        ids = (2 + torch.arange(batch * steps * 3).view(batch, steps, 3) % 5).clamp(
+            max=self.embedding.num_embeddings - 1
+        )
+        real = (torch.arange(3).view(1, 1, 3) < width.view(1, steps, 1)) & (
+            torch.arange(steps).view(1, steps, 1) < lengths.view(batch, 1, 1)
+        )
+        return {"chars": torch.where(real, ids, self.padding_idx)}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nlpkit.modules.base import TokenEmbedding, embed_inputs
+from nlpkit.modules.exportable import embedding_example
 
 __all__ = ["ConcatEmbedding", "embed_inputs"]  # embed_inputs: lives in nlpkit.modules.base, kept here
 
@@ -42,3 +43,9 @@ class ConcatEmbedding(TokenEmbedding):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.input_keys, inputs))
         return torch.cat([embed_inputs(module, named) for module in self.components.values()], dim=-1)
+
+    def input_example(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Export example: every component's own (``nlpkit.modules.exportable``)."""
+        return {
+            k: v for module in self.components.values() for k, v in embedding_example(module, lengths).items()
+        }

@@ -29,3 +29,12 @@ class ShapeEmbedding(TokenEmbedding):
 
     def forward(self, shapes: torch.Tensor) -> torch.Tensor:
         return self.embedding(shapes)
+
+    def input_example(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Export example: ``shapes [B, max(lengths)]``, classes from 1 up, padding 0."""
+        batch, steps = len(lengths), int(lengths.max())
+        classes = 1 + torch.arange(batch * steps).view(batch, steps) % max(
+            1, self.embedding.num_embeddings - 1
+        )
+        real = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        return {"shapes": torch.where(real, classes, 0)}

@@ -112,3 +112,12 @@ class WordEmbedding(TokenEmbedding):
             drop &= tokens != self.embedding.padding_idx
             tokens = tokens.masked_fill(drop, self.unk_idx)
         return self.embedding(tokens)  # [B, T] -> [B, T, embed_dim]
+
+    def input_example(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Export example: ``tokens [B, max(lengths)]``, distinct ids from 2 up, padding after each row."""
+        batch, steps = len(lengths), int(lengths.max())
+        ids = (2 + torch.arange(batch * steps).view(batch, steps)).clamp(
+            max=self.embedding.num_embeddings - 1
+        )
+        real = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        return {"tokens": torch.where(real, ids, self.embedding.padding_idx or 0)}

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nlpkit.modules.base import WordOutputLayer
+from nlpkit.modules.exportable import Decoding
 
 NEG = -1.0e4  # score of a forbidden transition: large enough to never win, finite to keep gradients clean
 
@@ -122,3 +123,9 @@ class CRFOutput(WordOutputLayer):
             log_z = self.log_partition(emissions, mask).sum()
             (marginals,) = torch.autograd.grad(log_z, emissions)
         return marginals * mask.unsqueeze(-1).to(marginals.dtype)
+
+    @torch.no_grad()
+    def onnx_decoding(self) -> Decoding:
+        """Export hook: Viterbi over the potentials as ``decode`` uses them (constraints added)."""
+        start, transitions, end = (t.detach().cpu().numpy() for t in self.potentials())
+        return Decoding("crf_viterbi", {"start": start, "transitions": transitions, "end": end})

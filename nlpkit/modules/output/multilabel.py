@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from nlpkit.modules.base import DocOutputLayer
+from nlpkit.modules.exportable import Decoding
 
 
 class MultiLabelOutput(DocOutputLayer):
@@ -29,3 +30,7 @@ class MultiLabelOutput(DocOutputLayer):
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (torch.sigmoid(logits) >= self.threshold).long()
+
+    def onnx_decoding(self) -> Decoding:
+        """Export hook: each label is on when its score reaches the threshold."""
+        return Decoding("threshold", {"threshold": float(self.threshold)})

@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from nlpkit.modules.base import DocOutputLayer
+from nlpkit.modules.exportable import Decoding
 
 
 class SoftmaxOutput(DocOutputLayer):
@@ -27,3 +28,7 @@ class SoftmaxOutput(DocOutputLayer):
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
+
+    def onnx_decoding(self) -> Decoding:
+        """Export hook: the label is the argmax of the scores."""
+        return Decoding("argmax")

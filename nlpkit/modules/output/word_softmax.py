@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from nlpkit.modules.base import WordOutputLayer
+from nlpkit.modules.exportable import Decoding
 
 
 class WordSoftmaxOutput(WordOutputLayer):
@@ -33,3 +34,7 @@ class WordSoftmaxOutput(WordOutputLayer):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return emissions.argmax(dim=-1) * mask.long()
+
+    def onnx_decoding(self) -> Decoding:
+        """Export hook: each token's tag is the argmax of its emissions."""
+        return Decoding("argmax")

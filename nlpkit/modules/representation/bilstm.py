@@ -1,4 +1,12 @@
-"""Bidirectional LSTM encoder and the document representation built on it (paper Figure 1)."""
+"""Bidirectional LSTM encoder and the document representation built on it (paper Figure 1).
+
+``BiLSTM.forward_for_export`` is its export hook (``nlpkit.modules.exportable``): traced as written,
+each layer exports as two one-direction LSTM nodes plus the gathers that reverse every sequence within
+its length (~100 nodes a layer). ONNX's own ``LSTM`` does that computation in one node:
+``direction="bidirectional"`` with ``sequence_lens`` runs the backward direction over each sequence's
+own tokens. Same weights (gate blocks reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c), same
+results at real tokens; padding positions are zero. The parity gate checks the exported graph.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +35,67 @@ def _run_lstm(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):
             return lstm(x.float())[0]
     return lstm(x)[0]
+
+
+class _BidirectionalLayer(torch.autograd.Function):
+    """One BiLSTM layer: the eager result of the two one-direction LSTMs; exported (TorchScript
+    exporter) as one ONNX ``LSTM`` node. The weights are Function inputs (the tracer cannot follow
+    parameters captured otherwise); the gate reordering is constant-folded into the initializers."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, *weights):  # weights: w_ih, w_hh, b_ih, b_hh of forward, then backward
+        hidden = weights[1].size(1)
+        zeros = x.new_zeros(1, x.size(0), hidden)
+
+        def run(inputs, params):
+            return torch.lstm(inputs, (zeros, zeros), list(params), True, 1, 0.0, False, False, True)[0]
+
+        forward_states = run(x, weights[:4])  # [B, T, H]
+        backward_states = reverse_padded(run(reverse_padded(x, lengths), weights[4:]), lengths)
+        return torch.cat([forward_states, backward_states], dim=-1)  # [B, T, 2H]
+
+    @staticmethod
+    def symbolic(g, x, lengths, *weights):
+        def onnx_gates(weight):
+            # PyTorch's gate blocks (input, forget, cell, output) -> ONNX's (input, output, forget, cell)
+            i, f, c, o = g.op("Split", weight, axis_i=0, num_outputs_i=4, outputs=4)
+            return g.op("Concat", i, o, f, c, axis_i=0)
+
+        def both_directions(forward_value, backward_value):
+            axis = g.op("Constant", value_t=torch.tensor([0]))
+            return g.op(
+                "Concat",
+                g.op("Unsqueeze", forward_value, axis),
+                g.op("Unsqueeze", backward_value, axis),
+                axis_i=0,
+            )
+
+        fwd, bwd = [onnx_gates(w) for w in weights[:4]], [onnx_gates(w) for w in weights[4:]]
+        w_ih = both_directions(fwd[0], bwd[0])  # [2, 4H, D]
+        w_hh = both_directions(fwd[1], bwd[1])  # [2, 4H, H]
+        biases = both_directions(
+            g.op("Concat", fwd[2], fwd[3], axis_i=0), g.op("Concat", bwd[2], bwd[3], axis_i=0)
+        )  # [2, 8H]
+        time_major = g.op("Transpose", x, perm_i=[1, 0, 2])  # [T, B, D]
+        seq_lens = g.op("Cast", lengths, to_i=6)  # int32
+        states, _, _ = g.op(
+            "LSTM",
+            time_major,
+            w_ih,
+            w_hh,
+            biases,
+            seq_lens,
+            hidden_size_i=int(weights[1].type().sizes()[1]),
+            direction_s="bidirectional",
+            outputs=3,
+        )  # [T, 2, B, H]
+        batch_major = g.op("Transpose", states, perm_i=[2, 0, 1, 3])  # [B, T, 2, H]
+        return g.op("Reshape", batch_major, g.op("Constant", value_t=torch.tensor([0, 0, -1])))
+
+
+def _native(lstm: nn.LSTM) -> bool:
+    """Whether ``lstm`` maps onto one direction of ONNX's ``LSTM`` op as ``_BidirectionalLayer`` writes it."""
+    return lstm.num_layers == 1 and not lstm.bidirectional and lstm.bias and lstm.proj_size == 0
 
 
 class BiLSTM(Seq2SeqEncoder):
@@ -58,6 +127,21 @@ class BiLSTM(Seq2SeqEncoder):
             backward_states = _run_lstm(bwd, reverse_padded(x, lengths))
             x = torch.cat([forward_states, reverse_padded(backward_states, lengths)], dim=-1)  # [B, T, 2H]
         return x * mask.unsqueeze(-1).to(x.dtype)  # padding states zeroed
+
+    def forward_for_export(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eval mode (no dropout) with one native bidirectional ONNX ``LSTM`` per layer."""
+        layers = list(zip(self.forward_layers, self.backward_layers))
+        if not all(_native(fwd) and _native(bwd) for fwd, bwd in layers):
+            return BiLSTM.forward(self, x, mask)  # not self.forward: export swaps that for this method
+        lengths = mask.long().sum(1)
+        for fwd, bwd in layers:
+            weights = [
+                getattr(m, name)
+                for m in (fwd, bwd)
+                for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            ]
+            x = _BidirectionalLayer.apply(x, lengths, *weights)
+        return x * mask.unsqueeze(-1).to(x.dtype)
 
 
 class BiLSTMRepresentation(Seq2VecEncoder):

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from nlpkit.modules.base import embed_inputs
+from nlpkit.modules.exportable import Exportable
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
 
 
-class DocClassifier(nn.Module):
+class DocClassifier(Exportable, nn.Module):
     """``forward(batch) -> {"logits": [B, num_labels]}``.
 
     ``batch`` holds ``tokens [B, T]``, ``lengths [B]`` and whatever else the embedding reads (``chars``,
@@ -38,6 +39,13 @@ class DocClassifier(nn.Module):
     def scores(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Per-label probabilities ``[B, num_labels]`` (softmax, or sigmoid for multi-label)."""
         return self.output.scores(self(batch)["logits"])
+
+    export_outputs = ("scores",)
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``input_example()``'s tensors, in its order -> ``scores [B, num_labels]``; the output layer's
+        ``onnx_decoding`` turns them into labels in the graph."""
+        return self.scores(self.export_batch(inputs))
 
 
 def build_doc_classifier(

@@ -59,13 +59,14 @@ class DocClassificationTask(Task):
 
     @classmethod
     def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
-        """The document exporter (``nlpkit.tasks.doc_cls.export``), also for a sub-task of a multi-task
-        run (``subtask``, passed by the multi-task task)."""
+        """The export pipeline over ``nlpkit.tasks.doc_cls.export``'s spec, also for a sub-task of a
+        multi-task run (``subtask``, passed by the multi-task task)."""
         if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
             return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
-        from nlpkit.tasks.doc_cls.export import export  # onnx is imported only when exporting
+        from nlpkit.export.pipeline import run_export  # onnx is imported only when exporting
+        from nlpkit.tasks.doc_cls.export import export_spec
 
-        return export(run_dir, cfg, out_dir, quantize, exporter, subtask=subtask)
+        return run_export(export_spec(run_dir, cfg, subtask), run_dir, quantize, exporter)
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

@@ -42,6 +42,12 @@ class IntentModel(TokenEncoderModel):
     def decode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.doc_output.scores(self(batch)["intent_logits"])
 
+    export_outputs = ("intent_scores",)
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``input_example()``'s tensors -> ``intent_scores [B, I]``."""
+        return self.decode(self.export_batch(inputs))
+
 
 def build_intent_model(model_cfg, *, intent_names: Sequence[str], **encoder_sizes) -> IntentModel:
     """``embedding``, ``representation``, ``pooling``, ``doc_decoder`` and ``doc_output`` from the model

@@ -73,6 +73,12 @@ class IntentTask(IntentSlotTask):
         return IntentModule(model, dm.intents.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
 
     @classmethod
+    def export_spec(cls, run_dir, cfg, subtask=None):
+        from nlpkit.tasks.intent.export import export_spec
+
+        return export_spec(run_dir, cfg, subtask)
+
+    @classmethod
     def make_predictor(cls, model, datamodule):
         return IntentPredictor(
             model, TaggingFeatures(datamodule.featurizer, datamodule.chars), datamodule.intents

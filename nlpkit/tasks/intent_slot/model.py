@@ -50,6 +50,13 @@ class IntentSlotModel(WordTagger):
             outputs["emissions"], outputs["mask"]
         )
 
+    export_outputs = ("intent_scores", "emissions")
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_example()``'s tensors -> ``intent_scores [B, I]``, ``emissions [B, T, L]``."""
+        outputs = self(self.export_batch(inputs))
+        return self.doc_output.scores(outputs["intent_logits"]), outputs["emissions"]
+
 
 def build_intent_slot_model(
     model_cfg,

@@ -106,6 +106,12 @@ class IntentSlotTask(TaggingTask):
         )
 
     @classmethod
+    def export_spec(cls, run_dir, cfg, subtask=None):
+        from nlpkit.tasks.intent_slot.export import export_spec
+
+        return export_spec(run_dir, cfg, subtask)
+
+    @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
         super().save_vocabularies(datamodule, run_dir)
         datamodule.intents.save(Path(run_dir) / INTENTS_FILE)

@@ -15,11 +15,12 @@ from torch import nn
 from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.errors import ConfigError
 from nlpkit.modules.base import embed_inputs
+from nlpkit.modules.exportable import Exportable
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
 
 
-class TokenEncoderModel(nn.Module):
+class TokenEncoderModel(Exportable, nn.Module):
     """Base of every word-level model: ``embedding`` + per-token ``representation``.
 
     A batch holds ``tokens [B, T]``, ``lengths [B]`` and, when the embedding reads them, ``chars [B, T, C]``
@@ -61,6 +62,13 @@ class WordTagger(TokenEncoderModel):
         """Best tag ids ``[B, T]`` (0 at padding)."""
         outputs = self(batch)
         return self.output.decode(outputs["emissions"], outputs["mask"])
+
+    export_outputs = ("emissions",)
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``input_example()``'s tensors, in its order -> ``emissions [B, T, L]``; the output layer's
+        ``onnx_decoding`` (argmax or Viterbi) turns them into tags in the graph."""
+        return self(self.export_batch(inputs))["emissions"]
 
 
 def build_token_encoder(

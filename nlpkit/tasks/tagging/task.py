@@ -81,13 +81,20 @@ class TaggingTask(Task):
 
     @classmethod
     def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
-        """The word-level exporter (``nlpkit.tasks.tagging.export``): this task and the ones built on it,
-        also as a sub-task of a multi-task run (``subtask``, passed by the multi-task task)."""
+        """The export pipeline over ``export_spec``: this task and the ones built on it, also as a
+        sub-task of a multi-task run (``subtask``, passed by the multi-task task)."""
         if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
             return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
-        from nlpkit.tasks.tagging.export import export  # onnx is imported only when exporting
+        from nlpkit.export.pipeline import run_export  # onnx is imported only when exporting
 
-        return export(run_dir, cfg, out_dir, quantize, exporter, subtask=subtask)
+        return run_export(cls.export_spec(run_dir, cfg, subtask), run_dir, quantize, exporter)
+
+    @classmethod
+    def export_spec(cls, run_dir, cfg, subtask=None):
+        """What this task's ONNX file holds (``nlpkit.export.pipeline.ExportSpec``): its export.py."""
+        from nlpkit.tasks.tagging.export import export_spec
+
+        return export_spec(run_dir, cfg, subtask)
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):

@@ -1,0 +1,519 @@
+"""The featurizer step of an export: the front-end graph and its parity checks, one per featurizer kind.
+
+:data:`FRONT_ENDS` maps the featurizer kind to its front end:
+
+* ``subword`` (:class:`SubwordFrontEnd`): the HF ``tokenizers`` featurizer of document classification
+  (normalize, pre-tokenize, WordLevel lookup, truncation) as built by :mod:`nlpkit.export.text_graph`;
+  checked against HF on every code point and against ``Featurizer.encode_batch`` token id by token id.
+* ``word`` (:class:`WordFrontEnd`): ``text.split()`` + word ids, character ids and casing classes of the
+  word-level tasks, as built by :mod:`nlpkit.export.word_graph`; checked against ``TaggingFeatures``
+  on every code point and feature by feature.
+
+A front end writes the network's inputs (``model/<name>``) that the exported network reads, and names
+what the heads need of it (:class:`FrontEndValues`: the text's tokens, their mask, their count).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from nlpkit.errors import ExportError
+from nlpkit.export import graph as G
+from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, first_few
+from nlpkit.export.text_graph import (
+    GraphBuilder,
+    TokenizerSpec,
+    all_characters,
+    build_text_nodes,
+    hf_front_end,
+    lowercase_divergence,
+    opset_imports,
+)
+from nlpkit.export.word_graph import WordFeatureNames, WordFeatureSpec, build_word_nodes
+from nlpkit.utils.io import sha256_file
+
+#: file names of a run's (or a multi-task sub-task's) vocabularies, as the tasks' data modules save them
+TOKENIZER_FILE = "tokenizer.json"
+CHARS_FILE = "chars.json"
+
+Timer = Callable[[str, Callable[[], Any]], Any]  # runs a step and records its seconds under a name
+
+
+@dataclass
+class FrontEndValues:
+    """Graph values a front end computes besides the network's inputs (``None``: not computed)."""
+
+    tokens: str | None = None  # string [B, T]: the text's tokens, "" at padding
+    mask: str | None = None  # bool [B, T]: true at real tokens
+    count: str | None = None  # int64 [B]: real tokens per text (0 for an empty text)
+
+
+class FrontEnd:
+    """One featurizer kind's part of the graph and of the parity gate."""
+
+    kind: ClassVar[str]
+    #: the network inputs this front end can write
+    provides: ClassVar[tuple[str, ...]]
+    #: whether it counts each text's tokens (``FrontEndValues.count``): a text without any then gets
+    #: "" and zero scores from a label head, as the word-level predictors answer it
+    counts_tokens: ClassVar[bool] = False
+
+    def __init__(self, tokenizer: TokenizerSpec, featurizer: Any, vocab_dir: Path):
+        self.tokenizer = tokenizer
+        self.featurizer = featurizer
+        self.vocab_dir = Path(vocab_dir)
+        self.tokenizer_path = self.vocab_dir / TOKENIZER_FILE
+        python = self.python_featurizer
+        if (python.pad_id, python.unk_id) != (tokenizer.pad_id, tokenizer.unk_id):
+            raise ExportError("tokenizer.json and the loaded featurizer disagree on pad/unk ids")
+
+    @property
+    def python_featurizer(self):
+        """The HF-backed ``Featurizer`` (word ids) on the PyTorch side."""
+        return self.featurizer
+
+    def check_reads(self, reads: set[str]) -> None:
+        unknown = sorted(reads - set(self.provides))
+        if unknown:
+            raise ExportError(
+                f"refused: the network reads {unknown}, which the {self.kind} featurizer's graph does not "
+                f"compute (it gives {', '.join(self.provides)})"
+            )
+
+    def build(self, b: GraphBuilder, text: str, reads: set[str]) -> FrontEndValues:
+        """Write ``model/<name>`` for every network input in ``reads``; return the other values."""
+        raise NotImplementedError
+
+    def edge_cases(self) -> list[str]:
+        """Texts the gate adds to the split's: the shared edge cases and this featurizer's own."""
+        raise NotImplementedError
+
+    def metadata(self, run_dir: Path) -> dict[str, str]:
+        raise NotImplementedError
+
+    def checks(
+        self,
+        model: onnx.ModelProto,
+        reads: set[str],
+        split: str,
+        texts: list[str],
+        edge: list[str],
+        timed: Timer,
+    ) -> dict[str, dict]:
+        """The featurizer's parity checks (name -> result) on ``model`` (the assembled graph)."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------ subword
+class SubwordFrontEnd(FrontEnd):
+    """``text [B]`` -> ``tokens [B, T]``, ``lengths [B]`` as ``Featurizer.encode_batch`` (an empty text
+    is ``[<unk>]``, so every text gets a prediction)."""
+
+    kind = "subword"
+    provides = ("tokens", "lengths")
+
+    def build(self, b, text, reads):
+        self.check_reads(reads)
+        build_text_nodes(b, self.tokenizer, text, G.MODEL_PREFIX + "tokens", G.MODEL_PREFIX + "lengths")
+        return FrontEndValues()
+
+    def edge_cases(self):
+        edge = list(EDGE_CASES)
+        max_length = self.tokenizer.max_length
+        if max_length is not None:
+            words = [w for w in self.featurizer.vocab if w not in ("<pad>", "<unk>")] or ["word"]
+            edge.append(" ".join(words[i % len(words)] for i in range(max_length + 7)))
+            edge.append(" ".join(["."] * (max_length + 3)))
+        return edge
+
+    def metadata(self, run_dir):
+        return {
+            "tokenizer": self.tokenizer.description,
+            "max_length": json.dumps(self.tokenizer.max_length),
+        }
+
+    @property
+    def description(self) -> str:
+        return "Tokenization runs in the graph: " + self.tokenizer.description
+
+    def checks(self, model, reads, split, texts, edge, timed):
+        debug = G.with_debug_outputs(
+            debug_model(model),
+            [
+                ("debug/tokens", TensorProto.INT64),
+                ("debug/lengths", TensorProto.INT64),
+                ("debug/pieces", TensorProto.STRING),
+            ],
+        )
+        session = G.session(debug)
+        groups = {split: texts, "edge_cases": edge, "vocabulary": list(self.featurizer.vocab)}
+        return {
+            "tokenizer_all_codepoints": timed(
+                "tokenizer_all_codepoints", lambda: check_all_codepoints(session, self.tokenizer)
+            ),
+            "token_ids": timed(
+                "token_ids", lambda: check_token_ids(session, self.featurizer, groups, [1, MIXED_BATCH])
+            ),
+        }
+
+
+def debug_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a subword-front-end graph with Identity nodes exposing the token ids, lengths and raw
+    pieces under stable names (``debug/tokens``, ``debug/lengths``, ``debug/pieces``)."""
+    debug = onnx.ModelProto()
+    debug.CopyFrom(model)
+    pieces = next(o for n in debug.graph.node if n.op_type == "Tokenizer" for o in n.output)
+    for source, target in [
+        (G.MODEL_PREFIX + "tokens", "debug/tokens"),
+        (G.MODEL_PREFIX + "lengths", "debug/lengths"),
+        (pieces, "debug/pieces"),
+    ]:
+        debug.graph.node.append(helper.make_node("Identity", [source], [target], name=target))
+    return debug
+
+
+@functools.lru_cache(maxsize=2)
+def _hf_pieces_of_all_characters(normalizer_json: str, pre_tokenizer_json: str) -> list[str]:
+    """HF normalize + pre-tokenize of every character (cached: it only depends on these two steps)."""
+    tok = hf_front_end(normalizer_json, pre_tokenizer_json)
+    text = all_characters()
+    normalized = tok.normalizer.normalize_str(text) if tok.normalizer else text
+    return [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def check_all_codepoints(debug_session, spec: TokenizerSpec) -> dict:
+    """Every Unicode scalar value in one string: graph pieces == HF normalize + pre-tokenize."""
+    text = all_characters()
+    expected = _hf_pieces_of_all_characters(spec.normalizer_json, spec.pre_tokenizer_json)
+    divergent = lowercase_divergence(spec.normalizer_json, spec.pre_tokenizer_json) if spec.lowercase else {}
+    table = str.maketrans(divergent)
+    pieces = debug_session.run(["debug/pieces"], {"text": np.array([text], dtype=object)})[0][0]
+    got = [p.translate(table) for p in pieces if p != " "]
+    mismatch = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), None)
+    if mismatch is None and len(expected) != len(got):
+        mismatch = min(len(expected), len(got))
+    result = {
+        "passed": mismatch is None,
+        "characters": len(text),
+        "pieces": len(expected),
+        "lowercase_compensated_characters": len(divergent),
+    }
+    if mismatch is not None:
+        result["first_mismatch"] = {
+            "index": mismatch,
+            "hf": expected[mismatch : mismatch + 3],
+            "onnx": got[mismatch : mismatch + 3],
+        }
+    return result
+
+
+def check_token_ids(debug_session, featurizer, groups: dict[str, list[str]], batch_sizes) -> dict:
+    """Graph token ids (and pad-id padding) == ``featurizer.encode_batch``, per group, per batch size
+    (the vocabulary group in one batch)."""
+    mismatches: list[dict] = []
+    counts = {}
+    for group, texts in groups.items():
+        counts[group] = len(texts)
+        expected = featurizer.encode_batch(texts)
+        sizes = batch_sizes if group != "vocabulary" else [max(1, len(texts))]
+        for batch_size in sizes:
+            runs = G.run_batched(debug_session, texts, batch_size, ["debug/tokens", "debug/lengths"])
+            offset = 0
+            for tokens, lengths in runs:
+                for row in range(tokens.shape[0]):
+                    want = expected[offset + row]
+                    n = int(lengths[row])
+                    got = tokens[row, :n].tolist()
+                    padding_ok = bool(np.all(tokens[row, n:] == featurizer.pad_id))
+                    if got != want or not padding_ok:
+                        mismatches.append(
+                            {
+                                "group": group,
+                                "batch_size": batch_size,
+                                "text": texts[offset + row][:200],
+                                "hf_ids": want[:40],
+                                "onnx_ids": tokens[row].tolist()[:40],
+                            }
+                        )
+                offset += tokens.shape[0]
+    return {
+        "passed": not mismatches,
+        "examples": counts,
+        "batch_sizes": list(batch_sizes),
+        "mismatches": len(mismatches),
+        "first_mismatches": first_few(mismatches),
+    }
+
+
+# --------------------------------------------------------------------------------------- word
+class WordFrontEnd(FrontEnd):
+    """``text [B]`` -> whitespace tokens, ``tokens`` (word ids) ``[B, T]``, ``lengths [B]`` (at least 1),
+    ``chars [B, T, C]``, ``shapes [B, T]`` as ``TaggingFeatures`` of ``text.split()``. A text without
+    tokens has nothing for the model to score: the heads answer it with ""/zeros, as the predictors."""
+
+    kind = "word"
+    provides = ("tokens", "lengths", "chars", "shapes")
+    counts_tokens = True
+
+    def __init__(self, tokenizer: TokenizerSpec, featurizer: Any, vocab_dir: Path):
+        super().__init__(tokenizer, featurizer, vocab_dir)  # featurizer: TaggingFeatures
+        self.chars_path = self.vocab_dir / CHARS_FILE
+        chars = featurizer.chars
+        self.spec = WordFeatureSpec(tokenizer, list(chars.chars), chars.max_word_length)
+
+    @property
+    def python_featurizer(self):
+        return self.featurizer.featurizer
+
+    def build(self, b, text, reads):
+        self.check_reads(reads)
+        features = build_word_nodes(b, self.spec, text, chars="chars" in reads, shapes="shapes" in reads)
+        for name, value in [
+            ("tokens", features.words),
+            ("lengths", features.lengths),
+            ("chars", features.chars),
+            ("shapes", features.shapes),
+        ]:
+            if name in reads:
+                b.op("Identity", [value], outputs=[G.MODEL_PREFIX + name])
+        return FrontEndValues(tokens=features.tokens, mask=features.mask, count=features.count)
+
+    def edge_cases(self):
+        vocab = [w for w in self.python_featurizer.vocab if w not in ("<pad>", "<unk>")] or ["word"]
+        long_word = "".join(self.spec.chars[:5] or ["x"]) * (self.spec.max_word_length + 3)
+        return [
+            *EDGE_CASES,
+            " ".join(vocab[i % len(vocab)] for i in range(300)),  # a long sentence
+            f"{long_word} short {long_word.upper()}",  # words past max_word_length
+            "<pad> <PAD> <unk> a<pad>b",
+            "McDonald iPhone USA Usa uSA x2 2x 42 ½ ² ३ _ -- 'Quote' ÉCOLE Ǆemo ǅemo ǆemo",
+        ]
+
+    def vocabulary_texts(self) -> list[str]:
+        """Every vocabulary word (as is, UPPER and Title) and every known character, as tokens."""
+        vocab = list(self.python_featurizer.vocab)
+        chunks = [vocab[i : i + 200] for i in range(0, len(vocab), 200)]
+        texts = [" ".join(chunk) for chunk in chunks]
+        texts += [" ".join(w.upper() for w in chunk) for chunk in chunks]
+        texts += [" ".join(w.title() for w in chunk) for chunk in chunks]
+        chars = [c for c in self.spec.chars if not c.isspace()]
+        texts += [" ".join(chars[i : i + 200]) for i in range(0, len(chars), 200)]
+        return texts
+
+    def metadata(self, run_dir):
+        return {
+            "chars_sha256": sha256_file(self.chars_path),
+            "chars_file": str(self.chars_path.relative_to(run_dir)),
+            "tokenizer": "str.split() whitespace tokens; " + self.tokenizer.description,
+            "max_word_length": json.dumps(self.spec.max_word_length),
+        }
+
+    @property
+    def description(self) -> str:
+        return "Input 'text': string [batch] of raw UTF-8, split on whitespace like str.split()."
+
+    def checks(self, model, reads, split, texts, edge, timed):
+        features = FeatureChecker(self, reads)
+        return {
+            "features_all_codepoints": timed("features_all_codepoints", features.check_all_codepoints),
+            "features": timed(
+                "features",
+                lambda: features.check_groups(
+                    {split: texts, "edge_cases": edge, "vocabulary": self.vocabulary_texts()},
+                    [1, MIXED_BATCH],
+                ),
+            ),
+        }
+
+
+def word_front_end_model(spec: WordFeatureSpec, reads: set[str]) -> tuple[onnx.ModelProto, WordFeatureNames]:
+    """The word graph's featurizer alone (same builder, same spec), for checking features on large inputs."""
+    b = GraphBuilder("nlpkit/")
+    names = build_word_nodes(b, spec, "text", chars="chars" in reads, shapes="shapes" in reads)
+    outputs = [
+        (names.tokens, TensorProto.STRING, 2),
+        (names.count, TensorProto.INT64, 1),
+        (names.words, TensorProto.INT64, 2),
+    ]
+    if names.chars:
+        outputs.append((names.chars, TensorProto.INT64, 3))
+    if names.shapes:
+        outputs.append((names.shapes, TensorProto.INT64, 2))
+    graph = helper.make_graph(
+        b.nodes,
+        "nlpkit_front_end",
+        [G.string_input("text")],
+        [helper.make_tensor_value_info(n, t, [f"d{i}" for i in range(rank)]) for n, t, rank in outputs],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=opset_imports(), producer_name="nlpkit")
+    model.ir_version = 9
+    return model, names
+
+
+class FeatureChecker:
+    """Runs the word front end and compares with ``TaggingFeatures`` token by token."""
+
+    def __init__(self, front: WordFrontEnd, reads: set[str]):
+        model, self.names = word_front_end_model(front.spec, reads)
+        self.session = G.session(model)
+        self.features = front.featurizer
+        self.outputs = [self.names.tokens, self.names.count, self.names.words]
+        self.outputs += [n for n in (self.names.chars, self.names.shapes) if n]
+
+    def reference(self, tokens: list[str]) -> dict[str, list]:
+        from nlpkit.data.token_features import word_shape
+
+        return {
+            "words": self.features.words.encode(tokens),
+            "chars": [self.features.chars.encode(t) for t in tokens],
+            "shapes": [word_shape(t) for t in tokens],
+        }
+
+    def compare_row(self, text: str, got: dict[str, np.ndarray], row: int) -> dict | None:
+        tokens = text.split()
+        n = int(got["count"][row])
+        graph_tokens = [str(t) for t in got["tokens"][row]]
+        problem = None
+        if n != len(tokens) or graph_tokens[:n] != tokens or any(graph_tokens[n:]):
+            problem = {"field": "tokens", "python": tokens[:20], "onnx": graph_tokens[:20]}
+        else:
+            want = self.reference(tokens)
+            if got["words"][row, :n].tolist() != want["words"]:
+                problem = {
+                    "field": "word_ids",
+                    "python": want["words"][:20],
+                    "onnx": got["words"][row, :n].tolist()[:20],
+                }
+            elif "shapes" in got and got["shapes"][row, :n].tolist() != want["shapes"]:
+                problem = {
+                    "field": "shapes",
+                    "python": want["shapes"][:20],
+                    "onnx": got["shapes"][row, :n].tolist()[:20],
+                }
+            elif "chars" in got:
+                for i, ids in enumerate(want["chars"]):
+                    row_ids = got["chars"][row, i]
+                    if row_ids[: len(ids)].tolist() != ids or row_ids[len(ids) :].any():
+                        problem = {
+                            "field": "char_ids",
+                            "token": tokens[i],
+                            "python": ids,
+                            "onnx": row_ids.tolist(),
+                        }
+                        break
+        if problem is not None:
+            problem["text"] = text[:200]
+        return problem
+
+    def run(self, texts: list[str]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.outputs, {"text": np.array(texts, dtype=object)})
+        keys = ["tokens", "count", "words"] + [
+            k for k, n in (("chars", self.names.chars), ("shapes", self.names.shapes)) if n
+        ]
+        return dict(zip(keys, values))
+
+    def check_groups(self, groups: dict[str, list[str]], batch_sizes) -> dict:
+        mismatches, counts = [], {}
+        for group, texts in groups.items():
+            counts[group] = len(texts)
+            for batch_size in batch_sizes if len(texts) > 1 else [1]:
+                for start in range(0, len(texts), batch_size):
+                    chunk = texts[start : start + batch_size]
+                    got = self.run(chunk)
+                    for row, text in enumerate(chunk):
+                        problem = self.compare_row(text, got, row)
+                        if problem is not None:
+                            mismatches.append({"group": group, "batch_size": batch_size, **problem})
+        return {
+            "passed": not mismatches,
+            "examples": counts,
+            "batch_sizes": list(batch_sizes),
+            "mismatches": len(mismatches),
+            "first_mismatches": first_few(mismatches),
+        }
+
+    def check_all_codepoints(self) -> dict:
+        """Every code point that is not whitespace, as a one-character token: same features.
+
+        Python side: ``WordEncoder`` and ``word_shape`` as ``TaggingFeatures`` calls them; character ids
+        straight from the character vocabulary's index (``CharVocab.encode`` of a one-character token).
+        Multi-character tokens are compared through ``TaggingFeatures`` itself in ``check_groups``.
+        """
+        from nlpkit.data.token_features import CharVocab
+
+        tokens, shapes = _codepoint_tokens()
+        got = self.run([" ".join(tokens)])
+        fields = {
+            "tokens": (got["tokens"][0].tolist(), tokens),
+            "word_ids": (got["words"][0].tolist(), self.features.words.encode(tokens)),
+        }
+        if "shapes" in got:
+            fields["shapes"] = (got["shapes"][0].tolist(), list(shapes))
+        if "chars" in got:
+            index = self.features.chars.index
+            fields["char_ids"] = (
+                got["chars"][0, :, 0].tolist(),
+                [index.get(ch, CharVocab.UNK_ID) for ch in tokens],
+            )
+        result: dict[str, Any] = {"tokens": len(tokens), "fields": list(fields)}
+        first = None
+        for field, (onnx_values, python_values) in fields.items():
+            if onnx_values != python_values:
+                i = next((i for i, (a, b) in enumerate(zip(onnx_values, python_values)) if a != b), None)
+                i = min(len(onnx_values), len(python_values)) if i is None else i
+                first = {"field": field, "index": i, "token": tokens[i] if i < len(tokens) else None,
+                         "python": python_values[i : i + 3], "onnx": onnx_values[i : i + 3]}  # fmt: skip
+                break
+        result["passed"] = first is None
+        if first is not None:
+            result["first_mismatch"] = first
+        return result
+
+
+@functools.lru_cache(maxsize=1)
+def _codepoint_tokens() -> tuple[list[str], tuple[int, ...]]:
+    """Every non-whitespace code point as a token, and its ``word_shape`` (data-independent: computed
+    once per process)."""
+    from nlpkit.data.token_features import word_shape
+
+    tokens = [ch for ch in all_characters() if not ch.isspace()]
+    return tokens, tuple(word_shape(ch) for ch in tokens)
+
+
+# ------------------------------------------------------------------------------------ registry
+#: featurizer kind -> its front end
+FRONT_ENDS: dict[str, type[FrontEnd]] = {"subword": SubwordFrontEnd, "word": WordFrontEnd}
+
+
+def front_end(kind: str, tokenizer: TokenizerSpec, featurizer: Any, vocab_dir: Path) -> FrontEnd:
+    """The front end of featurizer ``kind`` over a run's vocabularies in ``vocab_dir`` (``tokenizer`` is
+    ``read_tokenizer_spec`` of its ``tokenizer.json``, read first: it refuses before heavy work)."""
+    if kind not in FRONT_ENDS:
+        raise ExportError(
+            f"refused: no ONNX front end for featurizer kind {kind!r} (known: {', '.join(FRONT_ENDS)})"
+        )
+    return FRONT_ENDS[kind](tokenizer, featurizer, vocab_dir)
+
+
+def timer(seconds: dict[str, float]) -> Timer:
+    """A :data:`Timer` recording into ``seconds``."""
+
+    def timed(name: str, step: Callable[[], Any]) -> Any:
+        tick = time.perf_counter()
+        try:
+            return step()
+        finally:
+            seconds[name] = round(time.perf_counter() - tick, 3)
+
+    return timed
