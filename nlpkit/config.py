@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nlpkit.data.constraints import above, at_least, choices
 from nlpkit.errors import ConfigError
 from nlpkit.modules.kinds import check_component_kinds
-from nlpkit.registry import get_task, resolve_target
+from nlpkit.registry import REMOVED_TASKS, get_task, resolve_target
 from nlpkit.training.optim import OPTIMIZERS, SCHEDULERS
 
 #: the project's config tree (``conf/`` beside the package)
@@ -99,6 +99,17 @@ def _unknown_key(key: str, where: str, valid: list[str], target: str = "") -> Co
     return ConfigError(f"unknown key {name}{owner}{hint} valid keys: {', '.join(sorted(valid))}")
 
 
+def _chosen_schema(spec: dataclasses.Field, value: Any, where: str) -> type | None:
+    """The nested schema of a field whose schema depends on its value (``metadata={"schema_of": f}``,
+    e.g. ``data.featurizer``: the options of the featurizer its ``name`` picks), or ``None``."""
+    choose = spec.metadata.get("schema_of")
+    if choose is None:
+        return None
+    if value is not None and not isinstance(value, DictConfig):
+        raise ConfigError(f"{where} must be a mapping (e.g. {where}.name=...), got {value!r}")
+    return choose(value)
+
+
 def check_schema(node: DictConfig, schema: type, where: str) -> None:
     """Every key of ``node`` is a field of the dataclass ``schema`` and every choice valid (nested too)."""
     valid = {f.name: f for f in dataclasses.fields(schema)}
@@ -109,6 +120,11 @@ def check_schema(node: DictConfig, schema: type, where: str) -> None:
         if OmegaConf.is_missing(node, key):
             continue  # reported by validate's missing-value check
         value = node[key]
+        chosen = _chosen_schema(spec, value, f"{where}.{key}")
+        if chosen is not None:
+            if value is not None:
+                check_schema(value, chosen, f"{where}.{key}")
+            continue
         allowed = spec.metadata.get("choices")
         if allowed and value not in allowed:
             raise ConfigError(
@@ -152,6 +168,12 @@ def typed_section(node: DictConfig, schema: type, where: str) -> DictConfig:
             f"{where}.{key}: {reason}" if key else f"invalid value in {where}: {reason}"
         ) from err
     _check_values(typed, schema, where)
+    for spec in dataclasses.fields(schema):  # value-chosen nested schemas: typed and filled in too
+        chosen = _chosen_schema(spec, node.get(spec.name), f"{where}.{spec.name}")
+        if chosen is not None:
+            typed[spec.name] = typed_section(
+                node.get(spec.name) or OmegaConf.create({}), chosen, f"{where}.{spec.name}"
+            )
     return typed
 
 
@@ -321,7 +343,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     schemas = dict(SCHEMAS, data=task_cls.data_schema, task=task_cls.task_schema or TaskConfig)
     for key, schema in schemas.items():
         typed[key] = typed_section(cfg[key], schema, key)
-    check_component_kinds(cfg.model, task_cls.component_kinds, "model", task_cls.name, CONF_DIR)
+    check_component_kinds(cfg.model, task_cls.model_kinds(cfg.model), "model", task_cls.name, CONF_DIR)
     check_target_keys(cfg, "")
     _check_trainer(cfg.trainer)
     resume = cfg.get("resume")
@@ -361,6 +383,13 @@ def _check_keys(cfg: DictConfig) -> None:
         _check_trainer_keys(cfg.trainer)
 
 
+#: config-group choices nlpkit no longer has -> what replaces them (``task=intent`` ...)
+REMOVED_CHOICES: dict[tuple[str, str], str] = {
+    **{("task", name): replacement for name, replacement in REMOVED_TASKS.items()},
+    ("data", "builtin_intent"): "data=builtin featurizer=word (with task=doc_cls)",
+}
+
+
 def _override_key(line: str) -> str:
     """``data.trian_path`` of the override ``data.trian_path=x`` (``+``/``++``/``~`` prefixes dropped)."""
     return line.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
@@ -384,6 +413,8 @@ def explain_compose_error(
         group, _, choice = str(err.missing_cfg_file).rpartition("/")
         if not group:
             return None
+        if (group, choice) in REMOVED_CHOICES:
+            return ConfigError(f"{group}={choice} was removed; use {REMOVED_CHOICES[group, choice]}")
         close = difflib.get_close_matches(choice, list(err.options), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ";"
         return ConfigError(f"unknown choice {group}={choice}{hint} choose one of {', '.join(err.options)}")

@@ -19,6 +19,7 @@ directory's ``config.yaml``), and research code brings its own callbacks.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -59,15 +60,61 @@ def register_task(cls: type) -> type:
 BUILTIN_TASKS = "nlpkit.tasks"
 
 
+#: tasks nlpkit no longer has -> what replaces them (named by ``task=``/``task.name=`` errors)
+REMOVED_TASKS = {
+    "intent": (
+        "task=doc_cls featurizer=word (document classification over word + character + casing features; "
+        "model=pooled_bilstm is task=intent's BiLSTM + self-attention pooling model, and "
+        "data.unseen_labels=scored_wrong its scoring of val/test labels unseen in training)"
+    ),
+}
+
+
 def get_task(name: str) -> type:
     """The task class registered as ``name`` (nlpkit's own tasks are imported on first use)."""
     importlib.import_module(BUILTIN_TASKS)  # discovery: each task folder registers itself
+    if name not in TASKS and name in REMOVED_TASKS:
+        raise ConfigError(f"task {name!r} was removed; use {REMOVED_TASKS[name]}")
     if name not in TASKS:
         raise ConfigError(
             f"unknown task.name {name!r}; registered tasks: {', '.join(sorted(TASKS))} (a task of your own "
             "package registers with @nlpkit.register_task; name the package with imports=[...])"
         )
     return TASKS[name]
+
+
+#: featurizer name -> featurizer class, filled by :func:`register_featurizer`
+FEATURIZERS: dict[str, type] = {}
+#: the package whose modules are nlpkit's own featurizers (imported on first lookup)
+BUILTIN_FEATURIZERS = "nlpkit.data.featurizers"
+
+
+def register_featurizer(cls: type) -> type:
+    """Make a featurizer class (``nlpkit.data.featurizers.TextFeaturizer``) available as
+    ``data.featurizer.name=<cls.name>`` (``featurizer=<name>`` when ``conf/featurizer/<name>.yaml``
+    exists); usable as a class decorator, like :func:`register_task`."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls!r} needs a class attribute name = '<featurizer name>' to be registered")
+    if name in FEATURIZERS and FEATURIZERS[name] is not cls:
+        taken = FEATURIZERS[name]
+        raise ValueError(f"featurizer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}")
+    FEATURIZERS[name] = cls
+    return cls
+
+
+def get_featurizer(name: str, where: str = "data.featurizer.name") -> type:
+    """The featurizer class registered as ``name`` (nlpkit's own are imported on first use)."""
+    importlib.import_module(BUILTIN_FEATURIZERS)  # discovery: each featurizer module registers itself
+    if name not in FEATURIZERS:
+        close = difflib.get_close_matches(str(name), list(FEATURIZERS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ConfigError(
+            f"unknown {where} {name!r}{hint} registered featurizers: {', '.join(sorted(FEATURIZERS))} "
+            "(pick one with featurizer=NAME; a featurizer of your own package registers with "
+            "@nlpkit.registry.register_featurizer and is imported with imports=[...])"
+        )
+    return FEATURIZERS[name]
 
 
 def import_modules(names: Any, where: str = "imports") -> None:

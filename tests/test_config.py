@@ -16,8 +16,9 @@ from tests.conftest import run_module
 CONF = Path(CONF_DIR)
 # Snapshot of the shipped choices: a config that silently vanishes fails here.
 EXPECTED_GROUPS = {
-    "task": {"doc_cls", "tagging", "intent_slot", "intent", "multitask"},
-    "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm"},
+    "task": {"doc_cls", "tagging", "intent_slot", "multitask"},
+    "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm", "pooled_bilstm"},
+    "featurizer": {"subword", "word"},
     "embedding": {"word", "char_cnn", "shape", "word_char_shape"},
     "representation": {"bilstm", "docnn", "bag", "token_bilstm", "bseqcnn"},
     "decoder": {"mlp", "word_mlp"},
@@ -34,7 +35,6 @@ EXPECTED_GROUPS = {
         "parallel",
         "builtin_intent_slot",
         "parallel_intent_slot",
-        "builtin_intent",
         "multitask",
     },  # fmt: skip
     "optim": {"adam", "adamw", "sgd"},

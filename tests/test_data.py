@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from nlpkit.data.batching import BucketBatchSampler
 from nlpkit.data.builtin import ensure_builtin
 from nlpkit.data.config import DocDataConfig
-from nlpkit.data.featurizer import Featurizer, FeaturizerConfig
+from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.featurizers import SubwordConfig
 from nlpkit.errors import DataError
 from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
 from tests.conftest import write_lines
@@ -127,7 +128,7 @@ def test_label_text_format_and_held_out_validation_is_seeded(tmp_path):
 
 def test_featurizer_options(tmp_path):
     texts = ["Play Jazz, NOW!", "play jazz now", "rare words here"]
-    featurizer = Featurizer.train(texts, FeaturizerConfig(min_freq=2, max_length=3))
+    featurizer = Featurizer.train(texts, SubwordConfig(min_freq=2, max_length=3))
     assert featurizer.tokenize("Play Jazz, NOW!") == [
         "play",
         "jazz",
@@ -135,7 +136,7 @@ def test_featurizer_options(tmp_path):
     ]  # lowercased, split, "," rare, truncated
     ids = featurizer.encode_batch(["rare", "", "play"])
     assert ids[0] == [featurizer.unk_id] and ids[1] == [featurizer.unk_id]
-    kept = Featurizer.train(texts, FeaturizerConfig(lowercase=False, split_punctuation=False))
+    kept = Featurizer.train(texts, SubwordConfig(lowercase=False, split_punctuation=False))
     assert kept.tokenize("Play Jazz, NOW!") == ["Play", "Jazz,", "NOW!"]
     featurizer.save(tmp_path / "tok.json")
     assert Featurizer.load(tmp_path / "tok.json").encode_batch(texts) == featurizer.encode_batch(texts)

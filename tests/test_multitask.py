@@ -1,5 +1,6 @@
-"""Multi-task training: schedules, sub-task config validation, module sharing, and intent-only +
-slot-only sub-tasks trained together, saved, reloaded and evaluated; plus the intent-only task."""
+"""Multi-task training: schedules, sub-task config validation, module sharing, and intent-only
+(``doc_cls`` over ``featurizer=word``) + slot-only sub-tasks trained together, saved, reloaded and
+evaluated."""
 
 from __future__ import annotations
 
@@ -9,19 +10,15 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from omegaconf import OmegaConf, open_dict
 
 import nlpkit
 from nlpkit.config import validate
-from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError, ExportError
-from nlpkit.modules.masking import sequence_mask
 from nlpkit.predict import predict_file
 from nlpkit.tasks import get_task
 from nlpkit.tasks.doc_cls.task import DocClassificationTask
-from nlpkit.tasks.intent.model import IntentModel
 from nlpkit.tasks.multitask.data import MultiTaskBatches, task_order
 from nlpkit.training.resume import newest_checkpoint
 from tests.conftest import JOINT_TINY, data_overrides, run_module
@@ -49,7 +46,7 @@ class NoMetricsDocTask(DocClassificationTask):
 
 @pytest.fixture
 def compose(tmp_path, small_data):
-    """``compose(*overrides, task=...)``: a tiny multitask (or ``task=intent``) config on the small data."""
+    """``compose(*overrides, task=...)``: a tiny multitask (or single-task) config on the small data."""
 
     def _compose(*overrides: str, task: str = "multitask", tmp: Path = tmp_path):
         if task == "multitask":
@@ -227,7 +224,12 @@ def test_top_level_data_values_apply_to_every_sub_task(base_cfg):
     cfg = validate(with_overrides(base_cfg, "data.batch_size=7", "task.tasks.slots.data.eval_batch_size=9"))
     assert [cfg.task.tasks[n].data.batch_size for n in ("intents", "slots")] == [7, 7]
     assert cfg.task.tasks.slots.data.eval_batch_size == 9
-    assert cfg.task.tasks.intents.metric == "intent_accuracy" and cfg.task.tasks.slots.metric == "span_f1"
+    assert cfg.task.tasks.intents.metric == "accuracy" and cfg.task.tasks.slots.metric == "span_f1"
+    # the doc_cls sub-task: word-level features, the top-level document head as its decoder/output
+    intents = cfg.task.tasks.intents
+    assert intents.task == "doc_cls" and intents.data.featurizer.name == "word"
+    assert intents.model.decoder._target_ == "nlpkit.modules.decoder.MLPDecoder"
+    assert intents.model.output == cfg.model.doc_output  # replaced, not merged into the CRF's keys
 
 
 @pytest.mark.parametrize(
@@ -249,18 +251,18 @@ def test_sharing_what_cannot_be_shared_is_refused(base_cfg, overrides, expected)
 
 
 def test_shared_modules_are_one_object_with_one_vocabulary(base_cfg):
-    # The slot-only data as a joint intent-slot sub-task: both sub-tasks then have the intent head too.
+    # The slot-only data as a joint intent-slot sub-task: both sub-tasks then pool their states too.
     cfg = validate(
         with_overrides(
             base_cfg,
             "task.tasks.slots.task=intent_slot",
             "task.tasks.slots.metric=frame_accuracy",
-            "task.shared=[embedding,representation,pooling,doc_decoder,doc_output]",
+            "task.shared=[embedding,representation,pooling]",
         )
     )
     dm, module = get_task("multitask").build(cfg)
     intents, slots = module.model["intents"], module.model["slots"]
-    for part in ("embedding", "representation", "pooling", "doc_decoder", "doc_output"):
+    for part in ("embedding", "representation", "pooling"):
         assert getattr(intents, part) is getattr(slots, part), part
     assert dm.datamodules["intents"].featurizer is dm.datamodules["slots"].featurizer
     unique = {id(p) for m in module.model.values() for p in m.parameters()}
@@ -299,14 +301,18 @@ def test_metrics_are_prefixed_and_selection_uses_the_mean_target(multitask_run):
     run_dir = Path(result["run_dir"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for stage in ("val", "test"):
-        assert 0.0 <= metrics[f"{stage}/intents/intent_accuracy"] <= 1.0
+        assert 0.0 <= metrics[f"{stage}/intents/accuracy"] <= 1.0
         assert 0.0 <= metrics[f"{stage}/slots/span_f1"] <= 1.0
-        mean = (metrics[f"{stage}/intents/intent_accuracy"] + metrics[f"{stage}/slots/span_f1"]) / 2
+        mean = (metrics[f"{stage}/intents/accuracy"] + metrics[f"{stage}/slots/span_f1"]) / 2
         assert metrics[f"{stage}/mean_target"] == pytest.approx(mean, abs=1e-6)
     assert not any("dataloader_idx" in key for key in metrics)
     assert result["optimized_metric"] == pytest.approx(metrics["val/mean_target"])
     assert metrics["global_steps"] == 12
-    assert {p.name for p in (run_dir / "tasks" / "intents").iterdir()} >= {"tokenizer.json", "intents.json"}
+    assert {p.name for p in (run_dir / "tasks" / "intents").iterdir()} >= {
+        "tokenizer.json",
+        "chars.json",
+        "labels.json",
+    }
     assert (run_dir / "tasks" / "slots" / "span_report.json").is_file()
     shared = run_dir / "tasks"
     assert (shared / "intents" / "tokenizer.json").read_bytes() == (
@@ -326,8 +332,8 @@ def test_load_gives_each_sub_task_and_reproduces_its_test_metrics(multitask_run)
     again = nlpkit.load(run_dir).predict(texts[:40], batch_size=7)  # fresh load, other padding, both tasks
     assert [p["intents"] for p in again] == intents[:40] and [p["slots"] for p in again] == slots[:40]
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    accuracy = sum(p["intent"] == ex["intent"] for p, ex in zip(intents, test)) / len(test)
-    assert accuracy == pytest.approx(metrics["test/intents/intent_accuracy"], abs=1e-6)
+    accuracy = sum(p["label"] == ex["intent"] for p, ex in zip(intents, test)) / len(test)
+    assert accuracy == pytest.approx(metrics["test/intents/accuracy"], abs=1e-6)
     tokens = sum(len(ex["slots"]) for ex in test)
     right = sum(a == b for p, ex in zip(slots, test) for a, b in zip(p["tags"], ex["slots"]))
     assert right / tokens == pytest.approx(metrics["test/slots/token_accuracy"], abs=1e-6)
@@ -342,7 +348,7 @@ def test_evaluate_and_predict_clis_work_on_a_multitask_run(multitask_run, tmp_pa
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     again = evaluate(run_dir, output=tmp_path / "eval.json")
-    for key in ("test/intents/intent_accuracy", "test/slots/span_f1", "test/mean_target"):
+    for key in ("test/intents/accuracy", "test/slots/span_f1", "test/mean_target"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
     (tmp_path / "in.txt").write_text("wake me up at 7 am\nplay jazz\n")
     predict_file(run_dir, tmp_path / "in.txt", tmp_path / "out.jsonl")  # what the predict CLI runs
@@ -374,8 +380,8 @@ def test_evaluate_swaps_one_subtask_test_file(multitask_run, small_data, tmp_pat
     predicted = nlpkit.load(run_dir).predict([" ".join(r["tokens"]) for r in records], task="slots")
     want = span_f1([r["slots"] for r in records], [p["tags"] for p in predicted])
     assert again["test/slots/span_f1"] == pytest.approx(want, abs=1e-6)
-    assert again["test/intents/intent_accuracy"] == pytest.approx(
-        metrics["test/intents/intent_accuracy"], abs=1e-6
+    assert again["test/intents/accuracy"] == pytest.approx(
+        metrics["test/intents/accuracy"], abs=1e-6
     )
     for bad, message in [
         ("task.tasks.nope.data.test_path=x", "no sub-task 'nope'"),
@@ -423,34 +429,6 @@ def test_resume_auto_continues_a_multitask_run_with_its_vocabularies(compose, tm
         2,
         6,
     )  # debug=fast: 3 a epoch
-
-
-# ---------------------------------------------------------------- the intent-only task alone
-def test_intent_task_trains_saves_and_reloads(compose):
-    cfg = compose("trainer.limit_train_batches=6", task="intent")
-    result = nlpkit.train(cfg)
-    assert isinstance(result["model"], IntentModel)
-    metrics = result["metrics"]
-    assert 0.0 <= metrics["test/intent_accuracy"] <= 1.0 and metrics["test/unseen_intents"] == 0
-    test = [json.loads(line) for line in Path(validate(cfg).data.test_path).read_text().splitlines()]
-    texts = [ex["text"] for ex in test]
-    first = nlpkit.load(result["run_dir"]).predict(texts)
-    assert nlpkit.load(result["run_dir"]).predict(texts[:30], batch_size=4) == first[:30]
-    accuracy = sum(p["intent"] == ex["intent"] for p, ex in zip(first, test)) / len(test)
-    assert accuracy == pytest.approx(metrics["test/intent_accuracy"], abs=1e-6)
-    with pytest.raises(EmptyTextError, match=r"texts\[0\] is empty"):  # one rule for every backend
-        nlpkit.load(result["run_dir"]).predict(["", "play jazz"])
-    model = result["model"]
-    lengths = torch.tensor([3, 1])
-    tokens = torch.tensor([[2, 3, 4], [5, 0, 0]])
-    chars = torch.ones(2, 3, 4, dtype=torch.long) * sequence_mask(tokens, lengths).unsqueeze(-1)
-    assert (
-        model.decode(
-            {"tokens": tokens, "lengths": lengths, "chars": chars, "shapes": torch.ones_like(tokens)}
-        )
-        .sum(-1)
-        .allclose(torch.ones(2))
-    )
 
 
 def test_atis_snips_experiment_composes(tmp_path):
@@ -600,8 +578,8 @@ def test_doc_cls_sub_tasks_refuse_what_they_cannot_share(doc_cfg, overrides, exp
 
 
 def test_a_shared_embedding_needs_one_featurizer_kind(base_cfg, small_data):
-    """An intent sub-task (word-level token features) and a doc_cls one (the text tokenizer) cannot
-    share an embedding: one embedding cannot read both."""
+    """A doc_cls sub-task over word-level token features (featurizer=word) and one over the sub-word
+    tokenizer (featurizer=subword) cannot share an embedding: one embedding cannot read both."""
     train, val = small_data / "train.jsonl", small_data / "valid.jsonl"
     data = f"{{format: jsonl, train_path: {train}, val_path: {val}}}"
     cfg = validate(with_overrides(base_cfg, "task.tasks.slots.task=doc_cls", f"task.tasks.slots.data={data}",
@@ -609,7 +587,7 @@ def test_a_shared_embedding_needs_one_featurizer_kind(base_cfg, small_data):
     with pytest.raises(ConfigError) as err:
         get_task("multitask").build(cfg)
     assert (
-        "sub-task 'intents' (task intent) featurizes with 'word' and sub-task 'slots' (task doc_cls) with 'text'"
+        "sub-task 'intents' (task doc_cls) featurizes with 'word' and sub-task 'slots' (task doc_cls) with 'subword'"
         in str(err.value)
     )
 

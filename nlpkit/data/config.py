@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nlpkit.data.constraints import at_least, between, choices, non_empty, one_character
-from nlpkit.data.featurizer import FeaturizerConfig
+from nlpkit.data.featurizers import schema_for
 
-__all__ = ["DocDataConfig", "SplitsConfig", "choices"]
+__all__ = ["DocDataConfig", "SplitsConfig", "UNSEEN_LABELS", "choices", "featurizer_field"]
+
+#: what a val/test label that training never saw is (``data.unseen_labels``)
+UNSEEN_LABELS = ("bad_row", "scored_wrong")
+
+
+def featurizer_field(default: str, per_token: bool = False) -> Any:
+    """The ``data.featurizer`` field: the options of the featurizer its ``name`` picks (``featurizer=...``),
+    ``default`` when it names none; ``per_token``: only featurizers with one position per dataset token."""
+    return field(default=None, metadata={"schema_of": schema_for(default, per_token)})
 
 
 @dataclass
@@ -46,6 +56,12 @@ class DocDataConfig(SplitsConfig):
     streaming: read the training file afresh each epoch instead of holding it (large files); needs
         ``val_path``; one process, ``num_workers=0``.
     shuffle_buffer: with ``streaming``, examples mixed in memory at a time (seeded, approximate shuffle).
+    featurizer: ``featurizer=subword`` (default; punctuation split from words) or ``featurizer=word``
+        (whitespace tokens with word + character + casing features); ``name`` picks it, the other keys
+        are its options (``nlpkit.data.featurizers``).
+    unseen_labels: a val/test label that training never saw: ``bad_row`` (handled by ``on_bad_row``)
+        or ``scored_wrong`` (kept, always a wrong prediction, counted as ``{stage}/unseen_labels``;
+        single-label data only).
     """
 
     format: str = field(default="builtin", metadata=choices("builtin", "tsv", "csv", "jsonl", "label_text"))
@@ -55,6 +71,7 @@ class DocDataConfig(SplitsConfig):
     columns: list[str] | None = None
     delimiter: str | None = field(default=None, metadata=one_character())
     label_delimiter: str | None = field(default=None, metadata=non_empty())
-    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+    featurizer: Any = featurizer_field("subword")
+    unseen_labels: str = field(default="bad_row", metadata=choices(*UNSEEN_LABELS))
     streaming: bool = False
     shuffle_buffer: int = field(default=10000, metadata=at_least(1))

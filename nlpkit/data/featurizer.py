@@ -1,4 +1,5 @@
-"""The featurizer: a word-level HF ``tokenizers`` tokenizer trained on the training split.
+"""The word-level HF ``tokenizers`` tokenizer both featurizers build on (``nlpkit.data.featurizers``):
+``featurizer=subword`` uses it as it is, ``featurizer=word`` as its word vocabulary.
 
 The same ``tokenizer.json`` is used for training, evaluation, prediction and ONNX export, so a
 model never sees a tokenization its serving path does not reproduce.
@@ -18,14 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
-from nlpkit.data.constraints import at_least
 from nlpkit.errors import ArtifactError
 from nlpkit.utils.io import write_text
 
@@ -33,25 +32,6 @@ PAD = "<pad>"
 UNK = "<unk>"
 #: HF ``Lowercase`` maps U+0130 to two characters (``i`` + U+0307); everything that must export maps it to ``i``.
 DOTTED_CAPITAL_I = "\u0130"
-
-
-@dataclass
-class FeaturizerConfig:
-    """How raw text becomes token ids.
-
-    lowercase: apply Unicode lowercasing (``İ`` becomes ``i``) before splitting.
-    split_punctuation: split runs of punctuation from words (HF ``Whitespace`` pre-tokenizer,
-        ``\\w+|[^\\w\\s]+``); when false, split on whitespace only.
-    min_freq: a word seen fewer times than this in training maps to ``<unk>``.
-    max_vocab: keep at most this many entries (specials included), most frequent first.
-    max_length: truncate encodings to this many tokens.
-    """
-
-    lowercase: bool = True
-    split_punctuation: bool = True
-    min_freq: int = field(default=1, metadata=at_least(0))
-    max_vocab: int = field(default=100_000, metadata=at_least(3))  # <pad>, <unk> and one word
-    max_length: int = field(default=128, metadata=at_least(1))  # 0 would train on empty inputs
 
 
 class Featurizer:
@@ -69,7 +49,8 @@ class Featurizer:
         return token_id
 
     @classmethod
-    def train(cls, texts: Iterable[str], config: FeaturizerConfig) -> Featurizer:
+    def train(cls, texts: Iterable[str], config) -> Featurizer:
+        """Train on ``texts`` with ``config`` (``nlpkit.data.featurizers.subword.SubwordConfig``)."""
         tokenizer = Tokenizer(WordLevel(unk_token=UNK))
         steps = []
         if config.lowercase:

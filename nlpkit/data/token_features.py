@@ -1,4 +1,5 @@
-"""Per-token features for word-level tasks: one word id per dataset token, character ids, casing.
+"""The pieces of ``featurizer=word`` (``nlpkit.data.featurizers.word``): one word id per token,
+character ids, casing.
 
 Word ids come from an HF ``tokenizers`` WordLevel tokenizer (the same ``Featurizer`` class and
 ``tokenizer.json`` artifact as document classification) whose pre-tokenizer splits on whitespace
@@ -12,37 +13,20 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
-from nlpkit.data.constraints import at_least
 from nlpkit.data.featurizer import DOTTED_CAPITAL_I, PAD, UNK, Featurizer
 from nlpkit.errors import ArtifactError
 from nlpkit.utils.io import write_json
 
 
-@dataclass
-class WordFeaturizerConfig:
-    """How dataset tokens become word ids (no splitting, no truncation: one id per token).
-
-    lowercase: lowercase before the vocabulary lookup (characters and casing features keep the case).
-    min_freq: a word seen fewer times than this in training maps to ``<unk>``.
-    max_vocab: keep at most this many entries (specials included), most frequent first.
-    max_word_length: characters kept per token for character features.
-    """
-
-    lowercase: bool = True
-    min_freq: int = field(default=1, metadata=at_least(0))
-    max_vocab: int = field(default=100_000, metadata=at_least(3))  # <pad>, <unk> and one word
-    max_word_length: int = field(default=20, metadata=at_least(1))
-
-
-def train_word_featurizer(token_lists: Iterable[Sequence[str]], config: WordFeaturizerConfig) -> Featurizer:
-    """A WordLevel tokenizer over whitespace-free dataset tokens (specials ``<pad>``, ``<unk>``)."""
+def train_word_featurizer(token_lists: Iterable[Sequence[str]], config) -> Featurizer:
+    """A WordLevel tokenizer over whitespace-free dataset tokens (specials ``<pad>``, ``<unk>``);
+    ``config``: ``nlpkit.data.featurizers.word.WordConfig``."""
     tokenizer = Tokenizer(WordLevel(unk_token=UNK))
     # The document featurizer's normalization (no NFC; U+0130 -> i before lowercasing), which an
     # ONNX graph reproduces.

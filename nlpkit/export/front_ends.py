@@ -4,10 +4,12 @@
 
 * ``subword`` (:class:`SubwordFrontEnd`): the HF ``tokenizers`` featurizer of document classification
   (normalize, pre-tokenize, WordLevel lookup, truncation) as built by :mod:`nlpkit.export.text_graph`;
-  checked against HF on every code point and against ``Featurizer.encode_batch`` token id by token id.
+  checked against HF on every code point and against ``Featurizer.encode_batch`` token id by token id
+  (``featurizer=subword``, :class:`nlpkit.data.featurizers.SubwordFeaturizer`).
 * ``word`` (:class:`WordFrontEnd`): ``text.split()`` + word ids, character ids and casing classes of the
-  word-level tasks, as built by :mod:`nlpkit.export.word_graph`; checked against ``TaggingFeatures``
-  on every code point and feature by feature.
+  word-level tasks (and ``task=doc_cls featurizer=word``), as built by :mod:`nlpkit.export.word_graph`;
+  checked against :class:`nlpkit.data.featurizers.WordFeaturizer` on every code point and feature by
+  feature.
 
 A front end writes the network's inputs (``model/<name>``) that the exported network reads, and names
 what the heads need of it (:class:`FrontEndValues`: the text's tokens, their mask, their count).
@@ -79,8 +81,9 @@ class FrontEnd:
 
     @property
     def python_featurizer(self):
-        """The HF-backed ``Featurizer`` (word ids) on the PyTorch side."""
-        return self.featurizer
+        """The HF-backed ``Featurizer`` (word ids, ``tokenizer.json``) of the PyTorch side's featurizer
+        (``featurizer``: a :class:`nlpkit.data.featurizers.TextFeaturizer` of this front end's kind)."""
+        return self.featurizer.tokenizer
 
     def check_reads(self, reads: set[str]) -> None:
         unknown = sorted(reads - set(self.provides))
@@ -131,7 +134,7 @@ class SubwordFrontEnd(FrontEnd):
         edge = list(EDGE_CASES)
         max_length = self.tokenizer.max_length
         if max_length is not None:
-            words = [w for w in self.featurizer.vocab if w not in ("<pad>", "<unk>")] or ["word"]
+            words = [w for w in self.python_featurizer.vocab if w not in ("<pad>", "<unk>")] or ["word"]
             edge.append(" ".join(words[i % len(words)] for i in range(max_length + 7)))
             edge.append(" ".join(["."] * (max_length + 3)))
         return edge
@@ -156,13 +159,14 @@ class SubwordFrontEnd(FrontEnd):
             ],
         )
         session = G.session(debug)
-        groups = {split: texts, "edge_cases": edge, "vocabulary": list(self.featurizer.vocab)}
+        groups = {split: texts, "edge_cases": edge, "vocabulary": list(self.python_featurizer.vocab)}
         return {
             "tokenizer_all_codepoints": timed(
                 "tokenizer_all_codepoints", lambda: check_all_codepoints(session, self.tokenizer)
             ),
             "token_ids": timed(
-                "token_ids", lambda: check_token_ids(session, self.featurizer, groups, [1, MIXED_BATCH])
+                "token_ids",
+                lambda: check_token_ids(session, self.python_featurizer, groups, [1, MIXED_BATCH]),
             ),
         }
 
@@ -258,7 +262,7 @@ def check_token_ids(debug_session, featurizer, groups: dict[str, list[str]], bat
 # --------------------------------------------------------------------------------------- word
 class WordFrontEnd(FrontEnd):
     """``text [B]`` -> whitespace tokens, ``tokens`` (word ids) ``[B, T]``, ``lengths [B]`` (at least 1),
-    ``chars [B, T, C]``, ``shapes [B, T]`` as ``TaggingFeatures`` of ``text.split()``. A text without
+    ``chars [B, T, C]``, ``shapes [B, T]`` as ``WordFeaturizer`` of ``text.split()``. A text without
     tokens has nothing for the model to score: the heads answer it with ""/zeros, as the predictors."""
 
     kind = "word"
@@ -266,14 +270,11 @@ class WordFrontEnd(FrontEnd):
     counts_tokens = True
 
     def __init__(self, tokenizer: TokenizerSpec, featurizer: Any, vocab_dir: Path):
-        super().__init__(tokenizer, featurizer, vocab_dir)  # featurizer: TaggingFeatures
+        super().__init__(tokenizer, featurizer, vocab_dir)  # featurizer: WordFeaturizer
         self.chars_path = self.vocab_dir / CHARS_FILE
         chars = featurizer.chars
         self.spec = WordFeatureSpec(tokenizer, list(chars.chars), chars.max_word_length)
 
-    @property
-    def python_featurizer(self):
-        return self.featurizer.featurizer
 
     def build(self, b, text, reads):
         self.check_reads(reads)
@@ -362,7 +363,7 @@ def word_front_end_model(spec: WordFeatureSpec, reads: set[str]) -> tuple[onnx.M
 
 
 class FeatureChecker:
-    """Runs the word front end and compares with ``TaggingFeatures`` token by token."""
+    """Runs the word front end and compares with ``WordFeaturizer`` token by token."""
 
     def __init__(self, front: WordFrontEnd, reads: set[str]):
         model, self.names = word_front_end_model(front.spec, reads)
@@ -446,9 +447,9 @@ class FeatureChecker:
     def check_all_codepoints(self) -> dict:
         """Every code point that is not whitespace, as a one-character token: same features.
 
-        Python side: ``WordEncoder`` and ``word_shape`` as ``TaggingFeatures`` calls them; character ids
+        Python side: ``WordEncoder`` and ``word_shape`` as ``WordFeaturizer`` calls them; character ids
         straight from the character vocabulary's index (``CharVocab.encode`` of a one-character token).
-        Multi-character tokens are compared through ``TaggingFeatures`` itself in ``check_groups``.
+        Multi-character tokens are compared through ``WordFeaturizer`` itself in ``check_groups``.
         """
         from nlpkit.data.token_features import CharVocab
 

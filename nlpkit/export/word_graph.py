@@ -1,6 +1,6 @@
 """The word-level featurizer as standard ONNX ops: raw text in; tokens, word ids, characters, casing out.
 
-Reproduces ``nlpkit.tasks.tagging.data.TaggingFeatures`` applied to ``text.split()`` (what the tagging and
+Reproduces ``nlpkit.data.featurizers.WordFeaturizer`` applied to ``text.split()`` (what the tagging and
 intent-slot predictors do) with onnxruntime built-in ops only:
 
 =================================  ===============================================================

@@ -54,6 +54,12 @@ class Task:
             )
 
     @classmethod
+    def model_kinds(cls, model_cfg: DictConfig) -> dict[str, str]:
+        """The slots and kinds ``model_cfg`` must have (default: ``component_kinds``); a task whose model
+        has optional slots (doc_cls' ``pooling``) says here what a given model config needs."""
+        return dict(cls.component_kinds)
+
+    @classmethod
     def check_config(cls, cfg: DictConfig) -> DictConfig:
         """Task-specific validation after the generic checks (``nlpkit.config.validate``); may return
         a completed copy. A task made of sub-tasks validates each of them here."""

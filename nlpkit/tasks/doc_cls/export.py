@@ -5,6 +5,12 @@ the labels whose score reaches the model's threshold, in label order, joined by 
 ``data.label_delimiter`` ("" when none is on) — the same text the training data used for that set.
 The threshold and delimiter are in the metadata, and ``OnnxPredictor`` splits the string back.
 
+The front end is the run's featurizer's (``data.featurizer.name``): ``subword`` puts the HF tokenizer in
+the graph; ``word`` (``task=doc_cls featurizer=word``) the whitespace tokens with word, character and
+casing features, and a text without tokens then gets "" and zero scores (as the PyTorch predictor's
+``predict_any`` answers it). The outputs are the same either way, so the file is served as any doc_cls
+model.
+
 What this task declares (:class:`~nlpkit.export.pipeline.ExportSpec`); the steps are the pipeline's.
 """
 
@@ -21,19 +27,18 @@ from nlpkit.export.parity import MIXED_BATCH
 from nlpkit.export.pipeline import ExportSource, ExportSpec
 from nlpkit.export.text_graph import read_tokenizer_spec
 
-#: the featurizer kind of a doc_cls run: its HF tokenizer (the subword front end)
-FEATURIZER_KIND = "subword"
-
 
 def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
     """The document classifier's export: one label head over the network's scores (``subtask``: a
     doc_cls sub-task of a multi-task run, from its own vocabularies)."""
-    from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
+    from nlpkit.data.featurizers import featurizer_name
+    from nlpkit.tasks.doc_cls.data import DEFAULT_FEATURIZER, DocClassificationDataModule
 
     source = ExportSource.of(run_dir, cfg, subtask)
     tokenizer = read_tokenizer_spec(source.vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
+    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)  # the front end: subword or word
     predictor = source.predictor(run_dir, cfg)
-    front = front_end(FEATURIZER_KIND, tokenizer, predictor.featurizer, source.vocab_dir)
+    front = front_end(kind, tokenizer, predictor.featurizer, source.vocab_dir)
     names = list(predictor.labels.names)
     multilabel = bool(predictor.labels.multilabel)
     delimiter = str(source.data_cfg.label_delimiter) if multilabel else None
@@ -46,8 +51,11 @@ def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
     examples = list(dm.splits[split].examples)
 
     def reference(texts: list[str]) -> list[dict]:
-        scores = predictor.scores(texts, batch_size=MIXED_BATCH).numpy()  # [N, L]
-        return [{"label": _label_of(row, names, threshold, head.delimiter), "scores": row} for row in scores]
+        scores, has_tokens = predictor.scores_with_presence(texts, batch_size=MIXED_BATCH)  # [N, L]
+        return [
+            {"label": _label_of(row, names, threshold, head.delimiter) if present else "", "scores": row}
+            for row, present in zip(scores.numpy(), has_tokens)  # no tokens (featurizer=word): "", zeros
+        ]
 
     def accuracy(rows: list[dict]) -> dict[str, float]:
         if not examples:
@@ -70,6 +78,7 @@ def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
             "multilabel": json.dumps(multilabel),
             "threshold": json.dumps(threshold),
             "label_delimiter": json.dumps(delimiter),
+            "featurizer": kind,
         },
         doc=(
             "nlpkit document classifier. Input 'text': string [batch] of raw UTF-8. Outputs 'label': string "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torchmetrics.aggregation import SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from nlpkit.metrics.classification import classification_metrics
@@ -13,7 +14,13 @@ from nlpkit.training.module import TaskModule
 
 
 class DocClassificationModule(TaskModule):
-    """Owns loss, metrics, logging and optimizers; the network itself is a plain ``DocClassifier``."""
+    """Owns loss, metrics, logging and optimizers; the network itself is a plain ``DocClassifier``.
+
+    ``score_unseen`` (``data.unseen_labels=scored_wrong``): val/test rows whose gold label training never
+    saw carry class id ``-100``; the loss ignores them, the metrics count each as a wrong prediction
+    (an extra "unseen" class no prediction can match: it lowers ``accuracy`` and enters ``macro_f1``
+    with F1 0), and ``{stage}/unseen_labels`` logs how many there were.
+    """
 
     def __init__(
         self,
@@ -22,30 +29,52 @@ class DocClassificationModule(TaskModule):
         optim_cfg,
         monitor: str = "val/accuracy",
         monitor_mode: str = "max",
+        score_unseen: bool = False,
     ):
         super().__init__(model, label_names, optim_cfg, monitor, monitor_mode)
         self.multilabel = bool(getattr(model.output, "multilabel", False))
+        self.score_unseen = bool(score_unseen) and not self.multilabel
         n = len(self.label_names)
+        scored = n + 1 if self.score_unseen else n  # the extra class: every unseen gold label
         self.metrics = torch.nn.ModuleDict(
             {
-                f"{stage}_metrics": classification_metrics(n, self.multilabel).clone(prefix=f"{stage}/")
+                f"{stage}_metrics": classification_metrics(scored, self.multilabel).clone(prefix=f"{stage}/")
                 for stage in ("train", "val", "test")
             }
+        )
+        self.unseen = torch.nn.ModuleDict(
+            {stage: SumMetric() for stage in ("val", "test")} if self.score_unseen else {}
         )
         self.confusion = None if self.multilabel else MulticlassConfusionMatrix(num_classes=n)
         self.test_confusion: torch.Tensor | None = None
 
     def losses(self, outputs, batch):
-        return {"loss": self.model.output.loss(outputs["logits"], batch["labels"])}
+        logits, labels = outputs["logits"], batch["labels"]
+        if self.score_unseen:
+            known = labels >= 0  # an unseen label has no class to learn
+            if not known.any():
+                return {"loss": logits.sum() * 0.0}
+            logits, labels = logits[known], labels[known]
+        return {"loss": self.model.output.loss(logits, labels)}
 
     def update_metrics(self, outputs, batch, stage):
         predictions = self.model.output.predict(outputs["logits"])
-        self.metrics[f"{stage}_metrics"].update(predictions, batch["labels"].long())
+        targets = batch["labels"].long()
+        known = targets >= 0 if self.score_unseen else None
+        if known is not None:
+            targets = torch.where(known, targets, len(self.label_names))  # the "unseen" class
+            if stage in self.unseen:
+                self.unseen[stage].update((~known).sum().float())
+        self.metrics[f"{stage}_metrics"].update(predictions, targets)
         if stage == "test" and self.confusion is not None:
-            self.confusion.update(predictions, batch["labels"])
+            if known is not None:
+                predictions, targets = predictions[known], targets[known]
+            self.confusion.update(predictions, targets)
 
     def reset_metrics(self, stage):
         self.metrics[f"{stage}_metrics"].reset()
+        if stage in self.unseen:
+            self.unseen[stage].reset()
         if stage == "test" and self.confusion is not None:
             self.confusion.reset()
 
@@ -54,6 +83,8 @@ class DocClassificationModule(TaskModule):
         collection every step costs several ms, a large share of a small model's step."""
         # compute() gathers every process's counts under DDP, so each rank logs the global value
         values = self.metrics[f"{stage}_metrics"].compute()
+        if stage in self.unseen:
+            values[f"{stage}/unseen_labels"] = self.unseen[stage].compute()
         if stage == "test" and self.confusion is not None:
             self.test_confusion = self.confusion.compute().cpu()  # gathered too: the whole test split
         return values

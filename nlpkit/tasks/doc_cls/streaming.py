@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset
 
-from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.featurizers import TextFeaturizer
 from nlpkit.data.readers import BadRowPolicy, Example, iter_examples
 
 
@@ -46,7 +46,7 @@ def usable(examples: Iterator[Example], multilabel: bool, policy: BadRowPolicy) 
 
 
 class StreamingDocs(IterableDataset):
-    """Batches of ``[(token ids, target)]`` read from ``path`` afresh each epoch (see module docstring).
+    """Batches of ``[(features, target)]`` read from ``path`` afresh each epoch (see module docstring).
 
     The batch order depends only on ``seed + epoch``; ``start_batch`` skips the batches of the epoch a
     resumed run already trained on. ``len()`` is the number of batches (from the set-up count), so
@@ -57,7 +57,7 @@ class StreamingDocs(IterableDataset):
         self,
         path: str | Path,
         data_cfg: Any,
-        featurizer: Featurizer,
+        featurizer: TextFeaturizer,
         target: Callable[[tuple[str, ...]], torch.Tensor],
         *,
         num_examples: int,
@@ -89,10 +89,10 @@ class StreamingDocs(IterableDataset):
         return full_pools * math.ceil(self.pool_size / self.batch_size) + math.ceil(rest / self.batch_size)
 
     def _pool_batches(self, pool: list[Example], rng: random.Random) -> list[list[tuple]]:
-        ids = self.featurizer.encode_batch([ex.text for ex in pool])
-        items = [(torch.tensor(i, dtype=torch.long), self.target(ex.labels)) for i, ex in zip(ids, pool)]
+        features = self.featurizer.encode_batch([ex.text for ex in pool])
+        items = [(f, self.target(ex.labels)) for f, ex in zip(features, pool)]
         if self.bucketing:
-            items.sort(key=lambda item: len(item[0]))
+            items.sort(key=lambda item: len(item[0]["tokens"]))
         batches = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
         rng.shuffle(batches)
         return batches

@@ -1,22 +1,25 @@
-"""Document classification task glue: data module + ``DocClassifier`` + ``DocClassificationModule``."""
+"""Document classification task glue: data module + ``DocClassifier`` + ``DocClassificationModule``.
+
+The run directory holds the featurizer's files (``tokenizer.json``; plus ``chars.json`` with
+``featurizer=word``) and ``labels.json``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from nlpkit.data.config import DocDataConfig
-from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.featurizers import featurizer_class, load_featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.errors import ConfigError
 from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
-from nlpkit.tasks.doc_cls.data import DocClassificationDataModule
-from nlpkit.tasks.doc_cls.model import build_doc_classifier
+from nlpkit.tasks.doc_cls.data import DEFAULT_FEATURIZER, DocClassificationDataModule
+from nlpkit.tasks.doc_cls.model import build_doc_classifier, check_embedding_inputs
 from nlpkit.tasks.doc_cls.module import DocClassificationModule
 from nlpkit.tasks.doc_cls.predictor import DocClassificationPredictor
 from nlpkit.utils.plots import save_confusion_matrix
 
-TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
 
 
@@ -31,10 +34,25 @@ class DocClassificationTask(Task):
     head_labels = {"decoder": "labels", "output": "labels"}
 
     @classmethod
+    def model_kinds(cls, model_cfg):
+        """A sequence-to-vector ``representation``, or with ``model.pooling`` a per-token one that the
+        pooling (sequence-to-vector) reduces (``model=pooled_bilstm``)."""
+        if model_cfg.get("pooling") is None:
+            return dict(cls.component_kinds)
+        return {**cls.component_kinds, "representation": "seq2seq", "pooling": "seq2vec"}
+
+    @classmethod
+    def check_config(cls, cfg):
+        """The embedding reads only inputs the featurizer makes (no character CNN under ``subword``)."""
+        featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
+        check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
+        return cfg
+
+    @classmethod
     def datamodule(cls, data_cfg, run_dir=None):
         if run_dir is None:
             return DocClassificationDataModule(data_cfg)
-        featurizer = Featurizer.load(Path(run_dir) / TOKENIZER_FILE)
+        featurizer = load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER)
         return DocClassificationDataModule(data_cfg, featurizer, LabelVocab.load(Path(run_dir) / LABELS_FILE))
 
     @classmethod
@@ -42,11 +60,9 @@ class DocClassificationTask(Task):
         dm = datamodule
         model = build_doc_classifier(
             cfg.model,
-            vocab_size=dm.featurizer.vocab_size,
-            pad_id=dm.featurizer.pad_id,
-            unk_id=dm.featurizer.unk_id,
             num_labels=len(dm.labels),
-            vocab=vocab,
+            featurizer=dm.featurizer.name,
+            **{**dm.featurizer.sizes(), "vocab": vocab},
         )
         if bool(getattr(model.output, "multilabel", False)) != dm.multilabel:
             raise ConfigError(
@@ -54,7 +70,12 @@ class DocClassificationTask(Task):
                 "or output=softmax without it"
             )
         return DocClassificationModule(
-            model, dm.labels.names, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode
+            model,
+            dm.labels.names,
+            cfg.optim,
+            cfg.task.monitor,
+            cfg.task.monitor_mode,
+            score_unseen=dm.score_unseen,
         )
 
     @classmethod
@@ -70,7 +91,7 @@ class DocClassificationTask(Task):
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
-        datamodule.featurizer.save(run_dir / TOKENIZER_FILE)
+        datamodule.featurizer.save(run_dir)
         datamodule.labels.save(run_dir / LABELS_FILE)
 
     @classmethod

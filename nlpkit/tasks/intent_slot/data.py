@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 
 from nlpkit.data.config import choices
-from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.featurizers import TextFeaturizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import BadRowPolicy, _decoded_lines
-from nlpkit.data.token_features import CharVocab
 from nlpkit.errors import DataError
 from nlpkit.tasks.tagging.data import (
     EncodedSentence,
@@ -128,12 +127,11 @@ class IntentSlotDataModule(TaggingDataModule):
     def __init__(
         self,
         config,
-        featurizer: Featurizer | None = None,
-        chars: CharVocab | None = None,
+        featurizer: TextFeaturizer | None = None,
         labels: LabelVocab | None = None,
         intents: LabelVocab | None = None,
     ):
-        super().__init__(config, featurizer, chars, labels)
+        super().__init__(config, featurizer, labels)
         self.intents = intents
         self.unseen_intents: dict[str, int] = {}
 
@@ -167,8 +165,8 @@ class IntentSlotDataModule(TaggingDataModule):
         super()._report_unseen()
         warn_unseen(self.unseen_intents, "gold intents not seen in training (always scored as errors)")
 
-    def _encode(self, sentences: list[IntentSentence], features) -> EncodedTagged:
-        encoded = super()._encode(sentences, features)
+    def _encode(self, sentences: list[IntentSentence]) -> EncodedTagged:
+        encoded = super()._encode(sentences)
         items = []
         for item, sentence in zip(encoded.items, sentences):
             intent_id = self.intents.index.get(sentence.intent, UNSEEN_INTENT)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from nlpkit.data.featurizers import WordFeaturizer
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
@@ -20,7 +21,6 @@ from nlpkit.registry import register_task
 from nlpkit.tasks.intent_slot.data import IntentSlotDataConfig, IntentSlotDataModule
 from nlpkit.tasks.intent_slot.model import IntentSlotModel, build_intent_slot_model
 from nlpkit.tasks.intent_slot.module import IntentSlotModule
-from nlpkit.tasks.tagging.data import TaggingFeatures
 from nlpkit.tasks.tagging.task import LABELS_FILE, TaggingTask
 
 INTENTS_FILE = "intents.json"
@@ -34,7 +34,7 @@ class IntentSlotPredictor:
     """
 
     def __init__(
-        self, model: IntentSlotModel, features: TaggingFeatures, labels: LabelVocab, intents: LabelVocab
+        self, model: IntentSlotModel, features: WordFeaturizer, labels: LabelVocab, intents: LabelVocab
     ):
         self.model = model.eval()
         self.features = features
@@ -120,7 +120,7 @@ class IntentSlotTask(TaggingTask):
     def make_predictor(cls, model, datamodule):
         return IntentSlotPredictor(
             model,
-            TaggingFeatures(datamodule.featurizer, datamodule.chars),
+            datamodule.featurizer,
             datamodule.labels,
             datamodule.intents,
         )

@@ -50,8 +50,8 @@ SCHEDULES = ("round_robin", "proportional", "temperature")
 
 class SharedFeaturizerData(Protocol):
     """What a sub-task's data module offers so that one featurizer (one vocabulary) serves several
-    sub-tasks, as a shared embedding needs. nlpkit's data modules implement it (``doc_cls``: the text
-    tokenizer; ``tagging``, ``intent_slot``, ``intent``: the word-level token features).
+    sub-tasks, as a shared embedding needs. nlpkit's data modules implement it with the featurizer
+    ``data.featurizer`` picks (``nlpkit.data.featurizers``: ``subword``, ``word``).
 
     ``featurizer`` is ``None`` until one is built or given (a trained run's, when restoring).
     """

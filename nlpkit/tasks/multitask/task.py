@@ -130,10 +130,10 @@ class MultiTaskConfig:
 
 @dataclass
 class SubTaskConfig:
-    """One sub-task: ``task`` (a registered task: ``doc_cls``, ``intent``, ``intent_slot``,
-    ``tagging``, a user's own), its ``data`` section (that task's data schema), ``model`` overrides
-    merged over the top-level model, ``loss_weight``, and ``metric``: its target metric without
-    ``val/`` (one of the task's ``metric_names``; default: its ``target_metric``, e.g. ``span_f1``)."""
+    """One sub-task: ``task`` (a registered task: ``doc_cls``, ``intent_slot``, ``tagging``, a user's
+    own), its ``data`` section (that task's data schema), ``model`` overrides merged over the top-level
+    model, ``loss_weight``, and ``metric``: its target metric without ``val/`` (one of the task's
+    ``metric_names``; default: its ``target_metric``, e.g. ``span_f1``)."""
 
     task: str = ""
     data: Any = None
@@ -179,7 +179,7 @@ def _check_subtask(cfg: DictConfig, name: str, node: Any, defaults: dict) -> Dic
     if overrides is not None and not isinstance(overrides, DictConfig):
         raise ConfigError(f"{where}.model must be a mapping of overrides of the top-level model")
     model = merged_model(cfg.model, overrides)
-    check_component_kinds(model, task_cls.component_kinds, f"{where}.model", kind)
+    check_component_kinds(model, task_cls.model_kinds(model), f"{where}.model", kind)
     check_target_keys(model, f"{where}.model")
     try:
         weight = float(node.get("loss_weight", 1.0))

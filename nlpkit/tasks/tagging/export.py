@@ -1,8 +1,9 @@
 """Word tagging export: ``text [batch]`` -> ``tokens``, ``tags`` (string ``[batch, max_tokens]``, "" at padding).
 
-Also the word-level part every task on the tagging stack shares (:class:`WordRun`, :func:`word_spec`):
-``intent_slot`` (``nlpkit.tasks.intent_slot.export``) and ``intent`` (``nlpkit.tasks.intent.export``)
-declare their heads over the same run reading, reference predictions and metrics.
+Also the word-level part the tasks on the tagging stack share (:class:`WordRun`, :func:`word_spec`):
+``intent_slot`` (``nlpkit.tasks.intent_slot.export``) declares its heads over the same run reading,
+reference predictions and metrics. (``task=doc_cls featurizer=word`` is the doc_cls export with the
+word front end: ``nlpkit.tasks.doc_cls.export``.)
 
 One sub-task of a ``task=multitask`` run (``subtask=NAME``) is exported the same way as the single
 task of its kind: its model (the shared modules + its own heads) and its vocabularies from
@@ -29,15 +30,15 @@ from nlpkit.export.pipeline import ExportSource, ExportSpec
 from nlpkit.export.text_graph import read_tokenizer_spec
 
 #: what the word-level models are called in the graph's doc string
-KIND_NAMES = {"tagging": "word tagger", "intent_slot": "joint intent-slot model", "intent": "intent model"}
+KIND_NAMES = {"tagging": "word tagger", "intent_slot": "joint intent-slot model"}
 
 
 @dataclass
 class WordRun:
     """A trained word-level run (or one sub-task of a multi-task run), read for export."""
 
-    source: ExportSource  # its task ("tagging", "intent_slot" or "intent"), data config, vocabularies
-    predictor: Any  # TaggingPredictor, IntentSlotPredictor or IntentPredictor
+    source: ExportSource  # its task ("tagging" or "intent_slot"), data config, vocabularies
+    predictor: Any  # TaggingPredictor or IntentSlotPredictor (``features``: its WordFeaturizer)
     front: WordFrontEnd
 
 

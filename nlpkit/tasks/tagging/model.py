@@ -71,29 +71,18 @@ class WordTagger(TokenEncoderModel):
         return self(self.export_batch(inputs))["emissions"]
 
 
-def build_token_encoder(
-    model_cfg,
-    *,
-    vocab_size: int,
-    pad_id: int,
-    num_chars: int,
-    num_shapes: int,
-    vocab: Sequence[str] | None = None,
-) -> tuple[nn.Module, nn.Module]:
+def build_token_encoder(model_cfg, **sizes) -> tuple[nn.Module, nn.Module]:
     """``(embedding, representation)`` from the model config, the representation sized from the
-    embedding's ``output_dim``. ``vocab`` only initialises pretrained word vectors (``None`` when
-    restoring)."""
+    embedding's ``output_dim``. ``sizes``: the featurizer's (``TextFeaturizer.sizes``: ``vocab_size``,
+    ``padding_idx``, ``unk_idx``, ``num_chars``, ``num_shapes``, and ``vocab``, which only initialises
+    pretrained word vectors: ``None`` when restoring)."""
+    vocab = sizes.get("vocab")
     embedding = build_component(
-        model_cfg.embedding,
-        {
-            "vocab_size": vocab_size,
-            "padding_idx": pad_id,
-            "vocab": list(vocab) if vocab is not None else None,
-            "num_chars": num_chars,
-            "num_shapes": num_shapes,
-        },
+        model_cfg.embedding, {**sizes, "vocab": list(vocab) if vocab is not None else None}, "model.embedding"
     )
-    representation = build_component(model_cfg.representation, {"input_dim": embedding.output_dim})
+    representation = build_component(
+        model_cfg.representation, {"input_dim": embedding.output_dim}, "model.representation"
+    )
     return embedding, representation
 
 

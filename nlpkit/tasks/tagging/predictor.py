@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
+from nlpkit.data.featurizers import WordFeaturizer
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
-from nlpkit.tasks.tagging.data import TaggingFeatures
 from nlpkit.tasks.tagging.model import WordTagger
 
 
@@ -21,7 +21,7 @@ class TaggingPredictor:
     ``{"type", "start", "end", "text"}`` with ``end`` inclusive, computed like conlleval.
     """
 
-    def __init__(self, model: WordTagger, features: TaggingFeatures, labels: LabelVocab):
+    def __init__(self, model: WordTagger, features: WordFeaturizer, labels: LabelVocab):
         self.model = model.eval()
         self.features = features
         self.labels = labels

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlpkit.data.featurizer import Featurizer
+from nlpkit.data.featurizers import load_featurizer
 from nlpkit.data.labels import LabelVocab
-from nlpkit.data.token_features import NUM_SHAPES, CharVocab
 from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.tagging.data import (
-    CHARS_FILE,
+    DEFAULT_FEATURIZER,
     LABELS_FILE,
     REPORT_FILE,
-    TOKENIZER_FILE,
     TaggingDataConfig,
     TaggingDataModule,
-    TaggingFeatures,
 )
 from nlpkit.tasks.tagging.model import build_word_tagger
 from nlpkit.tasks.tagging.module import TaggingModule
@@ -31,8 +28,8 @@ from nlpkit.utils.io import write_json
 
 @register_task
 class TaggingTask(Task):
-    """Word tagging; also the base of the other word-level tasks (``intent_slot``, ``intent``), which
-    share its featurizer, character vocabulary and run-directory layout."""
+    """Word tagging; also the base of the other word-level task (``intent_slot``), which shares its
+    featurizer (``featurizer=word``: ``tokenizer.json``, ``chars.json``) and run-directory layout."""
 
     name = "tagging"
     data_schema = TaggingDataConfig
@@ -52,21 +49,15 @@ class TaggingTask(Task):
         run_dir = Path(run_dir)
         return cls.datamodule_class(
             data_cfg,
-            Featurizer.load(run_dir / TOKENIZER_FILE),
-            CharVocab.load(run_dir / CHARS_FILE),
+            load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER, per_token=True),
             *(LabelVocab.load(run_dir / name) for name in cls.label_files),
         )
 
     @staticmethod
     def encoder_sizes(datamodule, vocab) -> dict:
-        """What every word-level model builder needs from the data: see ``build_token_encoder``."""
-        return {
-            "vocab_size": datamodule.featurizer.vocab_size,
-            "pad_id": datamodule.featurizer.pad_id,
-            "num_chars": len(datamodule.chars),
-            "num_shapes": NUM_SHAPES,
-            "vocab": vocab,
-        }
+        """What every word-level model builder needs from the data: the featurizer's sizes
+        (``vocab_size``, ``padding_idx``, ``num_chars`` ...; see ``build_token_encoder``)."""
+        return {**datamodule.featurizer.sizes(), "vocab": vocab}
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):
@@ -98,15 +89,12 @@ class TaggingTask(Task):
 
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
-        datamodule.featurizer.save(run_dir / TOKENIZER_FILE)
-        datamodule.chars.save(run_dir / CHARS_FILE)
+        datamodule.featurizer.save(run_dir)
         datamodule.labels.save(run_dir / LABELS_FILE)
 
     @classmethod
     def make_predictor(cls, model, datamodule):
-        return TaggingPredictor(
-            model, TaggingFeatures(datamodule.featurizer, datamodule.chars), datamodule.labels
-        )
+        return TaggingPredictor(model, datamodule.featurizer, datamodule.labels)
 
     @classmethod
     def extra_artifacts(cls, module, run_dir):

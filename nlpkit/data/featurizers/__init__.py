@@ -1,0 +1,35 @@
+"""Featurizers: raw text (or a dataset's token lists) -> model inputs, one kind per ``featurizer=`` choice.
+
+``subword`` (:mod:`.subword`, document classification's default) and ``word`` (:mod:`.word`, word +
+characters + casing: the word-level tasks', and ``task=doc_cls featurizer=word``) register themselves
+with :func:`nlpkit.registry.register_featurizer`; a featurizer of a user's own package does the same
+and is imported with ``imports=[...]``. See :class:`.base.TextFeaturizer` for the contract.
+"""
+
+from nlpkit.data.featurizers.base import (
+    Features,
+    TextFeaturizer,
+    featurizer_class,
+    featurizer_name,
+    featurizer_options,
+    load_featurizer,
+    schema_for,
+    train_featurizer,
+)
+from nlpkit.data.featurizers.subword import SubwordConfig, SubwordFeaturizer
+from nlpkit.data.featurizers.word import WordConfig, WordFeaturizer
+
+__all__ = [
+    "Features",
+    "SubwordConfig",
+    "SubwordFeaturizer",
+    "TextFeaturizer",
+    "WordConfig",
+    "WordFeaturizer",
+    "featurizer_class",
+    "featurizer_name",
+    "featurizer_options",
+    "load_featurizer",
+    "schema_for",
+    "train_featurizer",
+]
