@@ -1,5 +1,6 @@
-"""ONNX export of ``task=intent`` and of each sub-task of a ``task=multitask`` run (``task=NAME``):
-the parity gate, the file's outputs and metadata, torch-free serving, and the ``task=`` errors."""
+"""ONNX export of ``task=doc_cls featurizer=word`` (intent detection over word-level features, what
+``task=intent`` was) and of each sub-task of a ``task=multitask`` run (``task=NAME``): the parity gate,
+the file's outputs and metadata, torch-free serving, and the ``task=`` errors."""
 
 from __future__ import annotations
 
@@ -16,19 +17,29 @@ import nlpkit
 from nlpkit.export import ExportError, export_run
 from nlpkit.export.__main__ import main as export_cli
 from nlpkit.serving import OnnxPredictor
-from tests.conftest import JOINT_TINY, data_overrides, run_without_torch
+from tests.conftest import JOINT_TINY, WORD_TINY, data_overrides, run_without_torch
 
 # Trained enough (seconds on one core) that the exported models predict several intents and real slot
 # spans, so parity covers more than one constant answer.
-TRAIN = [
-    *JOINT_TINY,
+STEPS = [
     "logger=csv",
     "debug=fast",
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=40",
     "optim.lr=0.03",
 ]
-SUBTASKS = {"intents": "intent", "slots": "tagging"}  # task=multitask's built-in sub-tasks and their kinds
+TRAIN = [*JOINT_TINY, *STEPS]
+SUBTASKS = {"intents": "doc_cls", "slots": "tagging"}  # task=multitask's built-in sub-tasks and their kinds
+# task=doc_cls over word + character + casing features: task=intent's model (model=pooled_bilstm)
+WORD_DOC = [
+    "task=doc_cls",
+    "featurizer=word",
+    "model=pooled_bilstm",
+    *WORD_TINY,
+    "model.pooling.attention_dim=8",
+    "model.decoder.hidden_dims=[8]",
+    *STEPS,
+]
 # Blank texts are refused by OnnxPredictor (EmptyTextError); the graph's own answer to them is tested
 # on the session directly.
 TEXTS = [
@@ -47,9 +58,7 @@ def read_test_split(data: Path) -> tuple[list[str], list[dict]]:
 @pytest.fixture(scope="module")
 def intent_run(tmp_path_factory, plain_data) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("export_intent") / "run"
-    cfg = nlpkit.compose(
-        ["task=intent", *TRAIN, *data_overrides(plain_data, "data")], output_dir=str(run_dir)
-    )
+    cfg = nlpkit.compose([*WORD_DOC, *data_overrides(plain_data, "data")], output_dir=str(run_dir))
     nlpkit.train(cfg)
     return run_dir, export_run(run_dir)
 
@@ -73,27 +82,30 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_intent_export_has_intent_outputs_only_and_passes_the_gate(intent_run, plain_data):
+def test_word_doc_cls_export_has_doc_cls_outputs_and_passes_the_gate(intent_run, plain_data):
     run_dir, report = intent_run
-    assert report["passed"] is True and report["task"] == "intent"
-    assert set(report["checks"]) == {"features_all_codepoints", "features", "intent", "intent_scores"}
+    assert report["passed"] is True and report["task"] == "doc_cls"
+    assert set(report["checks"]) == {"features_all_codepoints", "features", "label", "scores"}
     assert all(check["passed"] for check in report["checks"].values())
     assert report["checks"]["features_all_codepoints"]["tokens"] > 1_000_000
-    for name in ("features", "intent", "intent_scores"):
+    for name in ("features", "label", "scores"):
         assert report["checks"][name]["batch_sizes"] == [1, 64]
-    assert report["checks"]["intent_scores"]["max_abs_diff"] <= 1e-4
+    assert report["checks"]["scores"]["max_abs_diff"] <= 1e-4
     model, meta = _meta(run_dir / "export" / "model.onnx")
     assert [i.name for i in model.graph.input] == ["text"]
-    assert [o.name for o in model.graph.output] == ["intent", "intent_scores"]
-    intents = json.loads((run_dir / "intents.json").read_text())["labels"]
-    assert meta["task"] == "intent" and "subtask" not in meta and "decoding" not in meta
-    assert json.loads(meta["intents"]) == json.loads(meta["labels"]) == intents
-    assert set(json.loads(meta["outputs"])) == {"intent", "intent_scores"}
-    # the test split's intent accuracy, from the ONNX file, is the PyTorch predictor's
+    # the sub-word doc_cls export's outputs and metadata: served like any doc_cls model
+    assert [o.name for o in model.graph.output] == ["label", "scores"]
+    intents = json.loads((run_dir / "labels.json").read_text())["labels"]
+    assert meta["task"] == "doc_cls" and meta["featurizer"] == "word"
+    assert "subtask" not in meta and "decoding" not in meta and "intents" not in meta
+    assert json.loads(meta["labels"]) == intents and json.loads(meta["multilabel"]) is False
+    assert meta["chars_sha256"] == _sha256(run_dir / "chars.json")
+    assert set(json.loads(meta["outputs"])) == {"label", "scores"}
+    # the test split's accuracy, from the ONNX file, is the PyTorch predictor's
     texts, examples = read_test_split(plain_data)
-    torch_intents = [p["intent"] for p in nlpkit.load(run_dir).predict(texts)]
+    torch_intents = [p["label"] for p in nlpkit.load(run_dir).predict(texts)]
     accuracy = sum(p == ex["intent"] for p, ex in zip(torch_intents, examples)) / len(examples)
-    assert report["metrics"]["test_onnx"] == {"intent_accuracy": pytest.approx(accuracy, abs=1e-9)}
+    assert report["metrics"]["test_onnx"] == {"accuracy": pytest.approx(accuracy, abs=1e-9)}
     assert len(set(torch_intents)) >= 2  # parity over varied answers, not one constant intent
 
     from nlpkit.export import graph as G
@@ -110,14 +122,14 @@ def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, pla
     report, kind = reports[name], SUBTASKS[name]
     assert report["passed"] is True and report["task"] == kind and report["subtask"] == name
     expected = {"features_all_codepoints", "features"} | (
-        {"intent", "intent_scores"} if kind == "intent" else {"tags"}
+        {"label", "scores"} if kind == "doc_cls" else {"tags"}
     )
     assert set(report["checks"]) == expected and all(c["passed"] for c in report["checks"].values())
     export_dir = run_dir / "export" / name  # one directory per sub-task: the two do not overwrite
     assert sorted(p.name for p in export_dir.iterdir()) == ["export_report.json", "model.onnx"]
     assert not (run_dir / "export" / "model.onnx").exists()
     model, meta = _meta(export_dir / "model.onnx")
-    outputs = ["intent", "intent_scores"] if kind == "intent" else ["tokens", "tags"]
+    outputs = ["label", "scores"] if kind == "doc_cls" else ["tokens", "tags"]
     assert [o.name for o in model.graph.output] == outputs
     assert meta["task"] == kind and meta["subtask"] == name
     vocab_dir = run_dir / "tasks" / name  # the sub-task's own vocabularies (no tokenizer.json at the top)
@@ -127,11 +139,11 @@ def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, pla
     texts, examples = read_test_split(plain_data)
     predictions = nlpkit.load(run_dir).predict(texts, task=name)
     metrics = report["metrics"]["test_onnx"]
-    if kind == "intent":
-        assert json.loads(meta["intents"]) == json.loads((vocab_dir / "intents.json").read_text())["labels"]
-        right = sum(p["intent"] == ex["intent"] for p, ex in zip(predictions, examples))
-        assert metrics["intent_accuracy"] == pytest.approx(right / len(examples), abs=1e-9)
-        assert len({p["intent"] for p in predictions}) >= 2
+    if kind == "doc_cls":
+        assert json.loads(meta["labels"]) == json.loads((vocab_dir / "labels.json").read_text())["labels"]
+        right = sum(p["label"] == ex["intent"] for p, ex in zip(predictions, examples))
+        assert metrics["accuracy"] == pytest.approx(right / len(examples), abs=1e-9)
+        assert len({p["label"] for p in predictions}) >= 2
     else:
         assert json.loads(meta["labels"]) == json.loads((vocab_dir / "labels.json").read_text())["labels"]
         right = sum(a == b for p, ex in zip(predictions, examples) for a, b in zip(p["tags"], ex["slots"]))
@@ -178,7 +190,7 @@ def test_onnx_files_serve_without_torch_like_the_pytorch_predictors(intent_run, 
     def same(onnx_out: list[dict], torch_out: list[dict]) -> None:
         for have, want in zip(onnx_out, torch_out, strict=True):
             have, want = dict(have), dict(want)
-            scores, want_scores = have.pop("intent_scores", {}), want.pop("intent_scores", {})
+            scores, want_scores = have.pop("scores", {}), want.pop("scores", {})
             assert have == want
             assert scores.keys() == want_scores.keys()
             assert all(abs(scores[k] - want_scores[k]) < 1e-4 for k in scores)
@@ -187,10 +199,11 @@ def test_onnx_files_serve_without_torch_like_the_pytorch_predictors(intent_run, 
     multitask = nlpkit.load(multitask_dir)
     for name in SUBTASKS:
         same(got[name], multitask.predict(TEXTS, task=name))
-    assert set(got["intent"][0]) == {"intent", "intent_scores"}
+    assert set(got["intent"][0]) == {"label", "scores"}
     same(got["served"], got["intent"])
-    assert got["metadata"]["task"] == "intent" and got["metadata"]["intents"] == got["metadata"]["labels"]
-    assert "IntentPrediction" in got["schemas"]
+    assert got["metadata"]["task"] == "doc_cls" and not got["metadata"]["multilabel"]
+    assert got["metadata"]["labels"] == json.loads((intent_dir / "labels.json").read_text())["labels"]
+    assert "DocClsPrediction" in got["schemas"]
 
 
 def test_task_key_errors_name_what_to_do(intent_run, multitask_run, capsys):
@@ -202,7 +215,7 @@ def test_task_key_errors_name_what_to_do(intent_run, multitask_run, capsys):
         export_run(multitask_dir)
     with pytest.raises(ExportError, match=r"has no sub-task 'atis'.*its sub-tasks: intents, slots"):
         export_run(multitask_dir, task="atis")
-    with pytest.raises(ExportError, match=r"is a task=intent run: export it without task="):
+    with pytest.raises(ExportError, match=r"is a task=doc_cls run: export it without task="):
         export_run(intent_dir, task="intents")
     # the CLI: the same messages, exit status 1, nothing written
     assert export_cli([f"run_dir={multitask_dir}"]) == 1
