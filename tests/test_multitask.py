@@ -380,9 +380,7 @@ def test_evaluate_swaps_one_subtask_test_file(multitask_run, small_data, tmp_pat
     predicted = nlpkit.load(run_dir).predict([" ".join(r["tokens"]) for r in records], task="slots")
     want = span_f1([r["slots"] for r in records], [p["tags"] for p in predicted])
     assert again["test/slots/span_f1"] == pytest.approx(want, abs=1e-6)
-    assert again["test/intents/accuracy"] == pytest.approx(
-        metrics["test/intents/accuracy"], abs=1e-6
-    )
+    assert again["test/intents/accuracy"] == pytest.approx(metrics["test/intents/accuracy"], abs=1e-6)
     for bad, message in [
         ("task.tasks.nope.data.test_path=x", "no sub-task 'nope'"),
         ("task.tasks.slots.model.x=1", "only a sub-task's data"),

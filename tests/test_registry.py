@@ -26,7 +26,7 @@ USER_CODE = [
 def test_nlpkit_registers_its_tasks():
     import nlpkit.tasks  # noqa: F401 - registers them
 
-    assert {"doc_cls", "tagging", "intent_slot", "intent", "multitask"} <= set(TASKS)
+    assert {"doc_cls", "tagging", "intent_slot", "multitask"} <= set(TASKS)
 
 
 def test_a_task_name_must_be_unique_and_imports_must_be_module_names():
@@ -96,7 +96,8 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
 
 # What nlpkit ships. A component or task that disappears (renamed, moved, its module no longer
 # imported) fails here, not in a user's run; one that is added is added here on purpose.
-SHIPPED_TASKS = {"doc_cls", "tagging", "intent_slot", "intent", "multitask"}
+SHIPPED_TASKS = {"doc_cls", "tagging", "intent_slot", "multitask"}
+SHIPPED_FEATURIZERS = {"subword", "word"}
 SHIPPED_COMPONENTS = {
     "nlpkit.modules.decoder.mlp.MLPDecoder",
     "nlpkit.modules.decoder.word_mlp.WordMLPDecoder",
@@ -129,6 +130,13 @@ def test_registry_snapshot():
     shipped = {name for name, cls in components().items() if name.startswith("nlpkit.")}
     assert shipped == SHIPPED_COMPONENTS
     assert {name for name, task in TASKS.items() if task.__module__.startswith("nlpkit.")} == SHIPPED_TASKS
+    from nlpkit.registry import FEATURIZERS, get_featurizer
+
+    get_featurizer("word")  # imports the shipped featurizers
+    shipped = {name for name, cls in FEATURIZERS.items() if cls.__module__.startswith("nlpkit.")}
+    assert shipped == SHIPPED_FEATURIZERS
+    # each one has its config group choice, so featurizer=NAME picks it
+    assert {p.stem for p in (Path(__file__).parent.parent / "conf" / "featurizer").glob("*.yaml")} >= shipped
 
 
 def test_every_target_in_the_conf_tree_is_allowed():

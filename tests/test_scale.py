@@ -285,10 +285,10 @@ def test_streaming_epoch_covers_the_file_once_in_a_seeded_order(make_cfg, genera
 
     first = epoch(0)
     assert len(first) == len(stream)
-    seen = sorted((tuple(ids.tolist()), int(label)) for batch in first for ids, label in batch)
+    seen = sorted((tuple(f["tokens"].tolist()), int(label)) for batch in first for f, label in batch)
     everything = sorted(
-        (tuple(ids), dm.labels.index[label])
-        for ids, label in zip(
+        (tuple(f["tokens"].tolist()), dm.labels.index[label])
+        for f, label in zip(
             dm.featurizer.encode_batch(
                 [line.split("\t")[0] for line in generated_tsv["train"].read_text().splitlines()[1:]]
             ),
@@ -296,10 +296,14 @@ def test_streaming_epoch_covers_the_file_once_in_a_seeded_order(make_cfg, genera
         )
     )
     assert seen == everything  # every example exactly once per epoch
-    order = [[ids.tolist() for ids, _ in batch] for batch in first]
-    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(0)] == order  # same seed + epoch
-    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(1)] != order  # reshuffled next epoch
-    assert [[ids.tolist() for ids, _ in batch] for batch in epoch(0, start_batch=5)] == order[5:]  # resume
+
+    def ids(batches: list[list[tuple]]) -> list[list[list[int]]]:
+        return [[f["tokens"].tolist() for f, _ in batch] for batch in batches]
+
+    order = ids(first)
+    assert ids(epoch(0)) == order  # same seed + epoch
+    assert ids(epoch(1)) != order  # reshuffled next epoch
+    assert ids(epoch(0, start_batch=5)) == order[5:]  # resume
 
 
 def test_streaming_training_end_to_end(make_cfg, generated_tsv):

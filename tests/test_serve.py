@@ -653,7 +653,15 @@ TASK_OVERRIDES = {
         "model.pooling.attention_dim=8",
         "model.doc_decoder.hidden_dims=[8]",
     ],
-    "intent": ["task=intent", *conftest.JOINT_TINY, "logger=csv", "debug=fast"],
+    # task=doc_cls over word-level features (what task=intent was): a doc_cls file, served as one
+    "doc_cls_word": [
+        "task=doc_cls",
+        "featurizer=word",
+        "model=pooled_bilstm",
+        *WORD_TINY,
+        "model.pooling.attention_dim=8",
+        "model.decoder.hidden_dims=[8]",
+    ],
 }
 WORD_TEXTS = [
     "wake me up at 7 am",
@@ -687,7 +695,8 @@ def word_task_run(request, tmp_path_factory) -> tuple[str, Path]:
 def test_word_level_models_are_served(word_task_run, tmp_path):
     from nlpkit.serving.schemas import prediction_model
 
-    task, run_dir = word_task_run
+    name, run_dir = word_task_run
+    task = "doc_cls" if name == "doc_cls_word" else name
     reference = OnnxPredictor(model_path(run_dir), threads=1).predict(WORD_TEXTS)
     eager = nlpkit.load(run_dir).predict(WORD_TEXTS)
     with serve(tmp_path, model_path(run_dir), "max_wait_ms=5") as server:
@@ -710,12 +719,14 @@ def test_word_level_models_are_served(word_task_run, tmp_path):
     assert meta["task"] == task
     assert set(meta["verified_sha256"]) == {"weights_sha256", "tokenizer_sha256", "chars_sha256"}
     assert_blank_texts_refused(blank, OnnxPredictor(model_path(run_dir), threads=1))
-    if task != "intent":
-        labels_key = "tags" if task == "tagging" else "slots"
-        for prediction, want in zip(predictions, eager):
-            assert len(prediction[labels_key]) == len(prediction["tokens"])
-            assert len(prediction["tokens"]) == len(want["tokens"])
-            assert prediction[labels_key] == want[labels_key]
+    if task == "doc_cls":
+        assert meta["labels"] and [p["label"] for p in predictions] == [w["label"] for w in eager]
+        return
+    labels_key = "tags" if task == "tagging" else "slots"
+    for prediction, want in zip(predictions, eager):
+        assert len(prediction[labels_key]) == len(prediction["tokens"])
+        assert len(prediction["tokens"]) == len(want["tokens"])
+        assert prediction[labels_key] == want[labels_key]
     if task != "tagging":
         assert meta["intents"] and all(p["intent"] in meta["intents"] for p in predictions)
         assert [p["intent"] for p in predictions] == [w["intent"] for w in eager]

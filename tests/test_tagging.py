@@ -410,7 +410,7 @@ def test_singleton_words_are_replaced_by_unk_only_in_training(tmp_path):
     cfg.data.unk_replace_prob = 1.0
     dm = TaggingDataModule(cfg.data)
     dm.load()
-    unk, words = dm.featurizer.unk_id, dm.features.words
+    unk, words = dm.featurizer.unk_id, dm.featurizer.words
     train = torch.cat([b["tokens"].flatten() for b in dm.train_dataloader()])
     val = torch.cat([b["tokens"].flatten() for b in dm.val_dataloader()])
     assert words.word_id("John") in val.tolist() and words.word_id("John") not in train.tolist()

@@ -115,10 +115,10 @@ def test_run_directory_contents(make_cfg):
 def _in_memory_predictions(result, texts):
     """Predictions straight from the trained model object, before anything is reloaded."""
     run_dir = Path(result["run_dir"])
-    from nlpkit.data.featurizer import Featurizer
+    from nlpkit.data.featurizers import SubwordFeaturizer
     from nlpkit.data.labels import LabelVocab
 
-    predictor = DocClassificationPredictor(result["model"], Featurizer.load(run_dir / "tokenizer.json"),
+    predictor = DocClassificationPredictor(result["model"], SubwordFeaturizer.load(run_dir),
                                            LabelVocab.load(run_dir / "labels.json"))  # fmt: skip
     return predictor.scores(texts)
 
@@ -228,7 +228,7 @@ def test_pretrained_embeddings_are_loaded(make_cfg, tmp_path):
     datamodule, module = get_task("doc_cls").build(cfg)
     embedding = module.model.embedding
     assert 0 < embedding.coverage < 1
-    row = embedding.embedding.weight[datamodule.featurizer.tokenizer.token_to_id("paris")]
+    row = embedding.embedding.weight[datamodule.featurizer.vocab.index("paris")]
     assert torch.allclose(row, torch.full((dim,), 0.5)), "lowercased lookup falls back to the file's casing"
     assert not embedding.embedding.weight.requires_grad
     result = nlpkit.train(cfg)  # and the run reloads without the vectors file
