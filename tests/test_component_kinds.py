@@ -123,7 +123,7 @@ def test_slots_without_a_config_group_and_nested_components_name_the_classes():
     message = str(err.value)
     assert message.startswith(
         "model.pooling must be a component config with a _target_: task=intent_slot needs a seq2vec "
-        "encoder here; use model=joint_bilstm or set model.pooling._target_ to "
+        "encoder here; use model=joint_bilstm or pooled_bilstm or set model.pooling._target_ to "
     )
     assert "pooling.SelfAttentionPooling" in message and "TokenBiLSTM" not in message
 
@@ -194,7 +194,8 @@ DEFAULT_COMBINATIONS = [
     ["task=tagging", "model=bilstm_tagger", "representation=bseqcnn"],
     ["task=intent_slot"],
     ["task=intent_slot", "output=word_softmax"],
-    ["task=intent"],
+    ["task=doc_cls", "featurizer=word", "model=pooled_bilstm"],  # token BiLSTM -> pooling -> MLP
+    ["task=doc_cls", "featurizer=word", "embedding=word_char_shape"],
     ["task=multitask"],
 ]
 
@@ -203,7 +204,7 @@ DEFAULT_COMBINATIONS = [
 def test_every_builtin_default_combination_validates(overrides):
     cfg = validate(nlpkit.compose(overrides))
     task = TASKS[str(cfg.task.name)]
-    check_component_kinds(cfg.model, task.component_kinds, "model", task.name)  # what validate ran
+    check_component_kinds(cfg.model, task.model_kinds(cfg.model), "model", task.name)  # what validate ran
 
 
 # ------------------------------------------------------------------ the forward contract of each kind

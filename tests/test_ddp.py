@@ -189,7 +189,7 @@ def test_ddp_multitask_runs_the_same_sub_task_on_every_process_and_reduces_each(
         assert sizes == [500, 500], task
     single = evaluate(run_dir, output=tmp_path / "eval.json")
     for stage in ("val", "test"):
-        for metric in ("intents/intent_accuracy", "slots/span_f1", "slots/span_precision",
+        for metric in ("intents/accuracy", "slots/span_f1", "slots/span_precision",
                        "slots/token_accuracy", "mean_target"):  # fmt: skip
             key = f"{stage}/{metric}"
             assert trained[key] == single[key], key

@@ -49,7 +49,6 @@ TRAIN_BATCHES = 3  # debug=fast's trainer.limit_train_batches: the optimizer ste
 # What each task writes to metrics.json for its test split (nlpkit/tasks/*: the keys they log).
 TEST_METRICS = {
     "doc_cls": ["accuracy", "macro_f1"],
-    "intent": ["intent_accuracy"],
     "intent_slot": ["intent_accuracy", "slot_f1", "frame_accuracy"],
     "tagging": ["span_f1", "span_precision", "span_recall", "token_accuracy"],
 }

@@ -270,3 +270,20 @@ def test_unseen_labels_scored_wrong_keeps_the_rows_and_counts_them(tmp_path, sma
     bad = nlpkit.compose([*TRAIN, *data], output_dir=str(tmp_path / "bad"))
     with pytest.raises(DataError, match=r"test.jsonl:1: unseen label: 'book_flight'"):
         nlpkit.train(bad)
+
+
+def test_doc_cls_pools_only_after_a_per_token_representation(tmp_path, small_data):
+    """``model.pooling`` reduces a seq2seq representation's states (and must itself be seq2vec); beside a
+    seq2vec representation it is not built, as a multi-task doc_cls sub-task bringing its own encoder
+    under a top-level joint_bilstm inherits one."""
+    from nlpkit.registry import get_task
+
+    token_bilstm = "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation"
+    with pytest.raises(ConfigError, match=r"^model.pooling: TokenBiLSTMRepresentation is a seq2seq encoder; "
+                       r"task=doc_cls needs a seq2vec encoder here"):  # fmt: skip
+        validate(nlpkit.compose([*TRAIN, f"model.pooling._target_={token_bilstm}"]))
+    overrides = [*TRAIN, "representation=bilstm", "model.representation.hidden_dim=8",
+                 "model.representation.attention_dim=8", *data_overrides(small_data, "data")]  # fmt: skip
+    cfg = validate(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
+    _, module = get_task("doc_cls").build(cfg)
+    assert module.model.pooling is None and "pooling" not in dict(module.model.named_children())

@@ -19,6 +19,7 @@ from torch import nn
 from nlpkit.errors import ConfigError
 from nlpkit.modules.base import embed_inputs
 from nlpkit.modules.exportable import Exportable
+from nlpkit.modules.kinds import kind_of
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component, resolve_target
 
@@ -92,6 +93,19 @@ def _missing_features(node: Any, sizes: Mapping[str, Any], where: str) -> tuple[
     return None
 
 
+def pools(model_cfg) -> bool:
+    """Whether the model has a pooling step: ``model.pooling`` is set and the representation is a
+    per-token (seq2seq) encoder. A sequence-to-vector representation pools by itself, and a
+    ``model.pooling`` beside it is not built (a multi-task sub-task bringing its own seq2vec encoder
+    under a top-level ``joint_bilstm`` inherits one), as a task leaves the other model keys it has no
+    slot for."""
+    representation = model_cfg.get("representation")
+    target = representation.get("_target_") if representation is not None else None
+    if model_cfg.get("pooling") is None or not target:
+        return False
+    return kind_of(resolve_target(str(target), "model.representation")) == "seq2seq"
+
+
 def check_embedding_inputs(model_cfg, provided: Sequence[str], featurizer: str) -> None:
     """``ConfigError`` when ``model.embedding`` reads an input the featurizer does not make (a character
     CNN under ``featurizer=subword``); ``provided``: the size names the featurizer gives."""
@@ -122,7 +136,7 @@ def build_doc_classifier(
         model_cfg.representation, {"input_dim": embedding.output_dim}, "model.representation"
     )
     pooling = None
-    if model_cfg.get("pooling") is not None:
+    if pools(model_cfg):
         pooling = build_component(
             model_cfg.pooling, {"input_dim": representation.output_dim}, "model.pooling"
         )

@@ -15,7 +15,7 @@ from nlpkit.errors import ConfigError
 from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_cls.data import DEFAULT_FEATURIZER, DocClassificationDataModule
-from nlpkit.tasks.doc_cls.model import build_doc_classifier, check_embedding_inputs
+from nlpkit.tasks.doc_cls.model import build_doc_classifier, check_embedding_inputs, pools
 from nlpkit.tasks.doc_cls.module import DocClassificationModule
 from nlpkit.tasks.doc_cls.predictor import DocClassificationPredictor
 from nlpkit.utils.plots import save_confusion_matrix
@@ -35,9 +35,9 @@ class DocClassificationTask(Task):
 
     @classmethod
     def model_kinds(cls, model_cfg):
-        """A sequence-to-vector ``representation``, or with ``model.pooling`` a per-token one that the
-        pooling (sequence-to-vector) reduces (``model=pooled_bilstm``)."""
-        if model_cfg.get("pooling") is None:
+        """A sequence-to-vector ``representation``, or a per-token one followed by ``model.pooling``
+        (sequence-to-vector) that reduces its states (``model=pooled_bilstm``); see ``model.pools``."""
+        if not pools(model_cfg):
             return dict(cls.component_kinds)
         return {**cls.component_kinds, "representation": "seq2seq", "pooling": "seq2vec"}
 
