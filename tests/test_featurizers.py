@@ -130,6 +130,7 @@ def test_featurizer_registry_is_a_decorator_with_clear_errors():
         (["task=tagging"], "word"),
         (["task=intent_slot"], "word"),
         (["experiment=conll03"], "word"),
+        (["model=pooled_bilstm"], "word"),  # the preset reads characters: it picks featurizer=word
     ],
 )
 def test_each_task_gets_its_default_featurizer_with_typed_options(overrides, kind):
@@ -156,7 +157,11 @@ def test_each_task_gets_its_default_featurizer_with_typed_options(overrides, kin
         (["data.featurizer.name=wrod"], "unknown data.featurizer.name 'wrod'; did you mean 'word'?"),
         (["featurizer=word", "data.featurizer.min_freq=-1"], "data.featurizer.min_freq=-1 must be >= 0"),
         (
-            ["model=pooled_bilstm"],
+            ["model=pooled_bilstm", "featurizer=subword"],
+            "model.embedding.components.char reads characters, which featurizer=subword does not make",
+        ),
+        (
+            ["embedding=word_char_shape"],
             "model.embedding.components.char reads characters, which featurizer=subword does not make",
         ),
         (["data.unseen_labels=count"], "data.unseen_labels='count' is not a valid choice"),
