@@ -85,10 +85,10 @@ def _sha256(path: Path) -> str:
 def test_word_doc_cls_export_has_doc_cls_outputs_and_passes_the_gate(intent_run, plain_data):
     run_dir, report = intent_run
     assert report["passed"] is True and report["task"] == "doc_cls"
-    assert set(report["checks"]) == {"features_all_codepoints", "features", "label", "scores"}
+    assert set(report["checks"]) == {"features_all_codepoints", "features", "labels", "scores"}
     assert all(check["passed"] for check in report["checks"].values())
     assert report["checks"]["features_all_codepoints"]["tokens"] > 1_000_000
-    for name in ("features", "label", "scores"):
+    for name in ("features", "labels", "scores"):
         assert report["checks"][name]["batch_sizes"] == [1, 64]
     assert report["checks"]["scores"]["max_abs_diff"] <= 1e-4
     model, meta = _meta(run_dir / "export" / "model.onnx")
@@ -122,7 +122,7 @@ def test_each_multitask_sub_task_exports_as_a_standalone_file(multitask_run, pla
     report, kind = reports[name], SUBTASKS[name]
     assert report["passed"] is True and report["task"] == kind and report["subtask"] == name
     expected = {"features_all_codepoints", "features"} | (
-        {"label", "scores"} if kind == "doc_cls" else {"tags"}
+        {"labels", "scores"} if kind == "doc_cls" else {"tags"}
     )
     assert set(report["checks"]) == expected and all(c["passed"] for c in report["checks"].values())
     export_dir = run_dir / "export" / name  # one directory per sub-task: the two do not overwrite
