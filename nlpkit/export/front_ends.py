@@ -275,7 +275,6 @@ class WordFrontEnd(FrontEnd):
         chars = featurizer.chars
         self.spec = WordFeatureSpec(tokenizer, list(chars.chars), chars.max_word_length)
 
-
     def build(self, b, text, reads):
         self.check_reads(reads)
         features = build_word_nodes(b, self.spec, text, chars="chars" in reads, shapes="shapes" in reads)

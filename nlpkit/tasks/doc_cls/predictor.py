@@ -31,7 +31,9 @@ class DocClassificationPredictor:
         return self.scores_with_presence(texts, batch_size)[0]
 
     @torch.inference_mode()
-    def scores_with_presence(self, texts: Sequence[str], batch_size: int = 64) -> tuple[torch.Tensor, list[bool]]:
+    def scores_with_presence(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> tuple[torch.Tensor, list[bool]]:
         """``scores`` and, per text, whether the featurizer gave it any token (a text without is not
         scored: ``predict_any`` answers no label, the exported graph "")."""
         if isinstance(texts, str):
