@@ -70,6 +70,15 @@ def test_each_featurizer_round_trips_through_a_run_directory(tmp_path, cls, conf
     assert same(batch, featurizer.collate(before))
     unk = loaded.encode("zebra")["tokens"].tolist()
     assert unk == [loaded.unk_id]  # a word never seen in training
+    # a run directory written before featurizers had names: data.featurizer has only options, and the
+    # task's default kind (doc_cls: subword; the word-level tasks: word) reads today's file names
+    from omegaconf import OmegaConf
+
+    from nlpkit.data.featurizers import load_featurizer
+
+    old_data = OmegaConf.create({"featurizer": {"lowercase": True, "min_freq": 1}})
+    again = load_featurizer(old_data, tmp_path, cls.name, per_token=cls.per_token)
+    assert type(again) is cls and all(same(a, b) for a, b in zip(again.encode_batch(TEXTS), before))
 
 
 def test_word_featurizer_keeps_one_position_per_token_with_its_characters_and_casing():
