@@ -453,9 +453,13 @@ class TestMultiTaskContract(TaskCase):
 # ---------------------------------------------------------------- document classifiers as sub-tasks
 # Two doc_cls sub-tasks (conf/multitask/builtin_doc.yaml) on the same texts: the intent, and the
 # phrasing (`kind`: plain / ambiguous / negated / two_requests) with its own label set.
-DOC_TINY = ["model=bilstm", "model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]",
-            "model.representation.hidden_dim=16", "model.representation.attention_dim=8",
-            "logger=csv", "debug=fast"]  # fmt: skip
+# each sub-task brings its own document model (the preset's defaults): shrink both
+DOC_TINY = [
+    f"task.tasks.{name}.model.{key}"
+    for name in ("intents", "phrasing")
+    for key in ("embedding.embed_dim=16", "decoder.hidden_dims=[8]", "representation.hidden_dim=16",
+                "representation.attention_dim=8")
+] + ["logger=csv", "debug=fast"]  # fmt: skip
 
 
 def doc_overrides(small_data) -> list[str]:
