@@ -60,6 +60,8 @@ class TaskCase:
     test_metrics: ClassVar[Sequence[str]] = ()
     #: keys of a prediction the exported model must reproduce exactly (per sub-task for multitask)
     label_keys: ClassVar[Sequence[str]] = ()
+    #: keys of a prediction holding a number the exported model must reproduce within 1e-4
+    value_keys: ClassVar[Sequence[str]] = ()
     #: for a multi-task run: the sub-task to export (``export_run(..., task=...)``)
     export_subtask: ClassVar[str | None] = None
     #: limits that keep the case fast; the model and data are the task's defaults otherwise
@@ -158,3 +160,6 @@ class TaskCase:
             torch_side = nlpkit.load(run["run_dir"]).predict(list(self.texts), task=self.export_subtask)
         for key in self.label_keys:
             assert [p[key] for p in served] == [p[key] for p in torch_side], key
+        for key in self.value_keys:
+            for got, want in zip(served, torch_side):
+                assert math.isclose(got[key], want[key], abs_tol=1e-4), (key, got[key], want[key])

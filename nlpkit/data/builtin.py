@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nlpkit.utils.io import atomic_open
 
-BUILTIN_VERSION = 2
+BUILTIN_VERSION = 3  # 3: rows carry num_slots (task=doc_regression's target)
 SPLITS = {"train": 3000, "valid": 500, "test": 1000}
 
 LABEL_NOISE = 0.04  # share of intents replaced by a different, random intent (every split)
@@ -359,7 +359,8 @@ def _combine(form: str, kept: tuple, dropped: tuple) -> tuple[list[str], list[st
 def generate_example(rng: random.Random, split: str = "train") -> dict:
     """One utterance of ``split`` (``train``, ``valid`` or ``test``): text, intent, tokens, slots, and
     for analysis its ``kind`` (``plain``, ``held_out``, ``ambiguous``, ``negated``, ``two_requests``)
-    and ``noisy_label`` (the intent is not the one meant)."""
+    and ``noisy_label`` (the intent is not the one meant), and ``num_slots``: how many slot values it
+    names (a number to regress, ``task=doc_regression``)."""
     intents = sorted(TEMPLATES)
     draw = rng.random()
     if draw < AMBIGUOUS:
@@ -400,6 +401,7 @@ def generate_example(rng: random.Random, split: str = "train") -> dict:
         "slots": tags,
         "kind": kind,
         "noisy_label": noisy_label,
+        "num_slots": sum(tag.startswith("B-") for tag in tags),  # slot values the request names
     }
 
 

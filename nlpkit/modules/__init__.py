@@ -18,6 +18,7 @@ from nlpkit.modules.base import (
     Seq2SeqEncoder,
     Seq2VecEncoder,
     TokenEmbedding,
+    ValueOutputLayer,
     WordOutputLayer,
 )
 from nlpkit.modules.kinds import check_component_kinds, kind_of
@@ -32,6 +33,7 @@ __all__ = [
     "Seq2SeqEncoder",
     "Seq2VecEncoder",
     "TokenEmbedding",
+    "ValueOutputLayer",
     "WordOutputLayer",
     "check_component_kinds",
     "kind_of",

@@ -10,6 +10,7 @@ seq2vec       ``Seq2VecEncoder``   ``forward(x [B, T, input_dim], mask [B, T]) -
 decoder       ``Decoder``          ``forward(x [..., input_dim]) -> [..., output_dim]`` (last axis only)
 doc_output    ``DocOutputLayer``   ``loss`` / ``scores`` / ``predict`` over logits ``[B, L]``
 word_output   ``WordOutputLayer``  ``loss`` / ``scores`` / ``decode`` over emissions ``[B, T, L]`` + mask
+value_output  ``ValueOutputLayer`` ``loss`` / ``predict`` of one real value per document from ``[B, 1]``
 layer         ``Layer``            a building block inside another component; no model slot takes one
 ============  ===================  =========================================================================
 
@@ -171,6 +172,21 @@ class WordOutputLayer(OutputLayer):
         """Tag ids ``[B, T]`` (0 at padding)."""
 
 
+class ValueOutputLayer(OutputLayer):
+    """One real value per document (regression), from the decoder's ``[B, 1]``."""
+
+    kind = "value_output"
+    description = "a one-value (regression) output layer"
+
+    @abc.abstractmethod
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Scalar loss; ``logits [B, 1]``, ``targets [B]`` float."""
+
+    @abc.abstractmethod
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted values ``[B]``."""
+
+
 class Layer(Component):
     """A building block of other components (the character CNN's ``Highway``): it has a kind like every
     class in ``nlpkit.modules``, but no model slot takes one. ``forward(x [..., input_dim]) ->
@@ -192,6 +208,7 @@ KINDS: dict[str, type[Component]] = {
         OutputLayer,
         DocOutputLayer,
         WordOutputLayer,
+        ValueOutputLayer,
         Layer,
     )
 }
