@@ -43,6 +43,7 @@ SHIPPED_KINDS = {
     "WordSoftmaxOutput": "word_output",
     "MultiLabelOutput": "doc_output",
     "SoftmaxOutput": "doc_output",
+    "RegressionOutput": "value_output",
     "BagOfEmbeddings": "seq2vec",
     "BiLSTMRepresentation": "seq2vec",
     "DocNNRepresentation": "seq2vec",
@@ -223,7 +224,8 @@ def _build(cls: type) -> nn.Module:
             }
         )
     params = inspect.signature(cls).parameters
-    return cls(**{key: value for key, value in SIZES.items() if key in params})
+    sizes = {**SIZES, "num_labels": 1} if cls.kind == "value_output" else SIZES  # one value per document
+    return cls(**{key: value for key, value in sizes.items() if key in params})
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_KINDS))
@@ -252,6 +254,10 @@ def test_a_tiny_forward_pass_keeps_the_contract_of_its_kind(name):
         assert module.output_dim == module.num_labels == L and module.loss(logits, targets).dim() == 0
         assert module.scores(logits).shape == (B, L)
         assert module.predict(logits).shape == ((B, L) if module.multilabel else (B,))
+    elif kind == "value_output":
+        logits, targets = torch.randn(B, 1), torch.randn(B)
+        assert module.output_dim == 1 and module.loss(logits, targets).dim() == 0
+        assert module.predict(logits).shape == (B,)
     else:
         assert kind == "word_output", kind
         emissions, tags = torch.randn(B, T, L), torch.randint(0, L, (B, T))

@@ -27,7 +27,9 @@ class DocRegressionModule(TaskModule):
         return {"loss": self.model.output.loss(outputs["logits"], batch["targets"])}
 
     def update_metrics(self, outputs, batch, stage):
-        self.metrics[f"{stage}_metrics"].update(self.model.output.predict(outputs["logits"]).detach(), batch["targets"])
+        self.metrics[f"{stage}_metrics"].update(
+            self.model.output.predict(outputs["logits"]).detach(), batch["targets"]
+        )
 
     def reset_metrics(self, stage):
         self.metrics[f"{stage}_metrics"].reset()
