@@ -97,7 +97,7 @@ def evaluate(
     if data_overrides:
         cfg.data = evaluation_data(cfg.data, data_overrides, task.data_schema)
     for name, overrides in (subtask_data_overrides or {}).items():
-        if str(cfg.task.name) != "multitask":
+        if cfg.task.get("tasks") is None:  # not a run made of sub-tasks
             raise ConfigError(
                 f"task.tasks.{name}.data.* applies to multi-task runs; {run_dir} is task={cfg.task.name}: "
                 "use data.* instead"

@@ -286,13 +286,14 @@ def test_predict_cli_onnx_backend_without_torch(exported, tmp_path):
 
 def test_re_export_leaves_only_the_new_files(exported, tmp_path):
     """A re-export without quantize=true (CLI) removes the earlier model.int8.onnx and the temporary
-    file of a killed write: the export folder holds exactly what the latest export wrote."""
+    file of a killed write: the export folder holds exactly what the latest export wrote. The run
+    directory is given relative to the working directory, as a user types it."""
     run_dir = tmp_path / "run"
     shutil.copytree(exported["cnn"][0], run_dir)
     export_dir = run_dir / "export"
     assert (export_dir / "model.int8.onnx").is_file()
     (export_dir / ".model.onnx.k1ll3d.tmp").write_bytes(b"half a model")
-    proc = run_module("nlpkit.export", [f"run_dir={run_dir}"])
+    proc = run_module("nlpkit.export", ["run_dir=run"], cwd=tmp_path)
     assert json.loads(proc.stdout)["files"] == ["model.onnx"]
     assert sorted(p.name for p in export_dir.iterdir()) == ["export_report.json", "model.onnx"]
     report = json.loads((export_dir / "export_report.json").read_text())

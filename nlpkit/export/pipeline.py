@@ -282,7 +282,7 @@ def export_run(
     ``run_dir/export/<task>/`` unless ``out_dir`` is given."""
     from nlpkit.api import load_run_config
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # provenance paths are relative to the absolute run directory
     cfg = load_run_config(run_dir)
     task_cls = get_task(str(cfg.task.name))
     default = run_dir / EXPORT_DIR if task is None else run_dir / EXPORT_DIR / task

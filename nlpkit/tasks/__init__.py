@@ -20,9 +20,4 @@ for _info in sorted(pkgutil.iter_modules(__path__, prefix=f"{__name__}."), key=l
         importlib.import_module(_info.name)
 
 
-def distributed_tasks() -> list[str]:
-    """The tasks whose metrics are reduced across DDP processes (``trainer=ddp`` trains them)."""
-    return [name for name, task in TASKS.items() if task.distributed_metrics]
-
-
-__all__ = ["TASKS", "Task", "distributed_tasks", "get_task", "register_task"]
+__all__ = ["TASKS", "Task", "get_task", "register_task"]
