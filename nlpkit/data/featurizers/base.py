@@ -63,22 +63,24 @@ class TextFeaturizer:
         """Pad examples into a batch: ``tokens [B, T]``, ``lengths [B]`` and the featurizer's others."""
         raise NotImplementedError
 
+    # The word vocabulary: both built-in kinds keep it in ``self.tokenizer`` (an ``nlpkit.data.featurizer``
+    # ``Featurizer``: the HF tokenizer with nlpkit's pad/unk conventions); another kind overrides these.
     @property
     def vocab_size(self) -> int:
-        raise NotImplementedError
+        return self.tokenizer.vocab_size
 
     @property
     def pad_id(self) -> int:
-        raise NotImplementedError
+        return self.tokenizer.pad_id
 
     @property
     def unk_id(self) -> int:
-        raise NotImplementedError
+        return self.tokenizer.unk_id
 
     @property
     def vocab(self) -> list[str]:
         """Word vocabulary, in id order."""
-        raise NotImplementedError
+        return self.tokenizer.vocab
 
     def sizes(self, fresh: bool = False) -> dict[str, Any]:
         """What an embedding is sized from (``build_component`` passes each one its class accepts):

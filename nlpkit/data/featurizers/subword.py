@@ -85,22 +85,6 @@ class SubwordFeaturizer(TextFeaturizer):
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.tokenize(text)
 
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_id
-
-    @property
-    def unk_id(self) -> int:
-        return self.tokenizer.unk_id
-
-    @property
-    def vocab(self) -> list[str]:
-        return self.tokenizer.vocab
-
 
 def _text(item: str | Sequence[str]) -> str:
     if isinstance(item, str):

@@ -129,22 +129,6 @@ class WordFeaturizer(TextFeaturizer):
     def sizes(self, fresh: bool = False) -> dict:
         return {**super().sizes(fresh), "num_chars": len(self.chars), "num_shapes": NUM_SHAPES}
 
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_id
-
-    @property
-    def unk_id(self) -> int:
-        return self.tokenizer.unk_id
-
-    @property
-    def vocab(self) -> list[str]:
-        return self.tokenizer.vocab
-
 
 def _tokens(item: str | Sequence[str]) -> list[str]:
     """A text's whitespace tokens (``str.split()``, what the ONNX graph reproduces), or a token list."""
