@@ -22,9 +22,10 @@ MODEL_PREFIX = "model/"
 
 def dynamic_axes(rank: int, is_input: bool) -> dict[int, str]:
     """Which axes of a network value vary: every input axis (``batch``, ``time``, ``characters``);
-    every output axis but the last (the labels)."""
+    every output axis but the last (the labels), except a rank-1 output (one value per text: a
+    value head's ``[B]``), whose one axis is the batch."""
     labels = ("batch", "time", "characters", "axis3", "axis4")
-    return {axis: labels[axis] for axis in range(rank if is_input else rank - 1)}
+    return {axis: labels[axis] for axis in range(rank if is_input or rank == 1 else rank - 1)}
 
 
 @contextlib.contextmanager

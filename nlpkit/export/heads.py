@@ -4,9 +4,14 @@
   scores (float ``[B, L]``), decoded as its output layer's ``onnx_decoding()`` says (argmax, threshold).
 * :class:`TagHead`: ``emissions [B, T, L]`` -> ``tokens`` and a tag per token (``tags``/``slots`` string
   ``[B, T]``, "" at padding), decoded by argmax or CRF Viterbi.
+* :class:`ValueHead`: one float per text (``[B]`` or ``[B, 1]``) -> a float output ``[B]``: a
+  regression score, a relevance score, a log-probability.
 
 Each head also reads its outputs back as rows (``rows``) and compares them with the PyTorch
-predictor's rows (``compare``): the prediction part of the parity gate.
+predictor's rows (``compare``): the prediction part of the parity gate. ``check_network`` refuses a
+network output of the wrong shape before anything is built, and ``serving()`` is the head's entry in
+the file's ``heads`` metadata: how ``nlpkit.serving`` shapes its part of a prediction (the kinds and
+their entries: :mod:`nlpkit.serving.heads`), so a new task's export needs no serving change.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from nlpkit.export.front_ends import FrontEndValues
 from nlpkit.export.graph import MODEL_PREFIX
 from nlpkit.export.parity import SCORE_TOLERANCE, first_few
 from nlpkit.export.text_graph import GraphBuilder
+
+Shape = list[int | str | None]  # a network output's declared shape: sizes, axis names, None unknown
+
+
+def _refuse_shape(head: str, network: str, shape: Shape, want: str) -> ExportError:
+    return ExportError(f"refused: the {head} reads network output {network!r} as {want}, but it is {shape}")
 
 
 @dataclass
@@ -67,6 +78,10 @@ class LabelHead:
         checks: the parity checks' names for ``label`` and ``scores``.
         noun: what a label is, for the descriptions ("label", "intent").
         delimiter: multi-label: what joins the names that are on.
+        names_field: the metadata field the task writes the names to ("labels", "intents"); serving
+            reads them from there.
+        keys: the response keys serving answers with, by role (default: ``label``/``scores`` named as
+            the outputs; multi-label ``labels``/``scores``).
     """
 
     def __init__(
@@ -79,12 +94,35 @@ class LabelHead:
         checks: tuple[str, str] = ("labels", "scores"),
         noun: str = "label",
         delimiter: str | None = None,
+        names_field: str = "labels",
+        keys: dict[str, str] | None = None,
     ):
         self.decoding = decoding_of(layer, LABEL_DECODINGS, "output layer")
         self.names, self.network, self.label, self.scores = list(names), network, label, scores
         self.checks, self.noun = checks, noun
         self.delimiter = delimiter or ","
         self.multilabel = self.decoding.kind == "threshold"
+        self.names_field = names_field
+        default = {"labels": "labels"} if self.multilabel else {"label": label}
+        self.keys = {**default, "scores": scores, **(keys or {})}
+
+    def check_network(self, shape: Shape | None) -> None:
+        """The scores are ``[B, n_labels]``."""
+        if shape is not None and (len(shape) != 2 or shape[1] not in (len(self.names), None)):
+            raise _refuse_shape(
+                f"{self.noun} head", self.network, shape, f"scores [batch, {len(self.names)}]"
+            )
+
+    def serving(self) -> dict[str, Any]:
+        """This head's ``heads`` metadata entry: a ``label`` (or ``multilabel``) head over its outputs."""
+        entry = {
+            "kind": "multilabel" if self.multilabel else "label",
+            "outputs": {"label": self.label, "scores": self.scores},
+            "keys": dict(self.keys),
+            "names": self.names_field,
+            "noun": self.noun,
+        }
+        return {**entry, "delimiter": self.delimiter} if self.multilabel else entry
 
     @property
     def outputs(self) -> list[str]:
@@ -165,12 +203,40 @@ class TagHead:
         layer: the output layer (``onnx_decoding()``: argmax or crf_viterbi).
         names: the tag names, in emission order.
         network: the network output holding the emissions.
-        tags: the tags output's (and its parity check's) name.
+        tags: the tags output's (and its parity check's, and its response key's) name.
+        noun: what a tag is, for the descriptions ("tag", "slot tag").
+        names_field: the metadata field the task writes the tag names to.
     """
 
-    def __init__(self, layer, names: list[str], network: str = "emissions", tags: str = "tags"):
+    def __init__(
+        self,
+        layer,
+        names: list[str],
+        network: str = "emissions",
+        tags: str = "tags",
+        noun: str = "tag",
+        names_field: str = "labels",
+    ):
         self.decoding = decoding_of(layer, TAG_DECODINGS, "output layer")
         self.names, self.network, self.tags = list(names), network, tags
+        self.noun, self.names_field = noun, names_field
+
+    def check_network(self, shape: Shape | None) -> None:
+        """The emissions are ``[B, T, n_tags]``."""
+        if shape is not None and (len(shape) != 3 or shape[2] not in (len(self.names), None)):
+            raise _refuse_shape(
+                "tag head", self.network, shape, f"emissions [batch, time, {len(self.names)}]"
+            )
+
+    def serving(self) -> dict[str, Any]:
+        """This head's ``heads`` metadata entry: a ``tags`` head, answering ``tokens``, its tags, ``spans``."""
+        return {
+            "kind": "tags",
+            "outputs": {"tokens": "tokens", "tags": self.tags},
+            "keys": {"tokens": "tokens", "tags": self.tags, "spans": "spans"},
+            "names": self.names_field,
+            "noun": self.noun,
+        }
 
     @property
     def outputs(self) -> list[str]:
@@ -231,3 +297,90 @@ class TagHead:
         key = self.tags
         if have["tokens"] != want["tokens"] or have[key] != want[key] or not have[f"{key}/padding_empty"]:
             checks[key].found.append({**record, "torch": want[key][:30], "onnx": have[key][:30]})
+
+
+class ValueHead:
+    """A document-level value head: one float per text, e.g. ``ValueHead(network="scores",
+    output="score")`` for a regression model whose ``forward_for_export`` returns ``scores [B]``.
+
+    The network output may be ``[B]`` or ``[B, 1]``; the graph output is float ``[batch]``. With a
+    front end that counts tokens (word), a text without tokens gets 0.0 (the reference prediction's
+    ``None`` reads as 0.0 too). Parity: every value within ``SCORE_TOLERANCE`` of the PyTorch
+    predictor's (NaN only where it has NaN too). Served as ``{key: float}`` (serving kind ``value``).
+
+    Args:
+        network: the network output holding the values, float ``[B]`` or ``[B, 1]``.
+        output: the graph output's name.
+        key: the response key serving answers with, and the key of the PyTorch predictor's dict the
+            reference rows are read from (default: ``output``).
+        noun: what the value is, for the descriptions ("score", "relevance", "log-probability").
+        check: the parity check's name in the export report (default: ``output``).
+    """
+
+    def __init__(
+        self,
+        network: str = "scores",
+        output: str = "score",
+        key: str | None = None,
+        noun: str = "score",
+        check: str | None = None,
+    ):
+        self.network, self.output, self.noun = network, output, noun
+        self.key = key or output
+        self.check = check or output
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.output]
+
+    def value_infos(self) -> list:
+        return [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, ["batch"])]
+
+    def check_network(self, shape: Shape | None) -> None:
+        """The values are ``[B]`` or ``[B, 1]`` (anything wider would be flattened into wrong rows)."""
+        if shape is not None and not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise _refuse_shape("value head", self.network, shape, "values [batch] or [batch, 1]")
+
+    def build(self, b: GraphBuilder, values: FrontEndValues) -> None:
+        flat = b.op("Reshape", [MODEL_PREFIX + self.network, b.const([-1])], "values")  # [B]
+        if values.count is None:
+            b.op("Identity", [flat], outputs=[self.output])
+            return
+        has_tokens = b.op("Greater", [values.count, b.const(np.int64(0))], "has_tokens")  # [B]
+        b.op("Where", [has_tokens, flat, b.const(np.float32(0))], outputs=[self.output])
+
+    def describe(self, counts_tokens: bool) -> dict[str, str]:
+        """The ``outputs`` metadata entry."""
+        text = f"float [batch]: the text's {self.noun}"
+        return {self.output: text + (" (0 for a text without tokens)" if counts_tokens else "")}
+
+    def doc(self) -> str:
+        return f"'{self.output}' float [batch] ({self.noun})"
+
+    def serving(self) -> dict[str, Any]:
+        """This head's ``heads`` metadata entry: a ``value`` head, answering ``{key: float}``."""
+        return {
+            "kind": "value",
+            "outputs": {"value": self.output},
+            "keys": {"value": self.key},
+            "noun": self.noun,
+        }
+
+    def from_prediction(self, prediction: dict) -> dict[str, Any]:
+        """A predictor's dict (``{key: float or None}``) as this head's row; ``None`` (no tokens) is 0.0."""
+        value = prediction[self.key]
+        return {self.output: 0.0 if value is None else float(value)}
+
+    def rows(self, named: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        return [{self.output: float(value)} for value in named[self.output]]
+
+    def new_checks(self, examples: int, batch_sizes: list[int]) -> dict[str, Check]:
+        return {self.check: Check(examples, batch_sizes, tolerance=SCORE_TOLERANCE)}
+
+    def compare(self, want: dict, have: dict, record: dict, checks: dict[str, Check]) -> None:
+        """Within ``SCORE_TOLERANCE``; the same non-finite value (NaN, +-inf) on both sides is equal,
+        one side's NaN is a mismatch (``abs(nan - x)`` would compare as within any tolerance)."""
+        a, b = float(want[self.output]), float(have[self.output])
+        same = a == b or (np.isnan(a) and np.isnan(b))
+        diff = 0.0 if same else abs(a - b)
+        checks[self.check].score(float("inf") if np.isnan(diff) else diff, {**record, "torch": a, "onnx": b})

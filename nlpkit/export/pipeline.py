@@ -12,7 +12,8 @@ metrics) and hands it to :func:`run_export`, the steps every export shares, in o
 2. the network, exported with ``torch.onnx`` from the model's own ``input_example()`` and
    ``forward_for_export`` (``nlpkit.modules.exportable``);
 3. the decoding graph of each head, from its output layer's ``onnx_decoding()`` (``nlpkit.export.heads``),
-   assembled with 1. and 2. into one graph;
+   assembled with 1. and 2. into one graph; each head's ``serving()`` entry goes into the ``heads``
+   metadata, checked against the graph as the server will read it (``nlpkit.serving.heads``);
 4. the parity gate: the front end's checks, then every head's outputs against the PyTorch predictor at
    batch 1 and a mixed batch of 64, on the test split and the edge cases;
 5. only when every check passed: the file, its metrics on the split, and with ``quantize`` the int8
@@ -49,7 +50,9 @@ EXPORT_DIR = "export"
 REPORT_FILE = "export_report.json"
 
 
-Head = Any  # nlpkit.export.heads.LabelHead | TagHead: outputs, value_infos, build, describe, rows, compare
+# nlpkit.export.heads.LabelHead | TagHead | ValueHead: network, outputs, value_infos, check_network,
+# build, describe, doc, serving, from_prediction, rows, new_checks, compare
+Head = Any
 
 
 @dataclass
@@ -139,8 +142,56 @@ def network_reads(network: onnx.ModelProto) -> set[str]:
     return {value.name for value in network.graph.input}
 
 
+def network_shapes(network: onnx.ModelProto) -> dict[str, list | None]:
+    """The network's outputs and their declared shapes (sizes, axis names; ``None``: not declared)."""
+    shapes: dict[str, list | None] = {}
+    for value in network.graph.output:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+        shapes[value.name] = dims if tensor.HasField("shape") else None
+    return shapes
+
+
+def check_heads(network: onnx.ModelProto, spec: ExportSpec) -> None:
+    """Every head reads a network output that exists, of the shape it decodes."""
+    shapes = network_shapes(network)
+    for head in spec.heads:
+        if head.network not in shapes:
+            raise ExportError(
+                f"refused: a {type(head).__name__} reads network output {head.network!r}; "
+                f"{type(spec.model).__name__}.export_outputs are {sorted(shapes)}"
+            )
+        head.check_network(shapes[head.network])
+
+
+def heads_metadata(spec: ExportSpec) -> str:
+    """The ``heads`` metadata entry: each head's ``serving()`` description, in output order."""
+    return json.dumps([head.serving() for head in spec.heads], ensure_ascii=False)
+
+
+def check_servable(session, metadata: dict[str, str]) -> None:
+    """The file's metadata, read as ``nlpkit.serving`` will: its heads parse, their names fields are
+    there, and every output they read exists with the type their kind needs. A head whose ``serving()``
+    disagrees with its ``value_infos()`` is a bug here, not a file the server refuses later."""
+    from pathlib import PurePath
+
+    from nlpkit.errors import ArtifactError
+    from nlpkit.serving.heads import check_graph_outputs, read_heads
+    from nlpkit.serving.onnx_predictor import ModelFields
+
+    try:
+        heads, source = read_heads(ModelFields(PurePath("model.onnx"), metadata), metadata["task"])
+    except ArtifactError as err:
+        raise ExportError(f"the export's serving description is invalid: {err}") from err
+    graph = {node.name: (node.type, len(node.shape or ())) for node in session.get_outputs()}
+    problem = check_graph_outputs(heads, graph, source)
+    if problem is not None:
+        raise ExportError(f"the export's serving description does not fit its graph: {problem}")
+
+
 def build_graph(network: onnx.ModelProto, spec: ExportSpec, metadata: dict[str, str]) -> onnx.ModelProto:
     """Front end -> network -> each head's decoding, as one checked graph."""
+    check_heads(network, spec)
     reads = network_reads(network)
     values: dict[str, FrontEndValues] = {}
 
@@ -206,6 +257,7 @@ def run_export(
         **provenance_metadata(run_dir, best_checkpoint(run_dir), front.tokenizer_path),
         **front.metadata(run_dir),
         "outputs": json.dumps(outputs),
+        "heads": heads_metadata(spec),
     }
     network = export_network(spec.model, exporter)
     model = build_graph(network, spec, metadata)
@@ -217,6 +269,7 @@ def run_export(
     timed = timer(seconds)
     checks = front.checks(model, network_reads(network), spec.split, spec.texts, edge, timed)
     session = G.session(model)
+    check_servable(session, metadata)
     checks.update(
         timed("predictions", lambda: check_predictions(session, spec, spec.texts + edge, [1, MIXED_BATCH]))
     )

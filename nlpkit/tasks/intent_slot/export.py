@@ -17,7 +17,7 @@ from nlpkit.tasks.tagging.export import intent_head, tag_head, tag_metadata, wor
 
 def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
     run = word_run(run_dir, cfg, subtask)
-    intents, slots = intent_head(run), tag_head(run, "slots")
+    intents, slots = intent_head(run), tag_head(run, "slots", "slot tag")
     return word_spec(
         run,
         [intents, slots],

@@ -51,8 +51,8 @@ def word_run(run_dir: Path, cfg, subtask: str | None = None) -> WordRun:
     return WordRun(source, predictor, front)
 
 
-def tag_head(run: WordRun, tags: str = "tags") -> TagHead:
-    return TagHead(run.predictor.model.output, list(run.predictor.labels.names), "emissions", tags)
+def tag_head(run: WordRun, tags: str = "tags", noun: str = "tag") -> TagHead:
+    return TagHead(run.predictor.model.output, list(run.predictor.labels.names), "emissions", tags, noun)
 
 
 def intent_head(run: WordRun) -> LabelHead:
@@ -64,6 +64,7 @@ def intent_head(run: WordRun) -> LabelHead:
         scores="intent_scores",
         checks=("intent", "intent_scores"),
         noun="intent",
+        names_field="intents",  # the metadata field intent_slot's export writes them to
     )
 
 
