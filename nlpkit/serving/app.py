@@ -30,6 +30,7 @@ from nlpkit.serving.schemas import (
     HealthResponse,
     Limits,
     MetadataResponse,
+    prediction_name,
     request_model,
     response_model,
 )
@@ -64,7 +65,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
         task=predictor.task,
         labels=list(predictor.labels),
         intents=list(predictor.intents) or None,
-        multilabel=bool(getattr(predictor, "multilabel", False)),
+        multilabel=predictor.multilabel,
         nlpkit_version=meta.get("nlpkit_version"),
         server_version=nlpkit.__version__,
         model_file=Path(predictor.path).name,  # not the server's directory layout
@@ -236,7 +237,8 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
         log.info("stopped after %s", batcher.stats)
 
     service = PredictService(config, batcher)
-    PredictResponse = response_model(metadata.task, metadata.multilabel)
+    # the response schema is the file's heads' keys, named after its task (doc_cls: DocClsPrediction)
+    PredictResponse = response_model(predictor.heads, prediction_name(metadata.task))
     # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files the package
     # ships (served under DOCS_ASSETS), not from a CDN, so the pages work without internet access.
     app = FastAPIOffline(

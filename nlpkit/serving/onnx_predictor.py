@@ -1,13 +1,18 @@
 """``OnnxPredictor(path).predict(["text", ...])``: an exported ``model.onnx`` with onnxruntime + numpy only.
 
-The tokenizer lives in the graph, so raw strings go straight in. The output matches the PyTorch
-predictor of the run's task:
+The tokenizer lives in the graph, so raw strings go straight in. Each prediction is shaped by the
+file's heads (its ``heads`` metadata, :mod:`nlpkit.serving.heads`), their keys merged in head order,
+which gives what the PyTorch predictor of the run's task returns:
 
-* ``doc_cls``: ``{"label": name, "scores": {name: p}}``, or ``{"labels": [...], "scores": {...}}``
-  for multi-label;
-* ``tagging``: ``{"tokens": [...], "tags": [...], "spans": [{"type", "start", "end", "text"}]}``;
-* ``intent_slot``: ``{"intent", "intent_scores": {name: p}, "tokens", "slots", "spans"}``;
-* ``intent``: ``{"intent", "intent_scores": {name: p}}``.
+* a ``label`` head: ``{"label": name, "scores": {name: p}}`` (the intent head of ``intent_slot``:
+  ``{"intent", "intent_scores"}``); ``multilabel``: ``{"labels": [...], "scores": {...}}``;
+* a ``tags`` head: ``{"tokens": [...], "tags": [...], "spans": [{"type", "start", "end", "text"}]}``
+  (``intent_slot``'s: ``"slots"``), so ``intent_slot`` is ``{"intent", "intent_scores", "tokens",
+  "slots", "spans"}``;
+* a ``value`` head: ``{"score": float}`` (one number per text, key as the export named it).
+
+No task name is looked up here: a file whose export declares its heads is served as it is. Files
+exported before the ``heads`` entry are read through ``heads.legacy_heads``.
 
 An empty or whitespace-only text is refused (``EmptyTextError``) for every task: training refuses it.
 
@@ -32,8 +37,8 @@ from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indi
     blank_text_indices,
     check_texts,
 )
-from nlpkit.data.tag_schemes import span_dicts  # pure Python, no torch
 from nlpkit.errors import ArtifactError, MissingArtifactError
+from nlpkit.serving.heads import HEADS_FIELD, Head, check_graph_outputs, read_heads
 from nlpkit.utils.io import sha256_file
 
 
@@ -77,80 +82,63 @@ class OnnxPredictor:
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = meta
         fields = ModelFields(path, meta)
-        if "labels" not in meta:
-            raise ArtifactError(f"{path}: not an nlpkit export (no 'labels' metadata)")
+        if "labels" not in meta and HEADS_FIELD not in meta:
+            raise ArtifactError(f"{path}: not an nlpkit export (no 'heads' or 'labels' metadata)")
         if fields.text("requires_onnxruntime_extensions", default="false") != "false":
             raise ArtifactError(f"{path}: needs onnxruntime-extensions, which OnnxPredictor does not load")
         self.task = fields.text("task")
-        if self.task not in OUTPUTS:
-            raise ArtifactError(
-                f"{path}: metadata 'task' is {self.task!r}, not a task this predictor serves "
-                f"({', '.join(OUTPUTS)})"
+        self.heads, self.heads_source = read_heads(fields, self.task)
+        # /metadata's fields: the names a label/tag head reads are checked there, the rest here
+        self.labels: list[str] = fields.names("labels") if "labels" in meta else []
+        self.intents: list[str] = fields.names("intents") if "intents" in meta else []
+        self.multilabel: bool = any(head.kind == "multilabel" for head in self.heads)
+        declared = fields.json("multilabel", bool, default=None)
+        if declared is not None and declared != self.multilabel:
+            raise fields.problem(
+                "multilabel",
+                f"is {json.dumps(declared)} but {self.heads_source} has {'a' if self.multilabel else 'no'} multilabel head",
             )
-        self.labels: list[str] = fields.names("labels")  # class names, tag names, or intent names
-        has_intents = self.task in ("intent", "intent_slot")
-        self.intents: list[str] = fields.names("intents") if has_intents else []
-        self.multilabel: bool = self.task == "doc_cls" and fields.json("multilabel", bool, default=False)
-        delimiter = fields.json("label_delimiter", str, default=None, nullable=True)
-        if delimiter == "":
-            raise ArtifactError(f"{path}: metadata 'label_delimiter' is empty")
-        self.label_delimiter: str = delimiter or ","
-        self.output_names = OUTPUTS[self.task]
+        if fields.json("label_delimiter", str, default=None, nullable=True) == "":
+            raise fields.problem("label_delimiter", "is empty")
+        #: every graph output a head reads, each once, in head order
+        self.output_names = list(
+            dict.fromkeys(name for head in self.heads for name in head.output_of.values())
+        )
+        self.meta_fields = fields
         self.verified_files = fields.verify_hashes(find_run_dir(path))
         self.check_model()
 
     def check_model(self) -> None:
-        """The graph has the task's input and outputs, and one probe batch agrees with the metadata:
-        as many scores as label names, every emitted label / tag / intent among the names."""
+        """The graph has the one string input and every output the heads read (with the type and rank
+        of their kind), and one probe batch agrees with the metadata: a row per text in every output,
+        as many scores as names, every emitted label / tag among the names."""
         path = self.path
         inputs = {node.name: node.type for node in self.session.get_inputs()}
         if inputs != {"text": "tensor(string)"}:
             raise ArtifactError(
                 f"{path}: graph inputs {inputs}: an nlpkit export takes one string input 'text'"
             )
-        outputs = {node.name for node in self.session.get_outputs()}
-        missing = [name for name in self.output_names if name not in outputs]
-        if missing:
-            raise ArtifactError(
-                f"{path}: graph has no output {', '.join(map(repr, missing))}, which metadata 'task' "
-                f"{self.task!r} needs ({', '.join(self.output_names)})"
-            )
+        graph = {node.name: (node.type, len(node.shape or ())) for node in self.session.get_outputs()}
+        problem = check_graph_outputs(self.heads, graph, self.heads_source)
+        if problem is not None:
+            raise ArtifactError(f"{path}: {problem}")
         try:
             probe = dict(zip(self.output_names, self.run(PROBE_TEXTS)))
         except Exception as err:  # onnxruntime's own exception types
             raise ArtifactError(f"{path}: the graph fails on a probe batch: {err}") from err
-        if "scores" in probe:
-            self._check_scores(probe["scores"], probe["label"], self.labels, "labels")
-        if "intent_scores" in probe:
-            self._check_scores(probe["intent_scores"], probe["intent"], self.intents, "intents")
-        tags = probe.get("tags", probe.get("slots"))
-        if tags is not None:
-            unknown = sorted({str(tag) for tag in tags.ravel()} - set(self.labels) - {""})
-            if unknown:
+        for name, value in probe.items():
+            if value.shape[:1] != (len(PROBE_TEXTS),):
                 raise ArtifactError(
-                    f"{path}: metadata 'labels' does not name the tags the graph emits ({unknown[:3]} missing)"
+                    f"{path}: graph output {name!r} has shape {list(value.shape)} for a batch of "
+                    f"{len(PROBE_TEXTS)} texts: not one row per text"
                 )
+        for head in self.heads:
+            head.check(self._values(head, probe), self.meta_fields.problem)
 
-    def _check_scores(self, scores: np.ndarray, names_out: np.ndarray, names: list[str], field: str) -> None:
-        path = self.path
-        if scores.ndim != 2 or scores.shape[1] != len(names):
-            raise ArtifactError(
-                f"{path}: metadata {field!r} has {len(names)} names but the graph outputs "
-                f"{scores.shape[-1] if scores.ndim else 0} scores per text"
-            )
-        for row, emitted in zip(scores, names_out):
-            emitted = str(emitted)
-            if self.multilabel and field == "labels":
-                unknown = [n for n in emitted.split(self.label_delimiter) if n and n not in names]
-                if unknown:
-                    raise ArtifactError(
-                        f"{path}: the graph emits label {unknown[0]!r}, which metadata {field!r} does not name"
-                    )
-            elif names[int(np.argmax(row))] != emitted:
-                raise ArtifactError(
-                    f"{path}: metadata {field!r} does not match the graph: the best score is at the position "
-                    f"of {names[int(np.argmax(row))]!r}, the graph names it {emitted!r}"
-                )
+    @staticmethod
+    def _values(head: Head, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A head's graph outputs by role."""
+        return {role: named[name] for role, name in head.output_of.items()}
 
     def run(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Raw graph outputs, in ``self.output_names`` order (doc_cls: ``label [N]``, ``scores [N, L]``)."""
@@ -161,54 +149,20 @@ class OnnxPredictor:
         ``EmptyTextError`` naming its position (as ``POST /predict`` answers 422)."""
         check_texts(texts)
         results: list[dict] = []
-        shape = getattr(self, f"_{self.task}")
         for start in range(0, len(texts), batch_size):
-            results.extend(shape(*self.run(texts[start : start + batch_size])))
+            results.extend(
+                self.shape(dict(zip(self.output_names, self.run(texts[start : start + batch_size]))))
+            )
         return results
 
-    # One method per task: raw outputs of one batch -> one dict per text.
-    def _doc_cls(self, labels: np.ndarray, scores: np.ndarray) -> list[dict]:
-        out = []
-        for label, row in zip(labels, scores):
-            named = {name: float(p) for name, p in zip(self.labels, row)}
-            if self.multilabel:
-                out.append(
-                    {"labels": [n for n in str(label).split(self.label_delimiter) if n], "scores": named}
-                )
-            else:
-                out.append({"label": str(label), "scores": named})
-        return out
+    def shape(self, named: dict[str, np.ndarray]) -> list[dict]:
+        """One batch's graph outputs (name -> array) -> one dict per text: each head's keys, merged in
+        head order."""
+        parts = [head.shape(self._values(head, named)) for head in self.heads]
+        if len(parts) == 1:
+            return parts[0]
+        return [{key: value for part in row for key, value in part.items()} for row in zip(*parts)]
 
-    def _tagging(self, tokens: np.ndarray, tags: np.ndarray) -> list[dict]:
-        out = []
-        for token_row, tag_row in zip(tokens, tags):
-            words = [str(t) for t in token_row if t != ""]
-            names = [str(t) for t in tag_row[: len(words)]]
-            out.append({"tokens": words, "tags": names, "spans": span_dicts(words, names)})
-        return out
-
-    def _intent(self, intent: np.ndarray, intent_scores: np.ndarray) -> list[dict]:
-        return [
-            {"intent": str(name), "intent_scores": {n: float(p) for n, p in zip(self.intents, row)}}
-            for name, row in zip(intent, intent_scores)
-        ]
-
-    def _intent_slot(
-        self, intent: np.ndarray, intent_scores: np.ndarray, tokens: np.ndarray, slots: np.ndarray
-    ) -> list[dict]:
-        return [
-            {**intents, "tokens": tagged["tokens"], "slots": tagged["tags"], "spans": tagged["spans"]}
-            for intents, tagged in zip(self._intent(intent, intent_scores), self._tagging(tokens, slots))
-        ]
-
-
-#: graph outputs each task's export writes, in the order the shaping methods take them
-OUTPUTS = {
-    "doc_cls": ["label", "scores"],
-    "tagging": ["tokens", "tags"],
-    "intent_slot": ["intent", "intent_scores", "tokens", "slots"],
-    "intent": ["intent", "intent_scores"],
-}
 
 #: what ``check_model`` runs once at load: texts with tokens, of different lengths
 PROBE_TEXTS = ["wake me up at 7 am", "play some jazz by miles davis tomorrow", "a"]

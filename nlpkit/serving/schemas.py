@@ -1,11 +1,15 @@
 """The HTTP API's JSON shapes (pydantic), so the OpenAPI document says exactly what a client sends and gets.
 
-The request model is built per server because its limits are settings; the prediction model is chosen
-by the exported model's task. A task without an entry here is still served, documented as an object.
+The request model is built per server because its limits are settings; the prediction model is built
+from the exported file's heads (:mod:`nlpkit.serving.heads`): each head's response keys, in order, with
+their types and descriptions, named after the file's task (``doc_cls`` -> ``DocClsPrediction``). No
+task is listed here: the heads of any export document themselves.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +23,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nlpkit.errors import ArtifactError
 from nlpkit.serving.config import ServeConfig
+from nlpkit.serving.heads import Head, legacy_heads, parse_heads
 from nlpkit.serving.onnx_predictor import EMPTY_TEXT_MESSAGE
 
 
@@ -30,41 +36,46 @@ class Span(BaseModel):
     text: str = Field(description="the span's tokens joined by spaces")
 
 
-class DocClsPrediction(BaseModel):
-    label: str = Field(description="the most probable label")
-    scores: dict[str, float] = Field(description="probability of every label")
+#: a response field's JSON type (``heads.ResponseField.type``) -> its Python annotation
+FIELD_TYPES: dict[str, Any] = {
+    "str": str,
+    "str_list": list[str],
+    "float": float,
+    "float_map": dict[str, float],
+    "spans": list[Span],
+}
 
 
-class MultiLabelPrediction(BaseModel):
-    labels: list[str] = Field(description="every label predicted on")
-    scores: dict[str, float] = Field(description="independent probability of every label")
+def prediction_name(task: str | None) -> str:
+    """The prediction model's name for ``task``: ``doc_cls`` -> ``DocClsPrediction`` (the OpenAPI
+    component's name; only letters and digits survive from an untrusted file's task)."""
+    parts = re.split(r"[^0-9A-Za-z]+", task or "")
+    return "".join(part[:1].upper() + part[1:] for part in parts) + "Prediction"
 
 
-class TaggingPrediction(BaseModel):
-    tokens: list[str] = Field(description="the text's tokens, as the model saw them")
-    tags: list[str] = Field(description="one tag per token")
-    spans: list[Span] = Field(description="the tags read as typed spans")
+def prediction_model(
+    heads: Sequence[Head] | str | None, multilabel: bool = False, name: str | None = None
+) -> Any:
+    """The pydantic type of one prediction: every key of ``heads``, in order (an open object without
+    heads). ``heads`` may also be a task name, for a file exported before ``heads`` metadata existed
+    (``multilabel``: its ``multilabel`` field); the model is then named after it."""
+    if isinstance(heads, str) or heads is None:
+        task = heads
+        described = legacy_heads(task, multilabel, ",") if task is not None else None
+        if described is None:
+            return dict[str, Any]
+        heads = parse_heads(described, _no_problem)
+        name = name or prediction_name(task)
+    fields = {
+        field.key: (FIELD_TYPES[field.type], Field(description=field.description))
+        for head in heads
+        for field in head.fields()
+    }
+    return create_model(name or "Prediction", **fields)
 
 
-class IntentPrediction(BaseModel):
-    intent: str = Field(description="the most probable intent")
-    intent_scores: dict[str, float] = Field(description="probability of every intent")
-
-
-class IntentSlotPrediction(BaseModel):
-    intent: str = Field(description="the most probable intent")
-    intent_scores: dict[str, float] = Field(description="probability of every intent")
-    tokens: list[str] = Field(description="the text's tokens, as the model saw them")
-    slots: list[str] = Field(description="one slot tag per token")
-    spans: list[Span] = Field(description="the slot tags read as typed spans")
-
-
-def prediction_model(task: str | None, multilabel: bool = False) -> Any:
-    """The pydantic type of one prediction for ``task`` (an open object for a task not listed)."""
-    if task == "doc_cls":
-        return MultiLabelPrediction if multilabel else DocClsPrediction
-    known = {"tagging": TaggingPrediction, "intent_slot": IntentSlotPrediction, "intent": IntentPrediction}
-    return known.get(task, dict[str, Any])
+def _no_problem(field: str, what: str) -> ArtifactError:
+    return ArtifactError(f"nlpkit.serving.heads.legacy_heads gives an invalid head: {field} {what}")
 
 
 #: a character that is not whitespace for ``str.strip``/``str.split`` (the code points of ``str.isspace``),
@@ -110,11 +121,12 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...))
 
 
-def response_model(task: str | None, multilabel: bool = False) -> type[BaseModel]:
+def response_model(heads: Sequence[Head] | str | None, name: str | None = None) -> type[BaseModel]:
+    """``{"predictions": [...]}`` with the prediction model of ``heads`` (see ``prediction_model``)."""
     return create_model(
         "PredictResponse",
         predictions=(
-            list[prediction_model(task, multilabel)],
+            list[prediction_model(heads, name=name)],
             Field(description="one per input text, in order"),
         ),
     )
