@@ -298,3 +298,93 @@ def test_re_export_leaves_only_the_new_files(exported, tmp_path):
     assert sorted(p.name for p in export_dir.iterdir()) == ["export_report.json", "model.onnx"]
     report = json.loads((export_dir / "export_report.json").read_text())
     assert sorted(report["files_removed"]) == [".model.onnx.k1ll3d.tmp", "model.int8.onnx"]
+
+
+@pytest.mark.parametrize("network_shape", [["batch"], ["batch", 1]])
+def test_value_head_writes_one_float_per_text_and_gates_it_within_tolerance(network_shape):
+    """``ValueHead``: a network's ``[B]`` or ``[B, 1]`` floats -> graph output ``score [batch]`` (0.0 for
+    a text without tokens); its parity check catches a value off by more than the tolerance or a NaN
+    on one side only; its serving entry is a ``value`` head that fits the graph it built."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from nlpkit.errors import ArtifactError
+    from nlpkit.export.front_ends import FrontEndValues
+    from nlpkit.export.graph import MODEL_PREFIX
+    from nlpkit.export.heads import ValueHead
+    from nlpkit.export.text_graph import OPSET, GraphBuilder
+    from nlpkit.serving.heads import check_graph_outputs, parse_heads
+
+    head = ValueHead(network="scores", output="score", noun="rating")
+    head.check_network(network_shape)
+    for wrong in (["batch", 2], ["batch", "time", 1], []):
+        with pytest.raises(
+            ExportError, match=r"value head reads network output 'scores' as values \[batch\]"
+        ):
+            head.check_network(wrong)
+
+    values = np.array([0.5, -2.0, 7.25], dtype=np.float32).reshape([3] + [1] * (len(network_shape) - 1))
+    for count in (np.array([2, 0, 1]), None):
+        b = GraphBuilder("nlpkit/")
+        head.build(b, FrontEndValues(count=None if count is None else "count"))
+        inputs = [helper.make_tensor_value_info(MODEL_PREFIX + "scores", TensorProto.FLOAT, network_shape)]
+        if count is not None:
+            inputs.append(helper.make_tensor_value_info("count", TensorProto.INT64, ["batch"]))
+        graph = helper.make_graph(b.nodes, "value", inputs, head.value_infos(), initializer=b.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        onnx.checker.check_model(model)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        feeds = {MODEL_PREFIX + "scores": values, **({} if count is None else {"count": count})}
+        rows = head.rows(dict(zip(head.outputs, session.run(head.outputs, feeds))))
+        assert rows == [{"score": 0.5}, {"score": 0.0 if count is not None else -2.0}, {"score": 7.25}]
+
+    checks = head.new_checks(4, [1])
+    predictions = [{"score": 0.50001}, {"score": -2.1}, {"score": float("nan")}, {"score": float("nan")}]
+    graph_rows = [*rows[:3], {"score": float("nan")}]
+    for want, have in zip(map(head.from_prediction, predictions), graph_rows):
+        head.compare(want, have, {"text": "t"}, checks)
+    result = checks["score"].result()
+    assert not result["passed"] and result["mismatches"] == 2  # -2.1 vs -2.0, and NaN vs 7.25
+    assert [m["torch"] for m in result["first_mismatches"]][0] == pytest.approx(-2.1)
+    assert head.from_prediction({"score": None}) == {"score": 0.0}  # a text without tokens
+
+    def problem(field: str, what: str) -> ArtifactError:
+        return ArtifactError(f"metadata {field!r} {what}")
+
+    (served,) = parse_heads(json.loads(json.dumps([head.serving()])), problem)
+    assert served.kind == "value" and served.describe() == head.serving()
+    assert check_graph_outputs([served], {"score": ("tensor(float)", 1)}, "metadata 'heads'") is None
+    assert [(f.key, f.type) for f in served.fields()] == [("score", "float")]
+    assert served.shape({"value": np.array([1.5], dtype=np.float32)}) == [{"score": 1.5}]
+
+
+@pytest.mark.parametrize("case", ["network-shape", "serving-entry"])
+def test_a_head_that_does_not_fit_is_refused_before_any_file(exported, tmp_path, monkeypatch, case):
+    """A head over a network output of the wrong shape (a value head over doc_cls scores ``[B, L]``),
+    or a head whose ``heads`` entry the server could not read against the graph, is an ExportError:
+    no file is written that ``nlpkit.serve`` would refuse or shape wrong."""
+    import nlpkit.tasks.doc_cls.export as doc_cls_export
+    from nlpkit.export.heads import LabelHead, ValueHead
+
+    real = doc_cls_export.export_spec
+
+    def value_head_spec(*args, **kwargs):
+        spec = real(*args, **kwargs)
+        spec.heads = [ValueHead(network="scores", output="score")]
+        return spec
+
+    if case == "network-shape":
+        monkeypatch.setattr(doc_cls_export, "export_spec", value_head_spec)
+        message = r"value head reads network output 'scores' as values \[batch\] or \[batch, 1\], but it is \['batch', \d+\]"
+    else:
+        monkeypatch.setattr(
+            LabelHead, "serving", lambda head: {"kind": "value", "outputs": {"value": head.label}}
+        )
+        message = (
+            r"serving description does not fit its graph: graph output 'label' is tensor\(string\) of rank 1; "
+            r"the 'value' head of metadata 'heads' reads it as its 'value': tensor\(float\)"
+        )
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match=message):
+        export_run(exported["cnn"][0], out_dir=out)
+    assert not (out / "model.onnx").exists()

@@ -584,6 +584,8 @@ def cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+TAGS_HEAD = {"kind": "tags", "outputs": {"tokens": "tokens", "tags": "tags"}, "names": "labels"}
+
 TAMPERED = {
     "labels-not-a-list": (lambda m: {**m, "labels": "123"}, "metadata 'labels' must be a JSON list of names"),
     "labels-not-json": (lambda m: {**m, "labels": "[oops"}, "metadata 'labels' is not JSON"),
@@ -597,7 +599,15 @@ TAMPERED = {
         "names the same label twice",
     ),
     "no-task": (lambda m: {k: v for k, v in m.items() if k != "task"}, "metadata 'task' is missing"),
-    "task-of-another-graph": (lambda m: {**m, "task": "tagging"}, "graph has no output 'tokens'"),
+    # a file exported before the 'heads' entry is shaped by its task: another task's outputs are missing
+    "task-of-another-graph": (
+        lambda m: {**{k: v for k, v in m.items() if k != "heads"}, "task": "tagging"},
+        "graph has no output 'tokens'",
+    ),
+    "heads-of-another-graph": (
+        lambda m: {**m, "heads": json.dumps([TAGS_HEAD])},
+        "graph has no output 'tokens', 'tags', which metadata 'heads' needs",
+    ),
     "multilabel-not-json": (lambda m: {**m, "multilabel": "yes"}, "metadata 'multilabel' is not JSON"),
     "hash-not-hex": (lambda m: {**m, "tokenizer_sha256": "abc"}, "'tokenizer_sha256' is not a SHA-256"),
     "weights-changed": (
@@ -640,6 +650,150 @@ def test_untampered_copy_is_verified_and_served_alone_too(doc_cls_run, tmp_path)
     alone.write_bytes(model_path(run).read_bytes())
     assert OnnxPredictor(alone).verified_files == {}
     assert OnnxPredictor(alone).predict(["play some jazz"]) == OnnxPredictor(run).predict(["play some jazz"])
+
+
+def label_head(**entries) -> dict:
+    """The doc_cls export's ``heads`` entry, with ``entries`` changed."""
+    head = {
+        "kind": "label",
+        "outputs": {"label": "label", "scores": "scores"},
+        "keys": {"label": "label", "scores": "scores"},
+        "names": "labels",
+        "noun": "label",
+    }
+    return {**head, **entries}
+
+
+HEADS_TAMPERED = {
+    "not-json": ("[oops", "metadata 'heads' is not JSON"),
+    "empty": ("[]", "metadata 'heads' must be a non-empty JSON list of heads"),
+    "unknown-kind": (
+        json.dumps([label_head(kind="ranking")]),
+        "metadata 'heads' head 0 has kind 'ranking', not a head kind this server shapes (label, multilabel",
+    ),
+    "output-of-another-type": (
+        json.dumps([label_head(outputs={"label": "scores", "scores": "scores"})]),
+        "graph output 'scores' is tensor(float) of rank 2; the 'label' head of metadata 'heads' reads it "
+        "as its 'label': tensor(string) of rank 1",
+    ),
+    "missing-role": (
+        json.dumps([label_head(outputs={"label": "label"})]),
+        "head 0 (label) 'outputs': its roles are ['label', 'scores'] (missing ['scores'])",
+    ),
+    "unknown-entry": (
+        json.dumps([label_head(colour="red")]),
+        "head 0 (label) has unknown entries ['colour']",
+    ),
+    "names-field-missing": (json.dumps([label_head(names="classes")]), "metadata 'classes' is missing"),
+    "one-key-twice": (
+        json.dumps([label_head(), label_head(keys={"label": "best"})]),
+        "response key 'scores' is written by head 0 and head 1",
+    ),
+    "value-head-over-scores": (
+        json.dumps([{"kind": "value", "outputs": {"value": "scores"}}]),
+        "graph output 'scores' is tensor(float) of rank 2; the 'value' head of metadata 'heads' reads it",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEADS_TAMPERED))
+def test_heads_metadata_is_checked_against_the_graph(doc_cls_run, tmp_path, case):
+    """The ``heads`` entry is untrusted too: each way it can be wrong is an ArtifactError naming it."""
+    from nlpkit.errors import ArtifactError
+
+    heads, message = HEADS_TAMPERED[case]
+    run = tampered_copy(doc_cls_run, tmp_path, lambda meta: {**meta, "heads": heads})
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        OnnxPredictor(model_path(run))
+
+
+def test_multilabel_field_must_agree_with_the_heads(doc_cls_run, tmp_path):
+    from nlpkit.errors import ArtifactError
+
+    run = tampered_copy(doc_cls_run, tmp_path, lambda meta: {**meta, "multilabel": "true"})
+    with pytest.raises(
+        ArtifactError, match="metadata 'multilabel' is true but metadata 'heads' has no multilabel"
+    ):
+        OnnxPredictor(model_path(run))
+
+
+def test_the_export_writes_heads_and_a_file_without_them_serves_the_same(doc_cls_run, reference, tmp_path):
+    """A file exported before the ``heads`` entry existed (the same file without it) is shaped by
+    ``legacy_heads`` of its task: the same heads, the same predictions and response schema."""
+    from nlpkit.serving.app import create_app
+
+    assert json.loads(reference.metadata["heads"]) == [label_head()]
+    old = tampered_copy(doc_cls_run, tmp_path, lambda m: {k: v for k, v in m.items() if k != "heads"})
+    legacy = OnnxPredictor(model_path(old), threads=1)
+    assert [h.describe() for h in legacy.heads] == [h.describe() for h in reference.heads]
+    assert legacy.predict(TEXTS) == reference.predict(TEXTS)
+    schemas = [
+        create_app(ServeConfig(model=str(model_path(run)))).api.openapi()["components"]["schemas"]
+        for run in (doc_cls_run, old)
+    ]
+    assert schemas[0] == schemas[1] and "DocClsPrediction" in schemas[0]
+
+
+# ---------------------------------------------------------------- a value head: one number per text
+
+
+def value_model(path: Path, scores: dict[str, float], heads: list[dict] | None = None) -> Path:
+    """A hand-made nlpkit-style file with one ``value`` head: ``text`` -> ``score`` float ``[batch]``,
+    the score of each known text (``LabelEncoder``; -1 for any other), as a text-regression export
+    would write it (no torch, no training: the shaping and schema are what is tested)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(
+        "LabelEncoder", ["text"], ["score"], domain="ai.onnx.ml",
+        keys_strings=list(scores), values_floats=list(scores.values()), default_float=-1.0,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "value",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    heads = heads or [
+        {"kind": "value", "outputs": {"value": "score"}, "keys": {"value": "score"}, "noun": "score"}
+    ]
+    meta = {"task": "text_regression", "heads": json.dumps(heads), "nlpkit_version": nlpkit.__version__}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def test_a_value_head_is_served_with_no_task_specific_code(tmp_path):
+    """A task serving didn't know about (``text_regression``) with a ``value`` head: ``OnnxPredictor``
+    and the torch-blocked HTTP server answer ``{"score": float}``, documented as such."""
+    scores = {"great film": 4.5, "dull": 1.25, "fine I guess": 3.0}
+    model = value_model(tmp_path / "model" / "model.onnx", scores)
+    texts = [*scores, "never seen"]
+    want = [{"score": value} for value in [*scores.values(), -1.0]]
+    assert OnnxPredictor(model).predict(texts) == want
+    with serve(tmp_path, model, "max_wait_ms=1") as server:
+        answer = httpx.post(f"{server.url}/predict", json={"texts": texts})
+        meta = httpx.get(f"{server.url}/metadata").json()
+        schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert answer.status_code == 200 and answer.json() == {"predictions": want}
+    assert meta["task"] == "text_regression" and meta["labels"] == [] and meta["intents"] is None
+    assert meta["multilabel"] is False
+    documented = schema["components"]["schemas"]["TextRegressionPrediction"]
+    assert documented["properties"]["score"]["type"] == "number"
+    assert documented["required"] == ["score"]
+    # renamed by the export: the key it declares
+    renamed = [
+        {"kind": "value", "outputs": {"value": "score"}, "keys": {"value": "relevance"}, "noun": "relevance"}
+    ]
+    assert OnnxPredictor(value_model(tmp_path / "renamed.onnx", scores, renamed)).predict(["dull"]) == [
+        {"relevance": 1.25}
+    ]
 
 
 # ---------------------------------------------------------------- tagging and joint intent-slot models
@@ -730,6 +884,17 @@ def test_word_level_models_are_served(word_task_run, tmp_path):
     if task != "tagging":
         assert meta["intents"] and all(p["intent"] in meta["intents"] for p in predictions)
         assert [p["intent"] for p in predictions] == [w["intent"] for w in eager]
+
+
+def test_word_level_files_without_heads_metadata_are_shaped_as_before(word_task_run, tmp_path):
+    """``legacy_heads`` of each word-level task is exactly what its export now writes in ``heads``."""
+    _, run_dir = word_task_run
+    new = OnnxPredictor(model_path(run_dir), threads=1)
+    old_run = tampered_copy(run_dir, tmp_path, lambda m: {k: v for k, v in m.items() if k != "heads"})
+    old = OnnxPredictor(model_path(old_run), threads=1)
+    assert [h.describe() for h in old.heads] == json.loads(new.metadata["heads"])
+    assert [h.describe() for h in new.heads] == json.loads(new.metadata["heads"])
+    assert old.predict(WORD_TEXTS) == new.predict(WORD_TEXTS)
 
 
 def assert_blank_texts_refused(response: httpx.Response, predictor: OnnxPredictor) -> None:
