@@ -27,6 +27,7 @@ through :func:`legacy_heads`, the one place task names appear in serving.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -68,7 +69,7 @@ STRING_B, STRING_BT, FLOAT_B, FLOAT_BL = (
 )
 
 
-class Head:
+class ServedHead(ABC):
     """One head of an exported file, as serving reads it: which graph outputs, which response keys.
 
     A subclass declares ``kind``, the graph outputs it reads (``outputs``: role -> requirement), the
@@ -108,22 +109,23 @@ class Head:
         out.update({name: getattr(self, name) for name in self.options})
         return out
 
+    @abstractmethod
     def fields(self) -> list[ResponseField]:
         """The keys this head adds to a prediction, in order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def shape(self, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Its graph outputs for one batch (role -> array) -> its part of each text's prediction."""
-        raise NotImplementedError
 
-    def check(self, values: dict[str, np.ndarray], problem: Problem) -> None:
-        """One probe batch against the names (role -> array); raises ``problem(field, what)``."""
-
-
-HEAD_KINDS: dict[str, type[Head]] = {}
+    def check(self, values: dict[str, np.ndarray], problem: Problem) -> None:  # noqa: B027 - optional
+        """One probe batch against the names (role -> array); raises ``problem(field, what)``. By
+        default nothing to check (a kind without names)."""
 
 
-def head_kind(cls: type[Head]) -> type[Head]:
+HEAD_KINDS: dict[str, type[ServedHead]] = {}
+
+
+def head_kind(cls: type[ServedHead]) -> type[ServedHead]:
     """Register a head kind under its ``kind``."""
     if cls.kind in HEAD_KINDS:
         raise ValueError(f"head kind {cls.kind!r} registered twice")
@@ -132,7 +134,7 @@ def head_kind(cls: type[Head]) -> type[Head]:
 
 
 @head_kind
-class LabelHead(Head):
+class ServedLabel(ServedHead):
     """``label`` string ``[B]`` + ``scores`` float ``[B, L]`` -> the best name and every name's score."""
 
     kind = "label"
@@ -166,7 +168,7 @@ class LabelHead(Head):
 
 
 @head_kind
-class MultiLabelHead(Head):
+class ServedMultiLabel(ServedHead):
     """``label`` string ``[B]`` (the names that are on, joined by ``delimiter``) + ``scores`` float
     ``[B, L]`` (independent probabilities) -> the list of names and every name's score."""
 
@@ -206,7 +208,7 @@ class MultiLabelHead(Head):
 
 
 @head_kind
-class TagsHead(Head):
+class ServedTags(ServedHead):
     """``tokens`` + ``tags`` string ``[B, T]`` ("" at padding) -> the tokens, a tag per token, and the
     tags read as typed spans."""
 
@@ -240,7 +242,7 @@ class TagsHead(Head):
 
 
 @head_kind
-class ValueHead(Head):
+class ServedValue(ServedHead):
     """``value`` float ``[B]`` -> one number per text (a regression or relevance score, a
     log-probability: the ``noun`` says which)."""
 
@@ -267,12 +269,12 @@ def check_score_width(scores: np.ndarray, names: list[str], field: str, problem:
         )
 
 
-def parse_heads(raw: Any, problem: Problem, field: str = HEADS_FIELD) -> list[Head]:
+def parse_heads(raw: Any, problem: Problem, field: str = HEADS_FIELD) -> list[ServedHead]:
     """The heads of a ``heads`` entry (already JSON-decoded), every entry checked: a known kind, every
     graph output its kind reads, known response keys, no key written by two heads."""
     if not isinstance(raw, list) or not raw:
         raise problem(field, f"must be a non-empty JSON list of heads, got {json.dumps(raw)[:60]!r}")
-    heads: list[Head] = []
+    heads: list[ServedHead] = []
     written: dict[str, int] = {}
     for index, entry in enumerate(raw):
         where = f"head {index}"
@@ -335,7 +337,9 @@ def _string_map(
     return dict(value)
 
 
-def check_graph_outputs(heads: Sequence[Head], graph: dict[str, tuple[str, int]], source: str) -> str | None:
+def check_graph_outputs(
+    heads: Sequence[ServedHead], graph: dict[str, tuple[str, int]], source: str
+) -> str | None:
     """The first way ``heads`` do not fit the graph's outputs (``graph``: name -> (onnxruntime type,
     rank)), as a message naming the output and ``source`` (the metadata that declared the heads), or
     ``None`` when every output a head reads exists with the type and rank its kind needs."""
@@ -389,7 +393,7 @@ def legacy_heads(task: str, multilabel: bool, delimiter: str) -> list[dict[str, 
     }.get(task)
 
 
-def read_heads(fields: Any, task: str) -> tuple[list[Head], str]:
+def read_heads(fields: Any, task: str) -> tuple[list[ServedHead], str]:
     """The heads of an exported file and the metadata that declared them (for error messages):
     its ``heads`` entry, or for a file exported before that entry existed, :func:`legacy_heads` of its
     ``task``. Each head's names are read from its ``names`` field. ``fields``: the file's

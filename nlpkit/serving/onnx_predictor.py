@@ -38,7 +38,7 @@ from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indi
     check_texts,
 )
 from nlpkit.errors import ArtifactError, MissingArtifactError
-from nlpkit.serving.heads import HEADS_FIELD, Head, check_graph_outputs, read_heads
+from nlpkit.serving.heads import HEADS_FIELD, ServedHead, check_graph_outputs, read_heads
 from nlpkit.utils.io import sha256_file
 
 
@@ -88,7 +88,7 @@ class OnnxPredictor:
             raise ArtifactError(f"{path}: needs onnxruntime-extensions, which OnnxPredictor does not load")
         self.task = fields.text("task")
         self.heads, self.heads_source = read_heads(fields, self.task)
-        # /metadata's fields: the names a label/tag head reads are checked there, the rest here
+        # what /metadata shows: checked like every names field, whether a head reads it or not
         self.labels: list[str] = fields.names("labels") if "labels" in meta else []
         self.intents: list[str] = fields.names("intents") if "intents" in meta else []
         self.multilabel: bool = any(head.kind == "multilabel" for head in self.heads)
@@ -136,7 +136,7 @@ class OnnxPredictor:
             head.check(self._values(head, probe), self.meta_fields.problem)
 
     @staticmethod
-    def _values(head: Head, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _values(head: ServedHead, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A head's graph outputs by role."""
         return {role: named[name] for role, name in head.output_of.items()}
 

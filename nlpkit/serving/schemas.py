@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from nlpkit.errors import ArtifactError
 from nlpkit.serving.config import ServeConfig
-from nlpkit.serving.heads import Head, legacy_heads, parse_heads
+from nlpkit.serving.heads import ServedHead, legacy_heads, parse_heads
 from nlpkit.serving.onnx_predictor import EMPTY_TEXT_MESSAGE
 
 
@@ -54,7 +54,7 @@ def prediction_name(task: str | None) -> str:
 
 
 def prediction_model(
-    heads: Sequence[Head] | str | None, multilabel: bool = False, name: str | None = None
+    heads: Sequence[ServedHead] | str | None, multilabel: bool = False, name: str | None = None
 ) -> Any:
     """The pydantic type of one prediction: every key of ``heads``, in order (an open object without
     heads). ``heads`` may also be a task name, for a file exported before ``heads`` metadata existed
@@ -121,7 +121,7 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...))
 
 
-def response_model(heads: Sequence[Head] | str | None, name: str | None = None) -> type[BaseModel]:
+def response_model(heads: Sequence[ServedHead] | str | None, name: str | None = None) -> type[BaseModel]:
     """``{"predictions": [...]}`` with the prediction model of ``heads`` (see ``prediction_model``)."""
     return create_model(
         "PredictResponse",
