@@ -313,9 +313,15 @@ def test_value_head_writes_one_float_per_text_and_gates_it_within_tolerance(netw
     from nlpkit.export.graph import MODEL_PREFIX
     from nlpkit.export.heads import ValueHead
     from nlpkit.export.text_graph import OPSET, GraphBuilder
+    from nlpkit.modules.output.regression import RegressionOutput
+    from nlpkit.modules.output.softmax import SoftmaxOutput
     from nlpkit.serving.heads import check_graph_outputs, parse_heads
 
-    head = ValueHead(network="scores", output="score", noun="rating")
+    head = ValueHead(RegressionOutput(), network="scores", output="score", noun="rating")
+    with pytest.raises(
+        ExportError, match=r"onnx_decoding\(\) kind 'argmax' is not one a output layer exports with \(value\)"
+    ):
+        ValueHead(SoftmaxOutput(3), network="scores")
     head.check_network(network_shape)
     for wrong in (["batch", 2], ["batch", "time", 1], []):
         with pytest.raises(

@@ -299,6 +299,10 @@ class TagHead:
             checks[key].found.append({**record, "torch": want[key][:30], "onnx": have[key][:30]})
 
 
+#: what a value head's output layer may decode with: the value as the network gives it
+VALUE_DECODINGS = {"value": None}
+
+
 class ValueHead:
     """A document-level value head: one float per text, e.g. ``ValueHead(network="scores",
     output="score")`` for a regression model whose ``forward_for_export`` returns ``scores [B]``.
@@ -309,6 +313,8 @@ class ValueHead:
     predictor's (NaN only where it has NaN too). Served as ``{key: float}`` (serving kind ``value``).
 
     Args:
+        layer: the output layer, if any: its ``onnx_decoding()`` must be ``Decoding("value")`` (the
+            network's output as it is, e.g. ``RegressionOutput``); anything else is refused.
         network: the network output holding the values, float ``[B]`` or ``[B, 1]``.
         output: the graph output's name.
         key: the response key serving answers with, and the key of the PyTorch predictor's dict the
@@ -319,12 +325,15 @@ class ValueHead:
 
     def __init__(
         self,
+        layer=None,
         network: str = "scores",
         output: str = "score",
         key: str | None = None,
         noun: str = "score",
         check: str | None = None,
     ):
+        if layer is not None:
+            decoding_of(layer, VALUE_DECODINGS, "output layer")
         self.network, self.output, self.noun = network, output, noun
         self.key = key or output
         self.check = check or output
