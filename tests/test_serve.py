@@ -671,6 +671,10 @@ HEADS_TAMPERED = {
         json.dumps([label_head(kind="ranking")]),
         "metadata 'heads' head 0 has kind 'ranking', not a head kind this server shapes (label, multilabel",
     ),
+    "kind-not-a-string": (
+        json.dumps([label_head(kind=["label"])]),
+        "head 0 has kind ['label'], not a head kind",
+    ),
     "output-of-another-type": (
         json.dumps([label_head(outputs={"label": "scores", "scores": "scores"})]),
         "graph output 'scores' is tensor(float) of rank 2; the 'label' head of metadata 'heads' reads it "

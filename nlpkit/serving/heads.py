@@ -281,17 +281,17 @@ def parse_heads(raw: Any, problem: Problem, field: str = HEADS_FIELD) -> list[Se
         if not isinstance(entry, dict):
             raise problem(field, f"{where} must be a JSON object, got {json.dumps(entry)[:60]!r}")
         kind = entry.get("kind")
-        if kind not in HEAD_KINDS:
+        if not isinstance(kind, str) or kind not in HEAD_KINDS:  # (a JSON list is not hashable)
             raise problem(
                 field,
                 f"{where} has kind {kind!r}, not a head kind this server shapes ({', '.join(HEAD_KINDS)})",
             )
         cls = HEAD_KINDS[kind]
+        what = f"{where} ({kind})"
         allowed = {"kind", "outputs", "keys", "noun", *cls.options, *(["names"] if cls.has_names else [])}
         extra = sorted(set(entry) - allowed)
         if extra:
             raise problem(field, f"{where} ({kind}) has unknown entries {extra} (known: {sorted(allowed)})")
-        what = f"{where} ({kind})"
         outputs = _string_map(
             entry.get("outputs"), set(cls.outputs), True, f"{what} 'outputs'", field, problem
         )
@@ -307,15 +307,15 @@ def parse_heads(raw: Any, problem: Problem, field: str = HEADS_FIELD) -> list[Se
             written[key] = index
         names_field = entry.get("names") if cls.has_names else None
         if cls.has_names and not (isinstance(names_field, str) and names_field):
-            raise problem(field, f"{where} ({kind}) needs 'names': the metadata field holding its names")
+            raise problem(field, f"{what} needs 'names': the metadata field holding its names")
         noun = entry.get("noun", cls.default_noun)
         if not isinstance(noun, str) or not noun:
-            raise problem(field, f"{where} ({kind}) 'noun' must be a non-empty string")
+            raise problem(field, f"{what} 'noun' must be a non-empty string")
         options = {}
-        for name, (kind_type, default) in cls.options.items():
+        for name, (wanted, default) in cls.options.items():
             value = entry.get(name, default)
-            if not isinstance(value, kind_type) or value == "":
-                raise problem(field, f"{where} ({kind}) {name!r} must be a non-empty {kind_type.__name__}")
+            if not isinstance(value, wanted) or value == "":
+                raise problem(field, f"{what} {name!r} must be a non-empty {wanted.__name__}")
             options[name] = value
         heads.append(cls(outputs, keys, names_field, noun, **options))
     return heads
