@@ -18,16 +18,22 @@ class DocRegressionPredictor:
         self.featurizer = featurizer
 
     @torch.inference_mode()
-    def values(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """The predicted value of every text ``[N]`` (blank ones included: the export's gate compares
-        them with the graph's; ``predict`` refuses blank texts)."""
+    def values(self, texts: Sequence[str], batch_size: int = 64) -> tuple[torch.Tensor, list[bool]]:
+        """The predicted value of every text ``[N]`` and whether the featurizer gave it any token (a
+        text without, possible for a blank text under ``featurizer=word``, is not scored: 0). Blank
+        texts included: the export's gate compares them with the graph's; ``predict`` refuses them."""
+        if isinstance(texts, str):
+            raise TypeError("values() takes a list of texts, not one string")
         features = self.featurizer.encode_batch(list(texts))
-        out = []
-        for start in range(0, len(features), batch_size):
-            batch = self.featurizer.collate(features[start : start + batch_size])
-            out.append(self.model.output.predict(self.model(batch)["logits"]))
-        return torch.cat(out) if out else torch.zeros(0)
+        out = torch.zeros(len(features))
+        present = [bool(len(item["tokens"])) for item in features]
+        scored = [i for i, has_tokens in enumerate(present) if has_tokens]
+        for start in range(0, len(scored), batch_size):
+            chunk = scored[start : start + batch_size]
+            batch = self.featurizer.collate([features[i] for i in chunk])
+            out[chunk] = self.model.output.predict(self.model(batch)["logits"])  # [len(chunk)]
+        return out, present
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         check_texts(texts)
-        return [{"score": float(value)} for value in self.values(texts, batch_size)]
+        return [{"score": float(value)} for value in self.values(texts, batch_size)[0]]

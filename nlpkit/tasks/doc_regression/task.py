@@ -40,6 +40,15 @@ class DocRegressionTask(Task):
         return DocRegressionModule(model, cfg.optim, cfg.task.monitor, cfg.task.monitor_mode)
 
     @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
+            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
+        from nlpkit.export.pipeline import run_export  # onnx is imported only when exporting
+        from nlpkit.tasks.doc_regression.export import export_spec
+
+        return run_export(export_spec(run_dir, cfg, subtask), run_dir, quantize, exporter)
+
+    @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
         datamodule.featurizer.save(run_dir)
 
