@@ -31,7 +31,7 @@ from onnx import TensorProto, helper
 
 from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
-from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, first_few
+from nlpkit.export.parity import EDGE_CASES, MIXED_BATCH, check_result
 from nlpkit.export.text_graph import (
     GraphBuilder,
     TokenizerSpec,
@@ -250,13 +250,7 @@ def check_token_ids(debug_session, featurizer, groups: dict[str, list[str]], bat
                             }
                         )
                 offset += tokens.shape[0]
-    return {
-        "passed": not mismatches,
-        "examples": counts,
-        "batch_sizes": list(batch_sizes),
-        "mismatches": len(mismatches),
-        "first_mismatches": first_few(mismatches),
-    }
+    return check_result(mismatches, counts, batch_sizes)
 
 
 # --------------------------------------------------------------------------------------- word
@@ -435,13 +429,7 @@ class FeatureChecker:
                         problem = self.compare_row(text, got, row)
                         if problem is not None:
                             mismatches.append({"group": group, "batch_size": batch_size, **problem})
-        return {
-            "passed": not mismatches,
-            "examples": counts,
-            "batch_sizes": list(batch_sizes),
-            "mismatches": len(mismatches),
-            "first_mismatches": first_few(mismatches),
-        }
+        return check_result(mismatches, counts, batch_sizes)
 
     def check_all_codepoints(self) -> dict:
         """Every code point that is not whitespace, as a one-character token: same features.

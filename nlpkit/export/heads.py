@@ -26,7 +26,7 @@ from nlpkit.errors import ExportError
 from nlpkit.export.decoding import LABEL_DECODINGS, TAG_DECODINGS, decoding_of
 from nlpkit.export.front_ends import FrontEndValues
 from nlpkit.export.graph import MODEL_PREFIX
-from nlpkit.export.parity import SCORE_TOLERANCE, first_few
+from nlpkit.export.parity import SCORE_TOLERANCE, check_result
 from nlpkit.export.text_graph import GraphBuilder
 
 Shape = list[int | str | None]  # a network output's declared shape: sizes, axis names, None unknown
@@ -52,13 +52,7 @@ class Check:
             self.found.append({**record, "max_abs_diff": diff})
 
     def result(self) -> dict:
-        out = {
-            "passed": not self.found,
-            "examples": self.examples,
-            "batch_sizes": list(self.batch_sizes),
-            "mismatches": len(self.found),
-            "first_mismatches": first_few(self.found),
-        }
+        out = check_result(self.found, self.examples, self.batch_sizes)
         if self.tolerance is not None:
             out.update(max_abs_diff=self.max_abs_diff, tolerance=self.tolerance)
         return out

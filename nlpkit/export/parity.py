@@ -37,6 +37,17 @@ def first_few(items: list[dict]) -> list[dict]:
     return items[:MAX_REPORTED]
 
 
+def check_result(mismatches: list[dict], examples, batch_sizes) -> dict:
+    """One parity check's report entry: passed, what it ran on, and the first mismatches."""
+    return {
+        "passed": not mismatches,
+        "examples": examples,
+        "batch_sizes": list(batch_sizes),
+        "mismatches": len(mismatches),
+        "first_mismatches": first_few(mismatches),
+    }
+
+
 def provenance_metadata(run_dir, checkpoint, tokenizer_path) -> dict[str, str]:
     """The metadata every exported file carries: versions and the hashes of what it was built from."""
     import onnxruntime
