@@ -107,6 +107,7 @@ def accept_model(
     model), also ``model.int8.onnx`` and its metrics beside fp32's (plus ``agreement(fp32, int8)``)."""
     if not report["passed"]:
         return {}
+    from nlpkit.export.graph import quantized_ops
     from nlpkit.export.graph import session as make_session
 
     fp32 = metrics_of(session)
@@ -117,7 +118,9 @@ def accept_model(
         int8_model = quantized()
         int8_session = make_session(int8_model)
         files["model.int8.onnx"] = int8_model.SerializeToString()
-        extra = {} if agreement is None else {"label_agreement_with_fp32": agreement(session, int8_session)}
+        extra = {"quantized_ops": quantized_ops(int8_model)}
+        if agreement is not None:
+            extra["label_agreement_with_fp32"] = agreement(session, int8_session)
         report["quantized"] = quantized_entry(
             files["model.int8.onnx"], split, metrics_of(int8_session), fp32, **extra
         )

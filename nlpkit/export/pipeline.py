@@ -112,7 +112,7 @@ class ExportSource:
 
 def export_network(model, exporter: str) -> onnx.ModelProto:
     """The network alone: ``model.forward_for_export`` traced on ``model.input_example()``, every input
-    axis dynamic, every output axis but the last (the labels)."""
+    axis dynamic, every output axis but the last (the labels); constant-folded (``G.fold_constants``)."""
     import torch
 
     class Network(torch.nn.Module):
@@ -134,7 +134,8 @@ def export_network(model, exporter: str) -> onnx.ModelProto:
         )
     axes = {name: G.dynamic_axes(value.dim(), True) for name, value in example.items()}
     axes.update({name: G.dynamic_axes(value.dim(), False) for name, value in zip(names, outputs)})
-    return G.export_torch(Network(model), tuple(example.values()), list(example), names, axes, exporter)
+    network = G.export_torch(Network(model), tuple(example.values()), list(example), names, axes, exporter)
+    return G.fold_constants(network)
 
 
 def network_reads(network: onnx.ModelProto) -> set[str]:
