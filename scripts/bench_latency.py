@@ -1,19 +1,30 @@
-"""Serving latency of a trained run (doc_cls, tagging or intent_slot), like the PyText paper's Table 2.
+"""Serving latency of a trained run (any task nlpkit exports), like the PyText paper's Table 2, measured
+so that machine load cannot mislead.
 
-For a run directory (exported first if ``export/model.int8.onnx`` is missing):
-single-request latency P50/P90/P99 over >= 1,000 real test sentences with one thread, for
-(a) PyTorch eager including HF tokenization, (b) ONNX fp32, (c) ONNX int8 — each one text in,
-label out, tokenization included; then offline batch throughput (batch 64, 2 threads).
-Prints a table and one JSON line.
+For a run directory (exported first if ``export/model.int8.onnx`` is missing), backends compared:
+PyTorch eager (``nlpkit.load``, tokenization included), the ONNX fp32 file, the ONNX int8 file, and any
+``--baseline LABEL=FILE.onnx`` (e.g. an export written by an older commit). Each is one raw text in,
+labels out.
 
-    python scripts/bench_latency.py --run-dir outputs/runs/DIR [--requests 1000]
+- Single requests, one thread: the backends are **interleaved request by request** (the order
+  rotates per request), over ``--requests`` real test texts, ``--repeats`` times. Per repeat, each
+  backend's P50/P90/P99; printed: the median over repeats (and the min of P50), and each backend's
+  P50 ratio to ``onnx_fp32`` (min / median over repeats).
+- Batch 64, two threads: batches interleaved the same way; sentences/s per backend (median, min).
+- The floor beside each figure: FLOPs per sentence of the PyTorch model on these texts (matmuls,
+  convolutions and LSTMs) divided by this machine's measured single-thread GEMM rate.
+
+    python scripts/bench_latency.py --run-dir outputs/runs/DIR [--requests 1000] [--repeats 3]
+        [--baseline old=/path/model.onnx] [--no-eager]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +34,91 @@ import nlpkit
 from nlpkit.api import load_run_config
 from nlpkit.data.readers import BadRowPolicy, read_examples
 
+Predict = Callable[[Sequence[str]], object]
+REFERENCE = "onnx_fp32"
 
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     values = np.asarray(samples_ms)
     return {f"p{q}": float(np.percentile(values, q)) for q in (50, 90, 99)}
 
 
-def time_each(predict, texts: list[str], warmup: int = 50) -> list[float]:
-    for text in texts[:warmup]:
-        predict([text])
-    samples = []
-    for text in texts:
-        start = time.perf_counter()
-        predict([text])
-        samples.append((time.perf_counter() - start) * 1000.0)
+def interleaved_single(backends: dict[str, Predict], texts: list[str]) -> dict[str, list[float]]:
+    """One pass: every text sent to every backend, the backends' order rotating per text."""
+    names = list(backends)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i, text in enumerate(texts):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            start = time.perf_counter()
+            backends[name]([text])
+            samples[name].append((time.perf_counter() - start) * 1000.0)
     return samples
 
 
-def throughput(predict, texts: list[str], batch_size: int = 64, repeats: int = 3) -> float:
-    predict(texts[:batch_size])
+def interleaved_batches(backends: dict[str, Predict], texts: list[str], batch_size: int) -> dict[str, float]:
+    """One pass of batch inference: sentences/s per backend, batches interleaved like single requests."""
+    names = list(backends)
+    seconds = dict.fromkeys(names, 0.0)
+    for i, start_row in enumerate(range(0, len(texts), batch_size)):
+        batch = texts[start_row : start_row + batch_size]
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            start = time.perf_counter()
+            backends[name](batch)
+            seconds[name] += time.perf_counter() - start
+    return {name: len(texts) / seconds[name] for name in names}
+
+
+def lstm_flops(module: torch.nn.LSTM, packed_or_padded) -> int:
+    """Multiply-adds x 2 of one LSTM call: 4 gates x (input + hidden) x hidden per token, direction
+    and layer (FlopCounterMode does not count ``aten.lstm``)."""
+    data = getattr(packed_or_padded, "data", packed_or_padded)
+    tokens = data.shape[0] if data.dim() == 2 else data.shape[0] * data.shape[1]
+    directions = 2 if module.bidirectional else 1
+    flops, width = 0, module.input_size
+    for _ in range(module.num_layers):
+        flops += 2 * 4 * module.hidden_size * (width + module.hidden_size) * tokens * directions
+        width = module.hidden_size * directions
+    return flops
+
+
+def flops_per_sentence(predictor, texts: list[str]) -> float | None:
+    """FLOPs per sentence of the eager predictor over ``texts`` (batch 64): matmuls and convolutions by
+    torch's FlopCounterMode, LSTMs by ``lstm_flops``. None if the predictor holds no ``model``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = getattr(predictor, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return None
+    counted = [0]
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, args, out: counted.__setitem__(0, counted[0] + lstm_flops(mod, args[0]))
+        )
+        for m in model.modules()
+        if isinstance(m, torch.nn.LSTM)
+    ]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            predictor.predict(texts)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return (counter.get_total_flops() + counted[0]) / len(texts)
+
+
+def gemm_rate(threads: int, size: int = 512, seconds: float = 1.0) -> float:
+    """Measured fp32 GEMM FLOP/s of this machine with ``threads`` threads (a [size, size] x [size, size]
+    product repeated for ``seconds``; the best of three)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
     best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            predict(texts[i : i + batch_size])
-        best = max(best, len(texts) / (time.perf_counter() - start))
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            count += 1
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - start))
     return best
 
 
@@ -64,21 +135,29 @@ def split_texts(run_dir: Path, cfg) -> list[str]:
     return [" ".join(sentence.tokens) for sentence in dm.splits[split].sentences]
 
 
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument(
-        "--requests", type=int, default=1000, help="single requests to time (cycled test texts)"
+        "--requests", type=int, default=1000, help="single requests per repeat (cycled test texts)"
     )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="LABEL=FILE.onnx, another file to compare"
+    )
+    parser.add_argument("--no-eager", action="store_true", help="leave PyTorch eager out")
     args = parser.parse_args()
 
     cfg = load_run_config(args.run_dir)
-    split_path = cfg.data.test_path or cfg.data.val_path
     texts = split_texts(args.run_dir, cfg)
-    texts = (texts * (args.requests // len(texts) + 1))[: max(args.requests, len(texts))]
-
+    requests = (texts * (args.requests // len(texts) + 1))[: args.requests]
     export_dir = args.run_dir / "export"
     if not (export_dir / "model.int8.onnx").is_file():
         from nlpkit.export import export_run
@@ -86,42 +165,80 @@ def main() -> None:
         export_run(args.run_dir, quantize=True)
     from nlpkit.serving.onnx_predictor import OnnxPredictor
 
-    torch.set_num_threads(1)
-    eager = nlpkit.load(args.run_dir)
-    backends = {
-        "pytorch_eager": eager.predict,
-        "onnx_fp32": OnnxPredictor(export_dir / "model.onnx", threads=1).predict,
-        "onnx_int8": OnnxPredictor(export_dir / "model.int8.onnx", threads=1).predict,
-    }
-    results: dict[str, dict[str, float]] = {}
-    for name, predict in backends.items():
-        results[name] = percentiles(time_each(predict, texts[: args.requests]))
-    torch.set_num_threads(2)
-    batch_backends = {
-        "pytorch_eager": eager.predict,
-        "onnx_fp32": OnnxPredictor(export_dir / "model.onnx", threads=2).predict,
-        "onnx_int8": OnnxPredictor(export_dir / "model.int8.onnx", threads=2).predict,
-    }
-    for name, predict in batch_backends.items():
-        results[name]["batch64_sentences_per_s"] = throughput(predict, texts)
+    files = {"onnx_fp32": export_dir / "model.onnx", "onnx_int8": export_dir / "model.int8.onnx"}
+    for entry in args.baseline:
+        label, _, path = entry.partition("=")
+        files[label] = Path(path)
+    eager = None if args.no_eager else nlpkit.load(args.run_dir)
+
+    def backends(threads: int) -> dict[str, Predict]:
+        torch.set_num_threads(threads)
+        out: dict[str, Predict] = {} if eager is None else {"pytorch_eager": eager.predict}
+        out.update({name: OnnxPredictor(path, threads=threads).predict for name, path in files.items()})
+        return out
+
+    single = backends(1)
+    for predict in single.values():  # warm-up
+        for text in requests[:50]:
+            predict([text])
+    repeats = [
+        {name: percentiles(samples) for name, samples in interleaved_single(single, requests).items()}
+        for _ in range(args.repeats)
+    ]
+    batch = backends(2)
+    interleaved_batches(batch, texts[: args.batch_size * 4], args.batch_size)  # warm-up
+    throughputs = [interleaved_batches(batch, texts, args.batch_size) for _ in range(args.repeats)]
+
+    flops = flops_per_sentence(eager if eager is not None else nlpkit.load(args.run_dir), texts[:512])
+    rate_1, rate_2 = gemm_rate(1), gemm_rate(2)
+    floor_ms = None if flops is None else flops / rate_1 * 1000.0
+    floor_per_s = None if flops is None else rate_2 / flops
+
+    results: dict[str, dict] = {}
+    for name in single:
+        results[name] = {
+            **{q: statistics.median(r[name][q] for r in repeats) for q in ("p50", "p90", "p99")},
+            "p50_min": min(r[name]["p50"] for r in repeats),
+            "p50_ratio_to_fp32": summarize([r[name]["p50"] / r[REFERENCE]["p50"] for r in repeats]),
+            "batch_sentences_per_s": summarize([t[name] for t in throughputs]),
+            "batch_ratio_to_fp32": summarize([t[name] / t[REFERENCE] for t in throughputs]),
+        }
 
     print(
-        f"run: {args.run_dir}  ({cfg.task.name}, model {cfg.model.name}, {len(texts)} texts from {split_path})"
+        f"run: {args.run_dir}  ({cfg.task.name}, model {cfg.model.name}; {len(requests)} requests x "
+        f"{args.repeats} repeats, interleaved; batch {args.batch_size} over {len(texts)} texts)"
     )
-    print(f"{'backend':15} {'P50 ms':>8} {'P90 ms':>8} {'P99 ms':>8} {'batch64 sent/s':>15}")
-    for name, r in results.items():
+    if flops is not None:
         print(
-            f"{name:15} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} {r['batch64_sentences_per_s']:15.0f}"
+            f"floor: {flops / 1e6:.2f} MFLOP/sentence; GEMM {rate_1 / 1e9:.0f} GFLOP/s (1 thread), "
+            f"{rate_2 / 1e9:.0f} GFLOP/s (2 threads) -> {floor_ms:.3f} ms/sentence, {floor_per_s:,.0f} sentences/s"
         )
-    speedup = results["pytorch_eager"]["p50"] / results["onnx_fp32"]["p50"]
-    print(f"ONNX fp32 P50 speed-up over eager: {speedup:.1f}x")
+    header = f"{'backend':15} {'P50 ms':>8} {'P90 ms':>8} {'P99 ms':>8} {'P50/fp32 min-med':>17} {'batch sent/s':>13} {'batch/fp32':>11}"
+    print(header)
+    for name, r in results.items():
+        ratio = r["p50_ratio_to_fp32"]
+        print(
+            f"{name:15} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} "
+            f"{ratio['min']:8.2f}-{ratio['median']:<8.2f} {r['batch_sentences_per_s']['median']:13,.0f} "
+            f"{r['batch_ratio_to_fp32']['median']:11.2f}"
+        )
+    if floor_ms is not None:
+        fp32 = results[REFERENCE]
+        print(
+            f"onnx_fp32 vs floor: P50 {fp32['p50'] / floor_ms:.1f}x the floor; batch "
+            f"{fp32['batch_sentences_per_s']['median'] / floor_per_s:.0%} of the floor's rate"
+        )
     summary = {
         "run_dir": str(args.run_dir),
         "task": str(cfg.task.name),
         "model": str(cfg.model.name),
-        "requests": args.requests,
-        "speedup_p50": speedup,
-        **results,
+        "requests": len(requests),
+        "repeats": args.repeats,
+        "flops_per_sentence": flops,
+        "gemm_flops_per_s": {"1": rate_1, "2": rate_2},
+        "floor_ms": floor_ms,
+        "floor_sentences_per_s": floor_per_s,
+        "backends": results,
     }
     print(json.dumps(summary))
 
