@@ -10,7 +10,8 @@ labels out.
   rotates per request), over ``--requests`` real test texts, ``--repeats`` times. Per repeat, each
   backend's P50/P90/P99; printed: the median over repeats (and the min of P50), and each backend's
   P50 ratio to ``onnx_fp32`` (min / median over repeats).
-- Batch 64, two threads: batches interleaved the same way; sentences/s per backend (median, min).
+- Batch 64, two threads: ``predict(512 texts, batch_size=64)`` calls interleaved the same way
+  (a predictor sorts by length inside a call); sentences/s per backend (median, min).
 - The floor beside each figure: FLOPs per sentence of the PyTorch model on these texts (matmuls,
   convolutions and LSTMs) divided by this machine's measured single-thread GEMM rate.
 
@@ -34,7 +35,7 @@ import nlpkit
 from nlpkit.api import load_run_config
 from nlpkit.data.readers import BadRowPolicy, read_examples
 
-Predict = Callable[[Sequence[str]], object]
+Predict = Callable[..., object]  # predict(texts, batch_size=...)
 REFERENCE = "onnx_fp32"
 
 
@@ -55,15 +56,20 @@ def interleaved_single(backends: dict[str, Predict], texts: list[str]) -> dict[s
     return samples
 
 
-def interleaved_batches(backends: dict[str, Predict], texts: list[str], batch_size: int) -> dict[str, float]:
-    """One pass of batch inference: sentences/s per backend, batches interleaved like single requests."""
+def interleaved_batches(
+    backends: dict[str, Predict], texts: list[str], batch_size: int, calls_per_chunk: int = 8
+) -> dict[str, float]:
+    """One pass of offline batch inference: sentences/s per backend. Each call is
+    ``predict(chunk, batch_size=batch_size)`` on ``calls_per_chunk`` batches' worth of texts (so a
+    predictor's length sorting applies, as for a user's list), chunks interleaved like single requests."""
     names = list(backends)
     seconds = dict.fromkeys(names, 0.0)
-    for i, start_row in enumerate(range(0, len(texts), batch_size)):
-        batch = texts[start_row : start_row + batch_size]
+    size = batch_size * calls_per_chunk
+    for i, start_row in enumerate(range(0, len(texts), size)):
+        chunk = texts[start_row : start_row + size]
         for name in names[i % len(names) :] + names[: i % len(names)]:
             start = time.perf_counter()
-            backends[name](batch)
+            backends[name](chunk, batch_size=batch_size)
             seconds[name] += time.perf_counter() - start
     return {name: len(texts) / seconds[name] for name in names}
 

@@ -260,3 +260,19 @@ def test_viterbi_graph_equals_crf_decode_including_ties_and_one_step():
             want = crf.decode(torch.tensor(emissions), torch.tensor(mask)).numpy()
             got = session.run(None, {"emissions": emissions, "mask": mask})[0]
             assert got.tolist() == want.tolist(), (batch, steps)
+
+
+def test_batch_paths_sort_by_length_and_answer_in_input_order(word_runs):
+    """predict (PyTorch) and OnnxPredictor batch texts shortest first (less padding); each answer
+    must still land at its text's position, equal to asking for that text alone."""
+    from nlpkit.data.inputs import length_sorted_chunks
+    from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+    assert list(length_sorted_chunks([3, 1, 2, 1], 3)) == [[1, 3, 2], [0]]
+    run_dir, _ = word_runs["joint_crf"]
+    texts = ["a b c d e f g h", "wake me", "play some jazz by miles davis", "up", "set an alarm for 6"] * 2
+    for predictor in (nlpkit.load(run_dir), OnnxPredictor(run_dir / "export" / "model.onnx")):
+        batched = predictor.predict(texts, batch_size=3)
+        alone = [predictor.predict([text])[0] for text in texts]
+        assert [r["tokens"] for r in batched] == [text.split() for text in texts]
+        assert [(r["intent"], r["slots"]) for r in batched] == [(r["intent"], r["slots"]) for r in alone]

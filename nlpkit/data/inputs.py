@@ -7,7 +7,7 @@ Python (no torch): the torch-free serving path uses it too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from nlpkit.errors import DataError
 
@@ -32,3 +32,13 @@ def check_texts(texts: Sequence[str]) -> None:
     blank = blank_text_indices(texts)
     if blank:
         raise EmptyTextError(f"texts[{blank[0]}] is {EMPTY_TEXT_MESSAGE}")
+
+
+def length_sorted_chunks(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Item indices in chunks of at most ``batch_size``, shortest first (stable): what every batch
+    path (the predictors, ``OnnxPredictor``, the server's micro-batches) runs, so a batch pads to
+    lengths close to its own instead of the longest text of a random mix. Callers place each result
+    back by index, so the order they return is the input order."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

@@ -36,6 +36,7 @@ from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indi
     EmptyTextError,
     blank_text_indices,
     check_texts,
+    length_sorted_chunks,
 )
 from nlpkit.errors import ArtifactError, MissingArtifactError
 from nlpkit.serving.heads import HEADS_FIELD, ServedHead, check_graph_outputs, read_heads
@@ -148,11 +149,11 @@ class OnnxPredictor:
         """One prediction dict per text, in order; an empty or whitespace-only text is an
         ``EmptyTextError`` naming its position (as ``POST /predict`` answers 422)."""
         check_texts(texts)
-        results: list[dict] = []
-        for start in range(0, len(texts), batch_size):
-            results.extend(
-                self.shape(dict(zip(self.output_names, self.run(texts[start : start + batch_size]))))
-            )
+        results: list[dict] = [{}] * len(texts)
+        for chunk in length_sorted_chunks([len(text) for text in texts], batch_size):  # shortest first
+            shaped = self.shape(dict(zip(self.output_names, self.run([texts[i] for i in chunk]))))
+            for i, result in zip(chunk, shaped):
+                results[i] = result
         return results
 
     def shape(self, named: dict[str, np.ndarray]) -> list[dict]:

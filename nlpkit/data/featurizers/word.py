@@ -22,6 +22,7 @@ from nlpkit.data.batching import pad_sequences
 from nlpkit.data.constraints import at_least
 from nlpkit.data.featurizer import Featurizer
 from nlpkit.data.featurizers.base import Features, TextFeaturizer
+from nlpkit.data.inputs import length_sorted_chunks
 from nlpkit.data.token_features import NUM_SHAPES, CharVocab, WordEncoder, train_word_featurizer, word_shape
 from nlpkit.registry import register_featurizer
 
@@ -120,11 +121,12 @@ class WordFeaturizer(TextFeaturizer):
         self, sentences: Sequence[Sequence[str]], batch_size: int
     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
         """``(indices, batch)`` over the non-empty ``sentences`` (token lists), ``batch_size`` at a time,
-        in order: what every word-level predictor runs its model on (an empty one has nothing to score)."""
-        order = [i for i, tokens in enumerate(sentences) if len(tokens)]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            yield chunk, self.collate([self.encode(list(sentences[i])) for i in chunk])
+        shortest first (``length_sorted_chunks``): what every word-level predictor runs its model on (an
+        empty one has nothing to score)."""
+        present = [i for i, tokens in enumerate(sentences) if len(tokens)]
+        for chunk in length_sorted_chunks([len(sentences[i]) for i in present], batch_size):
+            rows = [present[j] for j in chunk]
+            yield rows, self.collate([self.encode(list(sentences[i])) for i in rows])
 
     def sizes(self, fresh: bool = False) -> dict:
         return {**super().sizes(fresh), "num_chars": len(self.chars), "num_shapes": NUM_SHAPES}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.featurizers import TextFeaturizer
-from nlpkit.data.inputs import check_texts
+from nlpkit.data.inputs import check_texts, length_sorted_chunks
 from nlpkit.data.labels import LabelVocab
 from nlpkit.tasks.doc_cls.model import DocClassifier
 
@@ -42,9 +42,9 @@ class DocClassificationPredictor:
         out = torch.zeros(len(features), len(self.labels))
         has_tokens = [bool(len(item["tokens"])) for item in features]
         scored = [i for i, present in enumerate(has_tokens) if present]
-        for start in range(0, len(scored), batch_size):
-            chunk = scored[start : start + batch_size]
-            out[chunk] = self.model.scores(self.featurizer.collate([features[i] for i in chunk]))
+        for chunk in length_sorted_chunks([len(features[i]["tokens"]) for i in scored], batch_size):
+            rows = [scored[j] for j in chunk]
+            out[rows] = self.model.scores(self.featurizer.collate([features[i] for i in rows]))
         return out, has_tokens
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.featurizers import TextFeaturizer
-from nlpkit.data.inputs import check_texts
+from nlpkit.data.inputs import check_texts, length_sorted_chunks
 
 
 class DocRegressionPredictor:
@@ -28,10 +28,10 @@ class DocRegressionPredictor:
         out = torch.zeros(len(features))
         present = [bool(len(item["tokens"])) for item in features]
         scored = [i for i, has_tokens in enumerate(present) if has_tokens]
-        for start in range(0, len(scored), batch_size):
-            chunk = scored[start : start + batch_size]
-            batch = self.featurizer.collate([features[i] for i in chunk])
-            out[chunk] = self.model.output.predict(self.model(batch)["logits"])  # [len(chunk)]
+        for chunk in length_sorted_chunks([len(features[i]["tokens"]) for i in scored], batch_size):
+            rows = [scored[j] for j in chunk]
+            batch = self.featurizer.collate([features[i] for i in rows])
+            out[rows] = self.model.output.predict(self.model(batch)["logits"])  # [len(rows)]
         return out, present
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
