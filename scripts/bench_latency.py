@@ -12,6 +12,8 @@ labels out.
   P50 ratio to ``onnx_fp32`` (min / median over repeats).
 - Batch 64, two threads: ``predict(512 texts, batch_size=64)`` calls interleaved the same way
   (a predictor sorts by length inside a call); sentences/s per backend (median, min).
+- Noise: an A/A run (``--baseline copy=`` the fp32 file itself) measured 0.94 between the two copies
+  on a loaded machine; ratios within ~6 % of 1 are not differences.
 - The floor beside each figure: FLOPs per sentence of the PyTorch model on these texts (matmuls,
   convolutions and LSTMs) divided by this machine's measured single-thread GEMM rate.
 
