@@ -103,6 +103,45 @@ def test_quantized_model_and_accuracy_delta(exported):
     assert 0.9 <= quantized["label_agreement_with_fp32"] <= 1.0
 
 
+def test_int8_gate_passes_and_records_its_rule(exported):
+    run_dir, report = exported["cnn"]
+    gate = report["quantized"]["gate"]
+    assert gate["passed"] is True and "at most 1%" in gate["rule"]
+    assert gate["checks"] and set(gate["checks"]) <= set(report["checks"])  # the heads' own checks
+    for check in gate["checks"].values():
+        assert check["passed"] and check["changed_share"] <= 0.01
+
+
+def test_int8_gate_refuses_a_quantized_file_that_changes_labels(exported, tmp_path, monkeypatch):
+    """A broken int8 network (here: its weights scrambled after quantization) must not be written; the
+    fp32 file still is, and the report names the failing check."""
+    from onnx import numpy_helper
+
+    import nlpkit.export.graph as graph
+
+    real = graph.quantize_dynamic_int8
+    rng = np.random.default_rng(0)
+
+    def broken(network):
+        model = real(network)
+        for init in model.graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.dtype == np.float32 and array.size > 16:
+                init.CopyFrom(
+                    numpy_helper.from_array(rng.standard_normal(array.shape).astype(np.float32), init.name)
+                )
+        return model
+
+    monkeypatch.setattr(graph, "quantize_dynamic_int8", broken)
+    out = tmp_path / "out"
+    report = export_run(exported["cnn"][0], out_dir=out, quantize=True)
+    assert (out / "model.onnx").is_file() and not (out / "model.int8.onnx").exists()
+    gate = report["quantized"]["gate"]
+    assert gate["passed"] is False and report["quantized"]["file"] is None
+    failed = [name for name, check in gate["checks"].items() if not check["passed"]]
+    assert failed and all(gate["checks"][name]["changed_share"] > 0.01 for name in failed)
+
+
 def test_every_edge_case_tokenizes_like_hf(exported):
     from nlpkit.data.featurizer import Featurizer
     from nlpkit.export import graph as G

@@ -13,7 +13,7 @@ import pytest
 
 import nlpkit
 from nlpkit.data.tag_schemes import allowed_transitions
-from nlpkit.export import ExportError, export_run
+from nlpkit.export import ExportError, export_run, parity
 from tests.conftest import BSEQCNN_TINY, TOKEN_BILSTM_TINY, WORD_EMBEDDING_TINY, run_without_torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,12 @@ def word_runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
         run_dir = tmp_path_factory.mktemp(f"word_export_{name}")
         cfg = nlpkit.compose([f"paths.builtin_dir={builtin}", *TINY, *overrides], output_dir=str(run_dir))
         nlpkit.train(cfg)
-        runs[name] = (run_dir, export_run(run_dir, quantize=name == "joint_crf"))
+        with pytest.MonkeyPatch.context() as patch:
+            # These models train for a few steps and leave near-tied intents that int8 rounding flips
+            # on ~1.3 % of the texts, over the gate's 1 % (tested at its default in test_export.py);
+            # here what is quantized and how it is reported is under test.
+            patch.setattr(parity, "INT8_MAX_CHANGED", 0.05)
+            runs[name] = (run_dir, export_run(run_dir, quantize=name == "joint_crf"))
     return runs
 
 

@@ -7,6 +7,12 @@ from typing import Any
 
 SCORE_TOLERANCE = 1e-4
 MIXED_BATCH = 64
+#: The int8 file's gate, against the fp32 file on the parity split (the test split when there is one),
+#: at batch ``MIXED_BATCH``: for every head check, at most ``INT8_MAX_CHANGED`` of the texts may differ
+#: (a label, a tag sequence, or a score/value further than ``INT8_SCORE_TOLERANCE`` from fp32's).
+#: Failing it, ``model.int8.onnx`` is not written; the fp32 file is, and the report says why.
+INT8_SCORE_TOLERANCE = 0.05
+INT8_MAX_CHANGED = 0.01
 MAX_REPORTED = 5
 
 EDGE_CASES = [
@@ -101,10 +107,12 @@ def accept_model(
     metrics_of: Callable[[Any], dict[str, float]],
     quantized: Callable[[], Any] | None = None,
     agreement: Callable[[Any, Any], float | None] | None = None,
+    int8_checks: Callable[[Any, Any], dict[str, dict]] | None = None,
 ) -> dict[str, bytes]:
     """The files to write once the gate passed (none otherwise): ``model.onnx``, with its metrics on
     ``split`` (``metrics_of(session)``) recorded in the report; with ``quantized`` (builds the int8
-    model), also ``model.int8.onnx`` and its metrics beside fp32's (plus ``agreement(fp32, int8)``)."""
+    model), also its metrics beside fp32's (plus ``agreement(fp32, int8)``), and ``model.int8.onnx``
+    only if every ``int8_checks(fp32, int8)`` entry passed (the int8 gate, ``INT8_MAX_CHANGED``)."""
     if not report["passed"]:
         return {}
     from nlpkit.export.graph import quantized_ops
@@ -117,14 +125,33 @@ def accept_model(
     if quantized is not None:
         int8_model = quantized()
         int8_session = make_session(int8_model)
-        files["model.int8.onnx"] = int8_model.SerializeToString()
-        extra = {"quantized_ops": quantized_ops(int8_model)}
+        payload = int8_model.SerializeToString()
+        extra: dict[str, Any] = {"quantized_ops": quantized_ops(int8_model)}
         if agreement is not None:
             extra["label_agreement_with_fp32"] = agreement(session, int8_session)
-        report["quantized"] = quantized_entry(
-            files["model.int8.onnx"], split, metrics_of(int8_session), fp32, **extra
-        )
+        checks = {} if int8_checks is None else int8_checks(session, int8_session)
+        passed = all(check["passed"] for check in checks.values())
+        extra["gate"] = {
+            "passed": passed,
+            "rule": f"against fp32 on the {split} split: at most {INT8_MAX_CHANGED:.0%} of the texts with "
+            f"another label / tag sequence, or a score further than {INT8_SCORE_TOLERANCE}, per check",
+            "checks": checks,
+        }
+        report["quantized"] = quantized_entry(payload, split, metrics_of(int8_session), fp32, **extra)
+        if passed:
+            files["model.int8.onnx"] = payload
+        else:
+            report["quantized"]["file"] = None
     return files
+
+
+def int8_check_result(check, examples: int) -> dict[str, Any]:
+    """A head check run int8-against-fp32, judged by the int8 rule: passed while at most
+    ``INT8_MAX_CHANGED`` of the ``examples`` texts differ."""
+    out = check.result()
+    out["changed_share"] = out["mismatches"] / examples if examples else 0.0
+    out["passed"] = out["changed_share"] <= INT8_MAX_CHANGED
+    return out
 
 
 def quantized_entry(

@@ -38,7 +38,14 @@ import onnx
 from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
 from nlpkit.export.front_ends import FrontEnd, FrontEndValues, timer
-from nlpkit.export.parity import MIXED_BATCH, accept_model, gate_report, provenance_metadata
+from nlpkit.export.parity import (
+    INT8_SCORE_TOLERANCE,
+    MIXED_BATCH,
+    accept_model,
+    gate_report,
+    int8_check_result,
+    provenance_metadata,
+)
 from nlpkit.export.text_graph import GraphBuilder
 from nlpkit.registry import get_task
 from nlpkit.training.run_dir import remove_temporaries, run_lock
@@ -232,6 +239,31 @@ def check_predictions(session, spec: ExportSpec, texts: list[str], batch_sizes: 
     return {name: check.result() for name, check in checks.items()}
 
 
+def int8_checks(spec: ExportSpec) -> Callable[[Any, Any], dict[str, dict]]:
+    """The int8 gate's checks: every head's own comparison, the int8 rows against the fp32 rows on the
+    parity split, with score checks at ``INT8_SCORE_TOLERANCE``."""
+
+    def run(fp32_session, int8_session) -> dict[str, dict]:
+        if not spec.texts:
+            return {}
+        fp32, int8 = (graph_rows(s, spec, spec.texts, MIXED_BATCH) for s in (fp32_session, int8_session))
+        checks = {
+            name: check
+            for head in spec.heads
+            for name, check in head.new_checks(len(spec.texts), [MIXED_BATCH]).items()
+        }
+        for check in checks.values():
+            if check.tolerance is not None:
+                check.tolerance = INT8_SCORE_TOLERANCE
+        for text, want, have in zip(spec.texts, fp32, int8):
+            record = {"batch_size": MIXED_BATCH, "text": text[:200]}
+            for head in spec.heads:
+                head.compare(want, have, record, checks)
+        return {name: int8_check_result(check, len(spec.texts)) for name, check in checks.items()}
+
+    return run
+
+
 def _agreement(output: str, spec: ExportSpec) -> Callable[[Any, Any], float | None]:
     def agreement(fp32_session, int8_session) -> float | None:
         """Share of the split's texts whose int8 ``output`` equals the fp32 one."""
@@ -304,6 +336,7 @@ def run_export(
             lambda s: spec.metrics(graph_rows(s, spec, spec.texts, MIXED_BATCH)),
             quantized=quantized if quantize else None,
             agreement=_agreement(spec.agreement, spec) if spec.agreement else None,
+            int8_checks=int8_checks(spec),
         ),
     )
     report["timings"]["checks_seconds"] = round(time.perf_counter() - checks_started, 3)
