@@ -1,0 +1,108 @@
+"""Two-tower pair model: one shared token embedding, a sequence-to-vector encoder per tower (one module
+shared by both, or two), the towers' vectors combined, then a decoder.
+
+``model.combine``:
+
+* ``mlp`` (the classic recipe, InferSent / PyText's ``PairwiseModel``): ``[a, b, |a - b|, a * b]``
+  ``[N, 4H]`` -> ``model.decoder`` (MLP) -> ``[N, num_outputs]``;
+* ``cosine``: ``scale * cos(a, b) + bias`` ``[N, 1]`` (learned scale and bias, so an MSE target on any
+  range fits); one output only (regression, ranking), no decoder.
+
+``model.shared_encoder`` (default true): both texts go through one encoder (a siamese network);
+false builds a second one of the same config for the second text (``representation_b``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from nlpkit.errors import ConfigError
+from nlpkit.modules.base import embed_inputs
+from nlpkit.modules.masking import sequence_mask
+from nlpkit.registry import build_component
+from nlpkit.tasks.doc_cls.model import check_embedding_inputs
+
+COMBINATIONS = ("mlp", "cosine")
+
+
+class CosineScore(nn.Module):
+    """``scale * cos(a, b) + bias``: ``[N, H], [N, H] -> [N, 1]``."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (self.scale * nn.functional.cosine_similarity(a, b, dim=-1) + self.bias).unsqueeze(-1)
+
+
+class PairModel(nn.Module):
+    """``forward({"a", "b", "index"}) -> {"logits": [N, num_outputs]}`` (``index [N]``: row i pairs the
+    first text ``a[index[i]]`` with the second text ``b[i]``; a ranking batch encodes each query once)."""
+
+    def __init__(
+        self,
+        embedding: nn.Module,
+        representation: nn.Module,
+        combine: str,
+        decoder: nn.Module | None = None,
+        output: nn.Module | None = None,
+        representation_b: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.embedding = embedding
+        self.representation = representation
+        self.representation_b = representation_b
+        self.combine = combine
+        self.decoder = decoder
+        self.cosine = CosineScore() if combine == "cosine" else None
+        self.output = output
+
+    def encode(self, features: Mapping[str, torch.Tensor], second: bool = False) -> torch.Tensor:
+        """One tower: a featurizer batch -> ``[B, H]``."""
+        mask = sequence_mask(features["tokens"], features["lengths"])  # [B, T]
+        embedded = embed_inputs(self.embedding, features)  # [B, T, E]
+        encoder = self.representation_b if second and self.representation_b is not None else self.representation
+        return encoder(embedded, mask)  # [B, H]
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        a = self.encode(batch["a"])[batch["index"]]  # [N, H]
+        b = self.encode(batch["b"], second=True)  # [N, H]
+        if self.cosine is not None:
+            return {"logits": self.cosine(a, b)}  # [N, 1]
+        return {"logits": self.decoder(torch.cat([a, b, (a - b).abs(), a * b], dim=-1))}  # [N, L]
+
+
+def build_pair_model(model_cfg, *, num_outputs: int, with_output: bool, featurizer: str = "subword", **sizes) -> PairModel:
+    """Build each component from its config node (``sizes``: the featurizer's). ``num_outputs``: labels
+    (classification), or 1 (a score); ``with_output``: build ``model.output`` (the loss and predictions
+    of task=pair; task=ranking's loss is its module's)."""
+    combine = str(model_cfg.get("combine", "mlp"))
+    if combine not in COMBINATIONS:
+        raise ConfigError(f"model.combine={combine!r}: choose one of {', '.join(COMBINATIONS)}")
+    if combine == "cosine" and num_outputs != 1:
+        raise ConfigError(
+            f"model.combine=cosine gives one score per pair, but this task needs {num_outputs} outputs: "
+            "use model.combine=mlp for classification (or output=regression)"
+        )
+    check_embedding_inputs(model_cfg, list(sizes), featurizer)
+    vocab = sizes.get("vocab")
+    embedding = build_component(
+        model_cfg.embedding, {**sizes, "vocab": list(vocab) if vocab is not None else None}, "model.embedding"
+    )
+    towers = [
+        build_component(model_cfg.representation, {"input_dim": embedding.output_dim}, "model.representation")
+        for _ in range(1 if bool(model_cfg.get("shared_encoder", True)) else 2)
+    ]
+    decoder = None
+    if combine == "mlp":
+        decoder = build_component(
+            model_cfg.decoder, {"input_dim": 4 * towers[0].output_dim, "output_dim": num_outputs}, "model.decoder"
+        )
+    output = build_component(model_cfg.output, {"num_labels": num_outputs}, "model.output") if with_output else None
+    return PairModel(embedding, towers[0], combine, decoder, output, towers[1] if len(towers) > 1 else None)
