@@ -1,0 +1,87 @@
+"""Ranking (``task=ranking``): a query and its candidates (rows sharing ``data.group_field``), scored by
+the two-tower pair model of ``task=pair`` (one score per (query, candidate)), trained with a pairwise
+margin or a listwise softmax loss (``task.loss``), evaluated by MAP and MRR over queries (queries
+without a correct candidate excluded, as in the WikiQA paper: ``metrics.py``).
+
+``python -m nlpkit.train task=ranking`` trains it on generated queries over the built-in utterances
+(which candidates ask for the query's intent?); ``experiment=wikiqa`` on WikiQA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nlpkit.config import TaskConfig
+from nlpkit.data.config import at_least, choices
+from nlpkit.data.featurizers import featurizer_class, load_featurizer
+from nlpkit.registry import register_task
+from nlpkit.tasks.base import Task
+from nlpkit.tasks.doc_cls.model import check_embedding_inputs
+from nlpkit.tasks.pair.data import DEFAULT_FEATURIZER, RankingDataConfig, RankingDataModule
+from nlpkit.tasks.pair.model import build_pair_model
+from nlpkit.tasks.ranking.module import RankingModule
+from nlpkit.tasks.ranking.predictor import RankingPredictor
+
+
+@dataclass
+class RankingTaskConfig(TaskConfig):
+    """The ranking loss.
+
+    loss: ``pairwise`` (margin ranking on (query, positive, negative) triples) or ``listwise``
+      (softmax over a query's candidates).
+    margin: the pairwise loss's margin.
+    negatives: wrong candidates drawn per correct one for the pairwise loss (0: all of them).
+    """
+
+    name: str = "ranking"
+    monitor: str = "val/map"
+    monitor_mode: str = field(default="max", metadata=choices("max", "min"))
+    loss: str = field(default="pairwise", metadata=choices("pairwise", "listwise"))
+    margin: float = field(default=1.0, metadata=at_least(0))
+    negatives: int = field(default=0, metadata=at_least(0))
+
+
+@register_task
+class RankingTask(Task):
+    name = "ranking"
+    data_schema = RankingDataConfig
+    task_schema = RankingTaskConfig
+    distributed_metrics = True  # MAP/MRR are sums over whole queries (a query is one batch item)
+    component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder"}
+    target_metric = "map"
+    metric_names = ("map", "mrr", "queries", "excluded_queries", "loss")
+
+    @classmethod
+    def model_kinds(cls, model_cfg):
+        kinds = dict(cls.component_kinds)
+        if str(model_cfg.get("combine", "mlp")) == "cosine":
+            kinds.pop("decoder")
+        return kinds
+
+    @classmethod
+    def check_config(cls, cfg):
+        featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
+        check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
+        return cfg
+
+    @classmethod
+    def datamodule(cls, data_cfg, run_dir=None):
+        if run_dir is None:
+            return RankingDataModule(data_cfg)
+        return RankingDataModule(data_cfg, load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER))
+
+    @classmethod
+    def module(cls, cfg, datamodule, vocab):
+        sizes = {**datamodule.featurizer.sizes(), "vocab": vocab}
+        model = build_pair_model(
+            cfg.model, num_outputs=1, with_output=False, featurizer=datamodule.featurizer.name, **sizes
+        )
+        return RankingModule(model, cfg.optim, cfg.task)
+
+    @classmethod
+    def save_vocabularies(cls, datamodule, run_dir):
+        datamodule.featurizer.save(run_dir)
+
+    @classmethod
+    def make_predictor(cls, model, datamodule):
+        return RankingPredictor(model, datamodule.featurizer)
