@@ -51,7 +51,11 @@ TEST_METRICS = {
     "doc_cls": ["accuracy", "macro_f1"],
     "intent_slot": ["intent_accuracy", "slot_f1", "frame_accuracy"],
     "tagging": ["span_f1", "span_precision", "span_recall", "token_accuracy"],
+    "pair": ["accuracy", "f1"],  # a score (data.label_type=score): PAIR_SCORE_METRICS
+    "ranking": ["map", "mrr"],
 }
+PAIR_SCORE_METRICS = ["pearson", "spearman"]
+CORRELATIONS = {"pearson", "spearman"}  # in [-1, 1]; every other promised metric is in [0, 1]
 
 needs_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
@@ -72,6 +76,8 @@ def _promised_test_metrics(config: dict) -> list[str]:
             keys += [f"test/{name}/{metric}" for metric in TEST_METRICS[sub["task"]]]
         return keys
     assert task["name"] in TEST_METRICS, f"add task={task['name']}'s test metrics to TEST_METRICS"
+    if task["name"] == "pair" and config["data"]["label_type"] == "score":
+        return [f"test/{metric}" for metric in PAIR_SCORE_METRICS]
     return [f"test/{metric}" for metric in TEST_METRICS[task["name"]]]
 
 
@@ -106,7 +112,8 @@ def _check_run(run_dir: Path, experiment: str) -> dict[str, float]:
     for key in _promised_test_metrics(config):
         value = metrics[key]
         assert isinstance(value, (int, float)) and math.isfinite(value), f"{key}={value!r}"
-        assert 0.0 <= value <= 1.0, f"{key}={value!r}"
+        low = -1.0 if key.rsplit("/", 1)[-1] in CORRELATIONS else 0.0
+        assert low <= value <= 1.0, f"{key}={value!r}"
     assert all(math.isfinite(v) for k, v in metrics.items() if k.endswith("loss")), metrics
     return metrics
 

@@ -26,6 +26,7 @@ from nlpkit.tasks.pair.module import PairModule
 from nlpkit.tasks.pair.predictor import PairPredictor
 
 LABELS_FILE = "labels.json"
+CLASS_MONITORS = ("val/accuracy", "val/f1")
 
 
 def output_kind(model_cfg) -> str | None:
@@ -59,6 +60,7 @@ class PairTask(Task):
     @classmethod
     def check_config(cls, cfg):
         """The label type follows the output layer (``data.label_type=auto``); a stated one must agree;
+        a score's run must not follow a class metric (``task.monitor=val/pearson``);
         the embedding reads only inputs the featurizer makes."""
         featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
         check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
@@ -69,6 +71,11 @@ class PairTask(Task):
         elif stated != wanted:
             fix = "output=regression" if stated == "score" else "output=softmax"
             raise ConfigError(f"data.label_type={stated} needs a fitting output layer: choose {fix}")
+        if wanted == "score" and str(cfg.task.monitor) in CLASS_MONITORS:  # conf/task/pair.yaml's default
+            raise ConfigError(
+                f"task.monitor={cfg.task.monitor} is a class metric, not logged for a score "
+                "(output=regression): set task.monitor=val/pearson (or val/spearman, val/mse with monitor_mode=min)"
+            )
         return cfg
 
     @classmethod

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nlpkit.config import TaskConfig
+import torch
+
 from nlpkit.data.config import at_least, choices
 from nlpkit.data.featurizers import featurizer_class, load_featurizer
 from nlpkit.registry import register_task
@@ -24,9 +25,10 @@ from nlpkit.tasks.ranking.predictor import RankingPredictor
 
 
 @dataclass
-class RankingTaskConfig(TaskConfig):
-    """The ranking loss.
+class RankingTaskConfig:
+    """Which task runs, what selects its best checkpoint, and the ranking loss.
 
+    name/monitor/monitor_mode: as every task's (``nlpkit.config.TaskConfig``).
     loss: ``pairwise`` (margin ranking on (query, positive, negative) triples) or ``listwise``
       (softmax over a query's candidates).
     margin: the pairwise loss's margin.
@@ -39,6 +41,17 @@ class RankingTaskConfig(TaskConfig):
     loss: str = field(default="pairwise", metadata=choices("pairwise", "listwise"))
     margin: float = field(default=1.0, metadata=at_least(0))
     negatives: int = field(default=0, metadata=at_least(0))
+
+
+def fix_score_offset(model) -> None:
+    """Freeze the constant added to every score (the decoder's last bias, the cosine's bias): both
+    ranking losses compare a query's candidates only, so it gets no gradient and means nothing."""
+    biases = [model.cosine.bias] if model.cosine is not None else []
+    if model.decoder is not None:
+        last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+        biases += [last.bias] if last.bias is not None else []
+    for bias in biases:
+        bias.requires_grad_(False)
 
 
 @register_task
@@ -76,6 +89,7 @@ class RankingTask(Task):
         model = build_pair_model(
             cfg.model, num_outputs=1, with_output=False, featurizer=datamodule.featurizer.name, **sizes
         )
+        fix_score_offset(model)
         return RankingModule(model, cfg.optim, cfg.task)
 
     @classmethod

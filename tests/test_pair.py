@@ -1,0 +1,238 @@
+"""task=pair and task=ranking (nlpkit/tasks/pair/, nlpkit/tasks/ranking/): the task contract, metrics
+against hand computation, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nlpkit
+from nlpkit.errors import ConfigError, DataError, ExportError
+from nlpkit.tasks.ranking.metrics import RankingMetrics, query_ap_rr
+from nlpkit.tasks.ranking.module import listwise_loss, pairwise_loss
+from tests.conftest import write_lines
+from tests.task_case import TaskCase
+
+TINY = ("model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]")
+BILSTM = ("model.representation.hidden_dim=8", "model.representation.attention_dim=8", "model.representation.num_layers=1")
+PAIRS = (
+    ("wake me up at seven", "set an alarm for 7 am"),
+    ("play some jazz", "what is the weather like in paris tomorrow morning and will it rain in the afternoon"),
+    ("remind me to call mom", "remind me to buy milk"),
+)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _run_test_path(run) -> Path:
+    return Path(str(run["cfg"].data.test_path).replace("${paths.builtin_dir}", ""))
+
+
+def _export_is_refused(run):
+    """Two-input export is not built yet: the export says so, and writes nothing."""
+    from nlpkit.export import export_run
+
+    with pytest.raises(ExportError, match="ONNX export is not available for task"):
+        export_run(run["run_dir"])
+    assert not (Path(run["run_dir"]) / "export" / "model.onnx").exists()
+
+
+class TestPairClassificationContract(TaskCase):
+    """Generated pairs: do the two utterances ask for the same intent? (BiLSTM towers, MLP)."""
+
+    overrides = ("task=pair", *TINY, *BILSTM)
+    texts = PAIRS
+    test_metrics = ("test/accuracy", "test/f1")
+    label_keys = ("label",)
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
+        _export_is_refused(run)
+
+
+class TestPairRegressionContract(TaskCase):
+    """Generated pairs' similarity score; separate bag-of-embeddings towers, cosine combination."""
+
+    overrides = (
+        "task=pair", "output=regression", "data.label_field=score", "task.monitor=val/pearson",
+        "representation=bag", "model.combine=cosine", "model.shared_encoder=false", *TINY,
+    )  # fmt: skip
+    texts = PAIRS
+    test_metrics = ("test/pearson", "test/spearman", "test/mse")
+    value_keys = ("score",)
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
+        _export_is_refused(run)
+
+    def test_two_encoders_and_no_decoder(self, run):
+        model = run["model"]
+        assert model.representation_b is not None and model.representation_b is not model.representation
+        assert model.decoder is None
+
+    def test_test_pearson_and_spearman_are_those_of_the_predictions(self, run, builtin_dir):
+        rows = _jsonl(builtin_dir / "pairs_test.jsonl")
+        predicted = np.array([p["score"] for p in nlpkit.load(run["run_dir"]).predict([(r["text_a"], r["text_b"]) for r in rows])])
+        gold = np.array([r["score"] for r in rows])
+        pearson = float(np.corrcoef(predicted, gold)[0, 1])
+        ranks = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable")  # noqa: E731 (no ties in predictions)
+        gold_ranks = np.array([np.mean(np.flatnonzero(np.sort(gold) == g)) for g in gold])  # average ranks for ties
+        spearman = float(np.corrcoef(ranks(predicted), gold_ranks)[0, 1])
+        assert math.isclose(run["metrics"]["test/pearson"], pearson, abs_tol=1e-4)
+        assert math.isclose(run["metrics"]["test/spearman"], spearman, abs_tol=1e-4)
+
+
+class TestRankingContract(TaskCase):
+    """Generated queries over the built-in utterances, pairwise margin loss."""
+
+    overrides = ("task=ranking", "task.negatives=2", *TINY, *BILSTM)
+    texts = PAIRS
+    test_metrics = ("test/map", "test/mrr")
+    value_keys = ("score",)
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
+        _export_is_refused(run)
+
+    def test_test_map_and_mrr_are_those_of_the_predictions(self, run, builtin_dir):
+        rows = _jsonl(builtin_dir / "ranking_test.jsonl")
+        scores = nlpkit.load(run["run_dir"]).predict([(r["query"], r["candidate"]) for r in rows])
+        queries: dict[str, list] = {}
+        for row, s in zip(rows, scores):
+            queries.setdefault(row["qid"], []).append((s["score"], row["label"]))
+        aps, rrs, excluded = [], [], 0
+        for ranked in queries.values():  # trec_eval's way, written out: sort, walk the ranks
+            if not any(label for _, label in ranked):
+                excluded += 1
+                continue
+            ranked = sorted(ranked, key=lambda x: -x[0])
+            hits, precisions = 0, []
+            for rank, (_, label) in enumerate(ranked, start=1):
+                if label:
+                    hits += 1
+                    precisions.append(hits / rank)
+            aps.append(sum(precisions) / len(precisions))
+            rrs.append(1 / next(rank for rank, (_, label) in enumerate(ranked, start=1) if label))
+        metrics = run["metrics"]
+        assert metrics["test/excluded_queries"] == excluded > 0
+        assert metrics["test/queries"] == len(aps)
+        assert math.isclose(metrics["test/map"], sum(aps) / len(aps), abs_tol=1e-5)
+        assert math.isclose(metrics["test/mrr"], sum(rrs) / len(rrs), abs_tol=1e-5)
+
+    def test_rank_orders_candidates_best_first(self, run):
+        ranked = nlpkit.load(run["run_dir"]).rank("play some jazz", ["play rock music", "set an alarm", "call mom"])
+        assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+
+
+# ---------------------------------------------------------------------------------- metrics, losses
+def test_map_and_mrr_by_hand():
+    # query 0: correct at ranks 1 and 3 -> AP (1/1 + 2/3) / 2 = 5/6, RR 1
+    # query 1: correct at rank 3 -> AP 1/3, RR 1/3; query 2: no correct candidate -> excluded
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.7, 0.1, 0.5, 0.3, 0.2, 0.4])
+    labels = torch.tensor([1.0, 0, 1, 0, 1, 0, 0, 0, 0])
+    index = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    assert query_ap_rr(scores[:4], labels[:4] > 0) == pytest.approx((5 / 6, 1.0))
+    assert query_ap_rr(scores[7:], labels[7:] > 0) is None
+    metric = RankingMetrics()
+    metric.update(scores[:4], labels[:4], index[:4])  # batches hold whole queries
+    metric.update(scores[4:], labels[4:], index[4:])
+    got = metric.compute()
+    assert float(got["map"]) == pytest.approx((5 / 6 + 1 / 3) / 2)
+    assert float(got["mrr"]) == pytest.approx((1 + 1 / 3) / 2)
+    assert (float(got["queries"]), float(got["excluded_queries"])) == (2, 1)
+
+
+def test_ranking_losses_by_hand():
+    scores = torch.tensor([2.0, 0.5, 1.8, 0.0, 1.0])  # query 0: [pos 2.0, neg 0.5, neg 1.8]; query 1: no positive
+    relevant = torch.tensor([True, False, False, False, False])
+    index = torch.tensor([0, 0, 0, 1, 1])
+    # triples (2.0, 0.5) -> max(0, 1 - 1.5) = 0; (2.0, 1.8) -> 1 - 0.2 = 0.8; mean 0.4
+    assert float(pairwise_loss(scores, relevant, index, margin=1.0, negatives=0)) == pytest.approx(0.4)
+    expected = math.log(math.exp(2.0) + math.exp(0.5) + math.exp(1.8)) - 2.0
+    assert float(listwise_loss(scores, relevant, index)) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------- data by overrides
+def _pair_overrides(train: Path, *extra: str) -> list[str]:
+    return [
+        "task=pair", "data.format=tsv", f"data.train_path={train}", "data.val_path=null", "data.test_path=null",
+        "data.text_a_field=s1", "data.text_b_field=s2", "data.label_field=y",
+        "representation=bag", *TINY, "debug=fast", "logger=csv", *extra,
+        *(["task.monitor=val/pearson"] if "output=regression" in extra else []),
+    ]  # fmt: skip
+
+
+def _pair_rows(n: int = 40) -> list[str]:
+    return ["s1\ts2\ty"] + [f"{'good ' * (i % 3 + 1)}film\t{'fine ' * (i % 2 + 1)}movie\t{i % 5}" for i in range(n)]
+
+
+def test_tsv_pairs_by_overrides_and_bad_rows_name_file_and_line(tmp_path):
+    rows = _pair_rows()
+    train = write_lines(tmp_path / "train.tsv", rows)
+    result = nlpkit.train(nlpkit.compose(_pair_overrides(train, "output=regression"), output_dir=str(tmp_path / "run")))
+    assert "test/pearson" not in result["metrics"] and "val/pearson" in result["metrics"]
+    assert set(nlpkit.load(result["run_dir"]).predict([("good film", "fine movie")])[0]) == {"score"}
+
+    no_second = write_lines(tmp_path / "no_second.tsv", [*rows[:5], "good film\t \t3"])
+    with pytest.raises(DataError, match=r"no_second\.tsv:6: empty second text \(data\.text_b_field='s2'\)"):
+        nlpkit.train(nlpkit.compose(_pair_overrides(no_second, "output=regression"), output_dir=str(tmp_path / "r2")))
+    not_a_number = write_lines(tmp_path / "nan.tsv", [*rows[:5], "good film\tfine movie\thigh"])
+    with pytest.raises(DataError, match=r"nan\.tsv:6: score 'high' is not a finite number"):
+        nlpkit.train(nlpkit.compose(_pair_overrides(not_a_number, "output=regression"), output_dir=str(tmp_path / "r3")))
+    skipped = nlpkit.train(
+        nlpkit.compose(_pair_overrides(not_a_number, "output=regression", "data.on_bad_row=skip"), output_dir=str(tmp_path / "r4"))
+    )
+    assert skipped["metrics"]["data/skipped_rows"] == 1
+
+
+def test_extra_columns_are_refused_unless_ignored(tmp_path):
+    rows = [*_pair_rows(20), "good film\tfine movie\t2\tsource-a\tsource-b"]  # STS-B's longer rows
+    train = write_lines(tmp_path / "train.tsv", rows)
+    with pytest.raises(DataError, match=r"train\.tsv:22: wrong column count: expected 3"):
+        nlpkit.train(nlpkit.compose(_pair_overrides(train), output_dir=str(tmp_path / "r1")))
+    result = nlpkit.train(nlpkit.compose(_pair_overrides(train, "data.extra_columns=ignore"), output_dir=str(tmp_path / "r2")))
+    labels = json.loads((Path(result["run_dir"]) / "labels.json").read_text())["labels"]
+    assert labels == ["0", "1", "2", "3", "4"]  # classification: the y values as class names
+
+
+def test_a_query_id_in_two_split_files_is_an_error(tmp_path):
+    header = "qid\tq\tdoc\trel"
+    train = write_lines(tmp_path / "train.tsv", [header, "q1\tred\tred car\t1", "q1\tred\tblue sky\t0", "q2\tsky\tblue sky\t1"])
+    test = write_lines(tmp_path / "test.tsv", [header, "q3\tcar\tred car\t1", "q2\tsky\tred car\t0"])
+    overrides = [
+        "task=ranking", "data.format=tsv", f"data.train_path={train}", f"data.val_path={train}",
+        f"data.test_path={test}", "data.group_field=qid", "data.text_a_field=q", "data.text_b_field=doc",
+        "data.label_field=rel", *TINY, "debug=fast", "logger=csv",
+    ]  # fmt: skip
+    with pytest.raises(DataError, match=r"query id 'q1' \(qid\) is also in another split file"):
+        nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
+    fixed_val = write_lines(tmp_path / "val.tsv", [header, "q4\tcar\tred car\t1"])
+    with pytest.raises(DataError, match=r"test\.tsv:3: query id 'q2' \(qid\) is also in another split file, at .*train\.tsv:4"):
+        nlpkit.train(nlpkit.compose([*overrides, f"data.val_path={fixed_val}"], output_dir=str(tmp_path / "run2")))
+
+
+def test_cosine_classification_and_a_mismatched_label_type_are_refused():
+    from nlpkit.config import validate
+
+    with pytest.raises(ConfigError, match="model.combine=cosine gives one score per pair"):
+        from nlpkit.tasks.pair.model import build_pair_model
+
+        cfg = validate(nlpkit.compose(["task=pair", "model.combine=cosine"], output_dir="unused"))
+        build_pair_model(cfg.model, num_outputs=2, with_output=True, vocab_size=10, padding_idx=0, unk_idx=1, vocab=None)
+    with pytest.raises(ConfigError, match="data.label_type=score needs a fitting output layer: choose output=regression"):
+        validate(nlpkit.compose(["task=pair", "data.label_type=score"], output_dir="unused"))
+    with pytest.raises(ConfigError, match="task.monitor=val/accuracy is a class metric.*set task.monitor=val/pearson"):
+        validate(nlpkit.compose(["task=pair", "output=regression"], output_dir="unused"))
+
+
+def test_predict_takes_pairs(tmp_path):
+    from nlpkit.tasks.pair.predictor import check_pairs
+
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be two texts"):
+        check_pairs(["one text"])
+    with pytest.raises(DataError, match=r"pairs\[1\]\[1\] is empty"):
+        check_pairs([("a", "b"), ("c", "  ")])
