@@ -19,10 +19,17 @@ from tests.conftest import write_lines
 from tests.task_case import TaskCase
 
 TINY = ("model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]")
-BILSTM = ("model.representation.hidden_dim=8", "model.representation.attention_dim=8", "model.representation.num_layers=1")
+BILSTM = (
+    "model.representation.hidden_dim=8",
+    "model.representation.attention_dim=8",
+    "model.representation.num_layers=1",
+)
 PAIRS = (
     ("wake me up at seven", "set an alarm for 7 am"),
-    ("play some jazz", "what is the weather like in paris tomorrow morning and will it rain in the afternoon"),
+    (
+        "play some jazz",
+        "what is the weather like in paris tomorrow morning and will it rain in the afternoon",
+    ),
     ("remind me to call mom", "remind me to buy milk"),
 )
 
@@ -77,11 +84,18 @@ class TestPairRegressionContract(TaskCase):
 
     def test_test_pearson_and_spearman_are_those_of_the_predictions(self, run, builtin_dir):
         rows = _jsonl(builtin_dir / "pairs_test.jsonl")
-        predicted = np.array([p["score"] for p in nlpkit.load(run["run_dir"]).predict([(r["text_a"], r["text_b"]) for r in rows])])
+        predicted = np.array(
+            [
+                p["score"]
+                for p in nlpkit.load(run["run_dir"]).predict([(r["text_a"], r["text_b"]) for r in rows])
+            ]
+        )
         gold = np.array([r["score"] for r in rows])
         pearson = float(np.corrcoef(predicted, gold)[0, 1])
         ranks = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable")  # noqa: E731 (no ties in predictions)
-        gold_ranks = np.array([np.mean(np.flatnonzero(np.sort(gold) == g)) for g in gold])  # average ranks for ties
+        gold_ranks = np.array(
+            [np.mean(np.flatnonzero(np.sort(gold) == g)) for g in gold]
+        )  # average ranks for ties
         spearman = float(np.corrcoef(ranks(predicted), gold_ranks)[0, 1])
         assert math.isclose(run["metrics"]["test/pearson"], pearson, abs_tol=1e-4)
         assert math.isclose(run["metrics"]["test/spearman"], spearman, abs_tol=1e-4)
@@ -124,7 +138,9 @@ class TestRankingContract(TaskCase):
         assert math.isclose(metrics["test/mrr"], sum(rrs) / len(rrs), abs_tol=1e-5)
 
     def test_rank_orders_candidates_best_first(self, run):
-        ranked = nlpkit.load(run["run_dir"]).rank("play some jazz", ["play rock music", "set an alarm", "call mom"])
+        ranked = nlpkit.load(run["run_dir"]).rank(
+            "play some jazz", ["play rock music", "set an alarm", "call mom"]
+        )
         assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
 
 
@@ -147,7 +163,9 @@ def test_map_and_mrr_by_hand():
 
 
 def test_ranking_losses_by_hand():
-    scores = torch.tensor([2.0, 0.5, 1.8, 0.0, 1.0])  # query 0: [pos 2.0, neg 0.5, neg 1.8]; query 1: no positive
+    scores = torch.tensor(
+        [2.0, 0.5, 1.8, 0.0, 1.0]
+    )  # query 0: [pos 2.0, neg 0.5, neg 1.8]; query 1: no positive
     relevant = torch.tensor([True, False, False, False, False])
     index = torch.tensor([0, 0, 0, 1, 1])
     # triples (2.0, 0.5) -> max(0, 1 - 1.5) = 0; (2.0, 1.8) -> 1 - 0.2 = 0.8; mean 0.4
@@ -167,24 +185,37 @@ def _pair_overrides(train: Path, *extra: str) -> list[str]:
 
 
 def _pair_rows(n: int = 40) -> list[str]:
-    return ["s1\ts2\ty"] + [f"{'good ' * (i % 3 + 1)}film\t{'fine ' * (i % 2 + 1)}movie\t{i % 5}" for i in range(n)]
+    return ["s1\ts2\ty"] + [
+        f"{'good ' * (i % 3 + 1)}film\t{'fine ' * (i % 2 + 1)}movie\t{i % 5}" for i in range(n)
+    ]
 
 
 def test_tsv_pairs_by_overrides_and_bad_rows_name_file_and_line(tmp_path):
     rows = _pair_rows()
     train = write_lines(tmp_path / "train.tsv", rows)
-    result = nlpkit.train(nlpkit.compose(_pair_overrides(train, "output=regression"), output_dir=str(tmp_path / "run")))
+    result = nlpkit.train(
+        nlpkit.compose(_pair_overrides(train, "output=regression"), output_dir=str(tmp_path / "run"))
+    )
     assert "test/pearson" not in result["metrics"] and "val/pearson" in result["metrics"]
     assert set(nlpkit.load(result["run_dir"]).predict([("good film", "fine movie")])[0]) == {"score"}
 
     no_second = write_lines(tmp_path / "no_second.tsv", [*rows[:5], "good film\t \t3"])
     with pytest.raises(DataError, match=r"no_second\.tsv:6: empty second text \(data\.text_b_field='s2'\)"):
-        nlpkit.train(nlpkit.compose(_pair_overrides(no_second, "output=regression"), output_dir=str(tmp_path / "r2")))
+        nlpkit.train(
+            nlpkit.compose(_pair_overrides(no_second, "output=regression"), output_dir=str(tmp_path / "r2"))
+        )
     not_a_number = write_lines(tmp_path / "nan.tsv", [*rows[:5], "good film\tfine movie\thigh"])
     with pytest.raises(DataError, match=r"nan\.tsv:6: score 'high' is not a finite number"):
-        nlpkit.train(nlpkit.compose(_pair_overrides(not_a_number, "output=regression"), output_dir=str(tmp_path / "r3")))
+        nlpkit.train(
+            nlpkit.compose(
+                _pair_overrides(not_a_number, "output=regression"), output_dir=str(tmp_path / "r3")
+            )
+        )
     skipped = nlpkit.train(
-        nlpkit.compose(_pair_overrides(not_a_number, "output=regression", "data.on_bad_row=skip"), output_dir=str(tmp_path / "r4"))
+        nlpkit.compose(
+            _pair_overrides(not_a_number, "output=regression", "data.on_bad_row=skip"),
+            output_dir=str(tmp_path / "r4"),
+        )
     )
     assert skipped["metrics"]["data/skipped_rows"] == 1
 
@@ -194,14 +225,19 @@ def test_extra_columns_are_refused_unless_ignored(tmp_path):
     train = write_lines(tmp_path / "train.tsv", rows)
     with pytest.raises(DataError, match=r"train\.tsv:22: wrong column count: expected 3"):
         nlpkit.train(nlpkit.compose(_pair_overrides(train), output_dir=str(tmp_path / "r1")))
-    result = nlpkit.train(nlpkit.compose(_pair_overrides(train, "data.extra_columns=ignore"), output_dir=str(tmp_path / "r2")))
+    result = nlpkit.train(
+        nlpkit.compose(_pair_overrides(train, "data.extra_columns=ignore"), output_dir=str(tmp_path / "r2"))
+    )
     labels = json.loads((Path(result["run_dir"]) / "labels.json").read_text())["labels"]
     assert labels == ["0", "1", "2", "3", "4"]  # classification: the y values as class names
 
 
 def test_a_query_id_in_two_split_files_is_an_error(tmp_path):
     header = "qid\tq\tdoc\trel"
-    train = write_lines(tmp_path / "train.tsv", [header, "q1\tred\tred car\t1", "q1\tred\tblue sky\t0", "q2\tsky\tblue sky\t1"])
+    train = write_lines(
+        tmp_path / "train.tsv",
+        [header, "q1\tred\tred car\t1", "q1\tred\tblue sky\t0", "q2\tsky\tblue sky\t1"],
+    )
     test = write_lines(tmp_path / "test.tsv", [header, "q3\tcar\tred car\t1", "q2\tsky\tred car\t0"])
     overrides = [
         "task=ranking", "data.format=tsv", f"data.train_path={train}", f"data.val_path={train}",
@@ -211,8 +247,13 @@ def test_a_query_id_in_two_split_files_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"query id 'q1' \(qid\) is also in another split file"):
         nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
     fixed_val = write_lines(tmp_path / "val.tsv", [header, "q4\tcar\tred car\t1"])
-    with pytest.raises(DataError, match=r"test\.tsv:3: query id 'q2' \(qid\) is also in another split file, at .*train\.tsv:4"):
-        nlpkit.train(nlpkit.compose([*overrides, f"data.val_path={fixed_val}"], output_dir=str(tmp_path / "run2")))
+    with pytest.raises(
+        DataError,
+        match=r"test\.tsv:3: query id 'q2' \(qid\) is also in another split file, at .*train\.tsv:4",
+    ):
+        nlpkit.train(
+            nlpkit.compose([*overrides, f"data.val_path={fixed_val}"], output_dir=str(tmp_path / "run2"))
+        )
 
 
 def test_cosine_classification_and_a_mismatched_label_type_are_refused():
@@ -222,10 +263,16 @@ def test_cosine_classification_and_a_mismatched_label_type_are_refused():
         from nlpkit.tasks.pair.model import build_pair_model
 
         cfg = validate(nlpkit.compose(["task=pair", "model.combine=cosine"], output_dir="unused"))
-        build_pair_model(cfg.model, num_outputs=2, with_output=True, vocab_size=10, padding_idx=0, unk_idx=1, vocab=None)
-    with pytest.raises(ConfigError, match="data.label_type=score needs a fitting output layer: choose output=regression"):
+        build_pair_model(
+            cfg.model, num_outputs=2, with_output=True, vocab_size=10, padding_idx=0, unk_idx=1, vocab=None
+        )
+    with pytest.raises(
+        ConfigError, match="data.label_type=score needs a fitting output layer: choose output=regression"
+    ):
         validate(nlpkit.compose(["task=pair", "data.label_type=score"], output_dir="unused"))
-    with pytest.raises(ConfigError, match="task.monitor=val/accuracy is a class metric.*set task.monitor=val/pearson"):
+    with pytest.raises(
+        ConfigError, match="task.monitor=val/accuracy is a class metric.*set task.monitor=val/pearson"
+    ):
         validate(nlpkit.compose(["task=pair", "output=regression"], output_dir="unused"))
 
 

@@ -68,12 +68,18 @@ def _ranking(rows: list[dict], n: int, split: str, rng: random.Random) -> list[d
     for q in range(n):
         query = rng.choice(rows)
         same = [r for r in groups[query["intent"]] if r["text"] != query["text"]]
-        positives = [] if rng.random() < NO_POSITIVE or not same else rng.sample(same, min(len(same), rng.choice((1, 2))))
+        positives = (
+            []
+            if rng.random() < NO_POSITIVE or not same
+            else rng.sample(same, min(len(same), rng.choice((1, 2))))
+        )
         negatives = [_other(rows, groups, query["intent"], rng) for _ in range(NEGATIVES)]
         candidates = [(r, 1) for r in positives] + [(r, 0) for r in negatives]
         rng.shuffle(candidates)
         for row, label in candidates:
-            out.append({"qid": f"{split}-q{q}", "query": query["text"], "candidate": row["text"], "label": label})
+            out.append(
+                {"qid": f"{split}-q{q}", "query": query["text"], "candidate": row["text"], "label": label}
+            )
     return out
 
 

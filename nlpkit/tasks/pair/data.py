@@ -121,7 +121,9 @@ def iter_records(path: Path, cfg, fields: list[str], policy) -> Iterator[tuple[s
                 raise DataError(f"{origin}: header has no column {missing[0]!r}; columns are {header}")
             continue
         if len(row) < len(header) or (len(row) > len(header) and cfg.extra_columns != "ignore"):
-            policy.bad(origin, f"wrong column count: expected {len(header)} ({', '.join(header)}), got {len(row)}")
+            policy.bad(
+                origin, f"wrong column count: expected {len(header)} ({', '.join(header)}), got {len(row)}"
+            )
             continue
         record = dict(zip(header, row))
         missing = [f for f in fields if f not in record]
@@ -141,7 +143,11 @@ def number(text: Any) -> float | None:
 
 def read_pair_rows(path: str, cfg, policy, group_field: str | None = None) -> list[PairRow]:
     """Every usable row of one file; blank texts and a missing label are bad rows."""
-    names = {"text_a_field": cfg.text_a_field, "text_b_field": cfg.text_b_field, "label_field": cfg.label_field}
+    names = {
+        "text_a_field": cfg.text_a_field,
+        "text_b_field": cfg.text_b_field,
+        "label_field": cfg.label_field,
+    }
     if group_field:
         names["group_field"] = group_field
     rows = []
@@ -160,7 +166,11 @@ def read_pair_rows(path: str, cfg, policy, group_field: str | None = None) -> li
         if group_field and not group:
             policy.bad(origin, f"missing query id (data.group_field={group_field!r})")
             continue
-        rows.append(PairRow(str(values["text_a_field"]), str(values["text_b_field"]), str(label).strip(), origin, group))
+        rows.append(
+            PairRow(
+                str(values["text_a_field"]), str(values["text_b_field"]), str(label).strip(), origin, group
+            )
+        )
     return rows
 
 
@@ -231,7 +241,9 @@ class PairDataModule(SplitDataModule):
         if self.regression:
             return torch.tensor(number(row.label), dtype=torch.float32)
         if row.label not in self.labels.index:
-            self.policy.bad(row.origin, f"label {row.label!r} is not one of the training labels {self.labels.names}")
+            self.policy.bad(
+                row.origin, f"label {row.label!r} is not one of the training labels {self.labels.names}"
+            )
             return None
         return torch.tensor(self.labels.index[row.label])
 
@@ -268,7 +280,13 @@ class PairDataModule(SplitDataModule):
 class EncodedQueries(Dataset):
     """One item per query: its features, its candidates' features and their 1/0 relevance."""
 
-    def __init__(self, queries: list, candidates: list[list], relevance: list[torch.Tensor], groups: list[list[PairRow]]):
+    def __init__(
+        self,
+        queries: list,
+        candidates: list[list],
+        relevance: list[torch.Tensor],
+        groups: list[list[PairRow]],
+    ):
         self.queries, self.candidates, self.relevance, self.groups = queries, candidates, relevance, groups
 
     def __len__(self) -> int:
@@ -318,7 +336,9 @@ class RankingDataModule(PairDataModule):
             if first is row:
                 continue
             if row.text_a != first.text_a:
-                self.policy.bad(row.origin, f"query {row.group!r} has another text here than at {first.origin}")
+                self.policy.bad(
+                    row.origin, f"query {row.group!r} has another text here than at {first.origin}"
+                )
                 continue
             groups[row.group].append(row)
         return list(groups.values())
@@ -326,7 +346,7 @@ class RankingDataModule(PairDataModule):
     def read_splits(self, need_train: bool) -> dict[str, list]:
         raw = super().read_splits(need_train)
         seen: dict[str, str] = {}
-        for split, groups in raw.items():
+        for groups in raw.values():
             for group in groups:
                 key = group[0].group
                 if key in seen:

@@ -67,7 +67,9 @@ class PairModel(nn.Module):
         """One tower: a featurizer batch -> ``[B, H]``."""
         mask = sequence_mask(features["tokens"], features["lengths"])  # [B, T]
         embedded = embed_inputs(self.embedding, features)  # [B, T, E]
-        encoder = self.representation_b if second and self.representation_b is not None else self.representation
+        encoder = (
+            self.representation_b if second and self.representation_b is not None else self.representation
+        )
         return encoder(embedded, mask)  # [B, H]
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -78,7 +80,9 @@ class PairModel(nn.Module):
         return {"logits": self.decoder(torch.cat([a, b, (a - b).abs(), a * b], dim=-1))}  # [N, L]
 
 
-def build_pair_model(model_cfg, *, num_outputs: int, with_output: bool, featurizer: str = "subword", **sizes) -> PairModel:
+def build_pair_model(
+    model_cfg, *, num_outputs: int, with_output: bool, featurizer: str = "subword", **sizes
+) -> PairModel:
     """Build each component from its config node (``sizes``: the featurizer's). ``num_outputs``: labels
     (classification), or 1 (a score); ``with_output``: build ``model.output`` (the loss and predictions
     of task=pair; task=ranking's loss is its module's)."""
@@ -102,7 +106,13 @@ def build_pair_model(model_cfg, *, num_outputs: int, with_output: bool, featuriz
     decoder = None
     if combine == "mlp":
         decoder = build_component(
-            model_cfg.decoder, {"input_dim": 4 * towers[0].output_dim, "output_dim": num_outputs}, "model.decoder"
+            model_cfg.decoder,
+            {"input_dim": 4 * towers[0].output_dim, "output_dim": num_outputs},
+            "model.decoder",
         )
-    output = build_component(model_cfg.output, {"num_labels": num_outputs}, "model.output") if with_output else None
+    output = (
+        build_component(model_cfg.output, {"num_labels": num_outputs}, "model.output")
+        if with_output
+        else None
+    )
     return PairModel(embedding, towers[0], combine, decoder, output, towers[1] if len(towers) > 1 else None)

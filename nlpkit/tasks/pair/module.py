@@ -13,7 +13,9 @@ from nlpkit.training.module import TaskModule
 
 def pair_metrics(regression: bool, num_labels: int) -> MetricCollection:
     if regression:
-        return MetricCollection({"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()})
+        return MetricCollection(
+            {"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()}
+        )
     return MetricCollection(
         {
             "accuracy": MulticlassAccuracy(num_labels, average="micro"),

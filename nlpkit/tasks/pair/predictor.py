@@ -18,7 +18,12 @@ def check_pairs(pairs: Sequence) -> list[tuple[str, str]]:
         raise TypeError("predict() takes a list of (text_a, text_b) pairs")
     out = []
     for i, pair in enumerate(pairs):
-        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+        if (
+            isinstance(pair, str)
+            or not isinstance(pair, Sequence)
+            or len(pair) != 2
+            or not all(isinstance(t, str) for t in pair)
+        ):
             raise TypeError(f"pairs[{i}] must be two texts (text_a, text_b), got {pair!r}")
         for j, text in enumerate(pair):
             if not text.strip():
@@ -57,5 +62,6 @@ class PairPredictor:
             return [{"score": float(v)} for v in output.predict(logits)]
         scores = output.scores(logits)
         return [
-            {"label": self.labels.names[int(row.argmax())], "scores": [float(p) for p in row]} for row in scores
+            {"label": self.labels.names[int(row.argmax())], "scores": [float(p) for p in row]}
+            for row in scores
         ]

@@ -87,7 +87,9 @@ class PairTask(Task):
         if run_dir is None:
             return PairDataModule(data_cfg, regression)
         labels = None if regression else LabelVocab.load(Path(run_dir) / LABELS_FILE)
-        return PairDataModule(data_cfg, regression, load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER), labels)
+        return PairDataModule(
+            data_cfg, regression, load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER), labels
+        )
 
     @classmethod
     def module(cls, cfg, datamodule, vocab):
@@ -95,7 +97,11 @@ class PairTask(Task):
         regression = datamodule.regression
         num_labels = 1 if regression else len(datamodule.labels)
         model = build_pair_model(
-            cfg.model, num_outputs=num_labels, with_output=True, featurizer=datamodule.featurizer.name, **sizes
+            cfg.model,
+            num_outputs=num_labels,
+            with_output=True,
+            featurizer=datamodule.featurizer.name,
+            **sizes,
         )
         return PairModule(model, cfg.optim, regression, num_labels, cfg.task.monitor, cfg.task.monitor_mode)
 
@@ -107,4 +113,6 @@ class PairTask(Task):
 
     @classmethod
     def make_predictor(cls, model, datamodule):
-        return PairPredictor(model, datamodule.featurizer, None if datamodule.regression else datamodule.labels)
+        return PairPredictor(
+            model, datamodule.featurizer, None if datamodule.regression else datamodule.labels
+        )

@@ -53,7 +53,9 @@ class RankingModule(TaskModule):
         self.loss_kind = str(task_cfg.loss)
         self.margin = float(task_cfg.margin)
         self.negatives = int(task_cfg.negatives)
-        self.metrics = nn.ModuleDict({f"{stage}_metrics": RankingMetrics() for stage in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_metrics": RankingMetrics() for stage in ("train", "val", "test")}
+        )
 
     def losses(self, outputs, batch):
         scores = outputs["logits"][:, 0]  # [N]
