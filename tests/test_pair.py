@@ -283,3 +283,41 @@ def test_predict_takes_pairs(tmp_path):
         check_pairs(["one text"])
     with pytest.raises(DataError, match=r"pairs\[1\]\[1\] is empty"):
         check_pairs([("a", "b"), ("c", "  ")])
+
+
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        (
+            "representation=docnn",
+            "model.representation.num_filters=4",
+            "model.representation.kernel_sizes=[2,3]",
+        ),
+        ("representation=bilstm", *BILSTM),
+    ],
+    ids=["docnn", "bilstm"],
+)
+def test_every_seq2vec_encoder_makes_towers_shared_or_not(tmp_path, encoder):
+    train = write_lines(tmp_path / "train.tsv", _pair_rows())
+    overrides = [
+        *_pair_overrides(train, "model.shared_encoder=false", "model.features=[abs_diff,product]"),
+        *encoder,
+    ]
+    result = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
+    model = result["model"]
+    assert (
+        type(model.representation_b) is type(model.representation)
+        and model.representation_b is not model.representation
+    )
+    assert model.decoder.layers[0].in_features == 2 * model.representation.output_dim
+    assert nlpkit.load(result["run_dir"]).predict([("good film", "fine movie")])[0]["label"] in {
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+    }
+    with pytest.raises(
+        ConfigError, match=r"model.features=\['sum'\]: list one or more of a, b, abs_diff, product"
+    ):
+        nlpkit.train(nlpkit.compose([*overrides, "model.features=[sum]"], output_dir=str(tmp_path / "bad")))

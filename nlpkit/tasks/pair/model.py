@@ -4,7 +4,8 @@ shared by both, or two), the towers' vectors combined, then a decoder.
 ``model.combine``:
 
 * ``mlp`` (the classic recipe, InferSent / PyText's ``PairwiseModel``): ``[a, b, |a - b|, a * b]``
-  ``[N, 4H]`` -> ``model.decoder`` (MLP) -> ``[N, num_outputs]``;
+  ``[N, 4H]`` -> ``model.decoder`` (MLP) -> ``[N, num_outputs]``; ``model.features`` picks which of
+  ``a``, ``b``, ``abs_diff``, ``product`` are concatenated (default all four, in that order);
 * ``cosine``: ``scale * cos(a, b) + bias`` ``[N, 1]`` (learned scale and bias, so an MSE target on any
   range fits); one output only (regression, ranking), no decoder.
 
@@ -27,6 +28,14 @@ from nlpkit.registry import build_component
 from nlpkit.tasks.doc_cls.model import check_embedding_inputs
 
 COMBINATIONS = ("mlp", "cosine")
+#: what ``model.features`` may list for ``combine=mlp``: the towers' vectors and their interactions
+FEATURES = {
+    "a": lambda a, b: a,
+    "b": lambda a, b: b,
+    "abs_diff": lambda a, b: (a - b).abs(),
+    "product": lambda a, b: a * b,
+}
+DEFAULT_FEATURES = ("a", "b", "abs_diff", "product")
 
 
 class CosineScore(nn.Module):
@@ -53,8 +62,10 @@ class PairModel(nn.Module):
         decoder: nn.Module | None = None,
         output: nn.Module | None = None,
         representation_b: nn.Module | None = None,
+        features: tuple[str, ...] = DEFAULT_FEATURES,
     ):
         super().__init__()
+        self.features = tuple(features)
         self.embedding = embedding
         self.representation = representation
         self.representation_b = representation_b
@@ -77,7 +88,10 @@ class PairModel(nn.Module):
         b = self.encode(batch["b"], second=True)  # [N, H]
         if self.cosine is not None:
             return {"logits": self.cosine(a, b)}  # [N, 1]
-        return {"logits": self.decoder(torch.cat([a, b, (a - b).abs(), a * b], dim=-1))}  # [N, L]
+        combined = torch.cat(
+            [FEATURES[name](a, b) for name in self.features], dim=-1
+        )  # [N, len(features) * H]
+        return {"logits": self.decoder(combined)}  # [N, L]
 
 
 def build_pair_model(
@@ -94,6 +108,10 @@ def build_pair_model(
             f"model.combine=cosine gives one score per pair, but this task needs {num_outputs} outputs: "
             "use model.combine=mlp for classification (or output=regression)"
         )
+    features = tuple(str(f) for f in model_cfg.get("features", DEFAULT_FEATURES))
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
+        raise ConfigError(f"model.features={list(features)}: list one or more of {', '.join(FEATURES)}")
     check_embedding_inputs(model_cfg, list(sizes), featurizer)
     vocab = sizes.get("vocab")
     embedding = build_component(
@@ -107,7 +125,7 @@ def build_pair_model(
     if combine == "mlp":
         decoder = build_component(
             model_cfg.decoder,
-            {"input_dim": 4 * towers[0].output_dim, "output_dim": num_outputs},
+            {"input_dim": len(features) * towers[0].output_dim, "output_dim": num_outputs},
             "model.decoder",
         )
     output = (
@@ -115,4 +133,6 @@ def build_pair_model(
         if with_output
         else None
     )
-    return PairModel(embedding, towers[0], combine, decoder, output, towers[1] if len(towers) > 1 else None)
+    return PairModel(
+        embedding, towers[0], combine, decoder, output, towers[1] if len(towers) > 1 else None, features
+    )
