@@ -300,7 +300,7 @@ def test_predict_takes_pairs(tmp_path):
 def test_every_seq2vec_encoder_makes_towers_shared_or_not(tmp_path, encoder):
     train = write_lines(tmp_path / "train.tsv", _pair_rows())
     overrides = [
-        *_pair_overrides(train, "model.shared_encoder=false", "model.features=[abs_diff,product]"),
+        *_pair_overrides(train, "model.shared_encoder=false", "model.features=[abs_diff,product,cosine]"),
         *encoder,
     ]
     result = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
@@ -309,7 +309,7 @@ def test_every_seq2vec_encoder_makes_towers_shared_or_not(tmp_path, encoder):
         type(model.representation_b) is type(model.representation)
         and model.representation_b is not model.representation
     )
-    assert model.decoder.layers[0].in_features == 2 * model.representation.output_dim
+    assert model.decoder.layers[0].in_features == 2 * model.representation.output_dim + 1  # + cosine
     assert nlpkit.load(result["run_dir"]).predict([("good film", "fine movie")])[0]["label"] in {
         "0",
         "1",
@@ -318,6 +318,6 @@ def test_every_seq2vec_encoder_makes_towers_shared_or_not(tmp_path, encoder):
         "4",
     }
     with pytest.raises(
-        ConfigError, match=r"model.features=\['sum'\]: list one or more of a, b, abs_diff, product"
+        ConfigError, match=r"model.features=\['sum'\]: list one or more of a, b, abs_diff, product, cosine"
     ):
         nlpkit.train(nlpkit.compose([*overrides, "model.features=[sum]"], output_dir=str(tmp_path / "bad")))

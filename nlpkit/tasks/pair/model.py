@@ -5,7 +5,8 @@ shared by both, or two), the towers' vectors combined, then a decoder.
 
 * ``mlp`` (the classic recipe, InferSent / PyText's ``PairwiseModel``): ``[a, b, |a - b|, a * b]``
   ``[N, 4H]`` -> ``model.decoder`` (MLP) -> ``[N, num_outputs]``; ``model.features`` picks which of
-  ``a``, ``b``, ``abs_diff``, ``product`` are concatenated (default all four, in that order);
+  ``a``, ``b``, ``abs_diff``, ``product`` (each ``[N, H]``) and ``cosine`` (``[N, 1]``: with random
+  embeddings, a soft word-overlap signal from the first step) are concatenated (default the first four);
 * ``cosine``: ``scale * cos(a, b) + bias`` ``[N, 1]`` (learned scale and bias, so an MSE target on any
   range fits); one output only (regression, ranking), no decoder.
 
@@ -34,7 +35,10 @@ FEATURES = {
     "b": lambda a, b: b,
     "abs_diff": lambda a, b: (a - b).abs(),
     "product": lambda a, b: a * b,
+    "cosine": lambda a, b: nn.functional.cosine_similarity(a, b, dim=-1).unsqueeze(-1),
 }
+#: features one wide, not H: a scalar per pair
+SCALAR_FEATURES = {"cosine"}
 DEFAULT_FEATURES = ("a", "b", "abs_diff", "product")
 
 
@@ -125,7 +129,10 @@ def build_pair_model(
     if combine == "mlp":
         decoder = build_component(
             model_cfg.decoder,
-            {"input_dim": len(features) * towers[0].output_dim, "output_dim": num_outputs},
+            {
+                "input_dim": sum(1 if f in SCALAR_FEATURES else towers[0].output_dim for f in features),
+                "output_dim": num_outputs,
+            },
             "model.decoder",
         )
     output = (
