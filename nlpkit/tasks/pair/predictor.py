@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.featurizers import TextFeaturizer
-from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE, EmptyTextError
+from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE, EmptyTextError, length_sorted_chunks
 
 
 def check_pairs(pairs: Sequence) -> list[tuple[str, str]]:
@@ -42,17 +42,23 @@ class PairPredictor:
 
     @torch.inference_mode()
     def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> torch.Tensor:
-        """The model's logits of every pair ``[N, L]``."""
-        out = []
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
+        """The model's logits of every pair ``[N, L]``, in input order (batches of similar lengths:
+        ``length_sorted_chunks``)."""
+        first = self.featurizer.encode_batch([a for a, _ in pairs])
+        second = self.featurizer.encode_batch([b for _, b in pairs])
+        lengths = [max(len(a["tokens"]), len(b["tokens"])) for a, b in zip(first, second)]
+        out: torch.Tensor | None = None
+        for rows in length_sorted_chunks(lengths, batch_size):
             batch = {
-                "a": self.featurizer.collate(self.featurizer.encode_batch([a for a, _ in chunk])),
-                "b": self.featurizer.collate(self.featurizer.encode_batch([b for _, b in chunk])),
-                "index": torch.arange(len(chunk)),
+                "a": self.featurizer.collate([first[i] for i in rows]),
+                "b": self.featurizer.collate([second[i] for i in rows]),
+                "index": torch.arange(len(rows)),
             }
-            out.append(self.model(batch)["logits"])
-        return torch.cat(out) if out else torch.zeros(0, 1)
+            logits = self.model(batch)["logits"]  # [len(rows), L]
+            if out is None:
+                out = torch.zeros(len(pairs), logits.size(-1))
+            out[rows] = logits
+        return out if out is not None else torch.zeros(0, 1)
 
     def predict(self, pairs: Sequence, batch_size: int = 64) -> list[dict]:
         pairs = check_pairs(pairs)
