@@ -321,3 +321,26 @@ def test_every_seq2vec_encoder_makes_towers_shared_or_not(tmp_path, encoder):
         ConfigError, match=r"model.features=\['sum'\]: list one or more of a, b, abs_diff, product, cosine"
     ):
         nlpkit.train(nlpkit.compose([*overrides, "model.features=[sum]"], output_dir=str(tmp_path / "bad")))
+
+
+def test_figure4_relevance_with_query_and_document_classification_share_one_embedding(tmp_path, builtin_dir):
+    overrides = [
+        f"paths.builtin_dir={builtin_dir}", "task=multitask", "multitask=figure4", "task.shared=[embedding]",
+        "model=bilstm", "model.embedding.embed_dim=16", "model.representation.hidden_dim=8",
+        "model.representation.attention_dim=8", "model.representation.num_layers=1", "debug=fast", "logger=csv",
+    ]  # fmt: skip
+    result = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
+    metrics = result["metrics"]
+    for key in (
+        "test/relevance/map",
+        "test/relevance/mrr",
+        "test/queries/accuracy",
+        "test/documents/macro_f1",
+    ):
+        assert math.isfinite(metrics[key]), key
+    predictor = nlpkit.load(result["run_dir"])
+    relevance = predictor.predictors["relevance"]
+    embeddings = {id(p.model.embedding) for p in predictor.predictors.values()}
+    assert len(embeddings) == 1, "the three sub-tasks reload with one shared embedding"
+    assert set(relevance.predict([("play some jazz", "play rock music")])[0]) == {"score"}
+    assert "label" in predictor.predict(["play some jazz"], task="queries")[0]

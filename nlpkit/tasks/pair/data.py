@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from nlpkit.data.builtin_pairs import ensure_builtin_pairs
 from nlpkit.data.config import SplitsConfig, choices, featurizer_field
 from nlpkit.data.constraints import one_character
-from nlpkit.data.featurizers import TextFeaturizer, train_featurizer
+from nlpkit.data.featurizers import TextFeaturizer, featurizer_name, featurizer_options, train_featurizer
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.readers import _decoded_lines, json_records
 from nlpkit.data.splits import SplitDataModule
@@ -219,6 +219,33 @@ class PairDataModule(SplitDataModule):
         self.regression = regression
         self.featurizer = featurizer
         self.labels = labels
+        self._raw: dict[str, list] | None = None
+
+    def read(self) -> dict[str, list]:
+        """The raw rows of each split, read once (a multi-task run reads every sub-task's training data
+        first, to train one featurizer for a shared embedding, then calls ``load``)."""
+        if self._raw is None:
+            self._raw = self.read_splits(need_train=self.featurizer is None)
+        return self._raw
+
+    # ---------------------------------------------------------------- one featurizer for several modules
+    # (nlpkit.tasks.multitask.data.SharedFeaturizerData: a multi-task run's shared embedding)
+    def featurizer_spec(self) -> tuple[str, dict]:
+        return featurizer_name(self.config, DEFAULT_FEATURIZER), featurizer_options(self.config)
+
+    def training_texts(self) -> list[str]:
+        """Both texts of every training row (a ranking query once)."""
+        return list(self._texts(self.read()["train"]))
+
+    def train_featurizer(self, texts: list[str]) -> TextFeaturizer:
+        return train_featurizer(self.config, texts, DEFAULT_FEATURIZER)
+
+    def use_featurizer(self, featurizer: TextFeaturizer) -> None:
+        self.featurizer = featurizer
+
+    @staticmethod
+    def _texts(rows: list[PairRow]):
+        return (text for row in rows for text in (row.text_a, row.text_b))
 
     def read_splits(self, need_train: bool) -> dict[str, list]:
         if str(self.config.format) == "builtin" and self.config.train_path:
@@ -247,15 +274,14 @@ class PairDataModule(SplitDataModule):
             return None
         return torch.tensor(self.labels.index[row.label])
 
-    def _train_featurizer(self, raw: dict[str, list[PairRow]]) -> None:
+    def _train_featurizer(self, raw: dict[str, list]) -> None:
         if self.featurizer is None:
-            texts = (text for row in raw["train"] for text in (row.text_a, row.text_b))
-            self.featurizer = train_featurizer(self.config, texts, DEFAULT_FEATURIZER)
+            self.featurizer = train_featurizer(self.config, self._texts(raw["train"]), DEFAULT_FEATURIZER)
 
     def load(self) -> None:
         if self._loaded:
             return
-        raw = self.read_splits(need_train=self.featurizer is None)
+        raw = self.read()
         self._train_featurizer(raw)
         if not self.regression and self.labels is None:
             self.labels = LabelVocab.build([(row.label,) for row in raw["train"]])
@@ -357,15 +383,14 @@ class RankingDataModule(PairDataModule):
                 seen[key] = group[0].origin
         return raw
 
-    def _train_featurizer(self, raw) -> None:
-        if self.featurizer is None:
-            texts = (t for group in raw["train"] for t in [group[0].text_a] + [r.text_b for r in group])
-            self.featurizer = train_featurizer(self.config, texts, DEFAULT_FEATURIZER)
+    @staticmethod
+    def _texts(groups: list[list[PairRow]]):
+        return (t for group in groups for t in [group[0].text_a] + [r.text_b for r in group])
 
     def load(self) -> None:
         if self._loaded:
             return
-        raw = self.read_splits(need_train=self.featurizer is None)
+        raw = self.read()
         self._train_featurizer(raw)
         encode = self.featurizer.encode_batch
         for split, groups in raw.items():

@@ -45,14 +45,19 @@ def listwise_loss(scores, relevant, index) -> torch.Tensor:
     return torch.stack(losses).mean() if losses else scores.sum() * 0.0
 
 
+#: the ``task`` keys of the loss and their defaults (``RankingTaskConfig``'s; a multi-task sub-task's
+#: ``task`` section has none of them)
+LOSS_DEFAULTS = {"loss": "pairwise", "margin": 1.0, "negatives": 0}
+
+
 class RankingModule(TaskModule):
     """Logs ``{stage}/map``, ``{stage}/mrr`` (and the counts of scored and excluded queries)."""
 
     def __init__(self, model, optim_cfg, task_cfg):
         super().__init__(model, [], optim_cfg, str(task_cfg.monitor), str(task_cfg.monitor_mode))
-        self.loss_kind = str(task_cfg.loss)
-        self.margin = float(task_cfg.margin)
-        self.negatives = int(task_cfg.negatives)
+        self.loss_kind = str(task_cfg.get("loss", LOSS_DEFAULTS["loss"]))
+        self.margin = float(task_cfg.get("margin", LOSS_DEFAULTS["margin"]))
+        self.negatives = int(task_cfg.get("negatives", LOSS_DEFAULTS["negatives"]))
         self.metrics = nn.ModuleDict(
             {f"{stage}_metrics": RankingMetrics() for stage in ("train", "val", "test")}
         )

@@ -20,7 +20,7 @@ from nlpkit.tasks.base import Task
 from nlpkit.tasks.doc_cls.model import check_embedding_inputs
 from nlpkit.tasks.pair.data import DEFAULT_FEATURIZER, RankingDataConfig, RankingDataModule
 from nlpkit.tasks.pair.model import build_pair_model
-from nlpkit.tasks.ranking.module import RankingModule
+from nlpkit.tasks.ranking.module import LOSS_DEFAULTS, RankingModule
 from nlpkit.tasks.ranking.predictor import RankingPredictor
 
 
@@ -38,9 +38,9 @@ class RankingTaskConfig:
     name: str = "ranking"
     monitor: str = "val/map"
     monitor_mode: str = field(default="max", metadata=choices("max", "min"))
-    loss: str = field(default="pairwise", metadata=choices("pairwise", "listwise"))
-    margin: float = field(default=1.0, metadata=at_least(0))
-    negatives: int = field(default=0, metadata=at_least(0))
+    loss: str = field(default=LOSS_DEFAULTS["loss"], metadata=choices("pairwise", "listwise"))
+    margin: float = field(default=LOSS_DEFAULTS["margin"], metadata=at_least(0))
+    negatives: int = field(default=LOSS_DEFAULTS["negatives"], metadata=at_least(0))
 
 
 def fix_score_offset(model) -> None:
