@@ -328,6 +328,8 @@ def test_figure4_relevance_with_query_and_document_classification_share_one_embe
         f"paths.builtin_dir={builtin_dir}", "task=multitask", "multitask=figure4", "task.shared=[embedding]",
         "model=bilstm", "model.embedding.embed_dim=16", "model.representation.hidden_dim=8",
         "model.representation.attention_dim=8", "model.representation.num_layers=1", "debug=fast", "logger=csv",
+        *(f"task.tasks.{name}.model.representation.{key}" for name in ("queries", "documents")
+          for key in ("hidden_dim=8", "attention_dim=8", "num_layers=1")),
     ]  # fmt: skip
     result = nlpkit.train(nlpkit.compose(overrides, output_dir=str(tmp_path / "run")))
     metrics = result["metrics"]
