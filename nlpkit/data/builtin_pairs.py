@@ -43,7 +43,7 @@ def _by_intent(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def _other(rows: list[dict], groups: dict[str, list[dict]], intent: str, rng: random.Random) -> dict:
+def _other(rows: list[dict], intent: str, rng: random.Random) -> dict:
     """A row of another intent than ``intent``."""
     while True:
         row = rng.choice(rows)
@@ -56,7 +56,7 @@ def _pairs(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
     out = []
     for _ in range(n):
         a = rng.choice(rows)
-        b = rng.choice(groups[a["intent"]]) if rng.random() < 0.5 else _other(rows, groups, a["intent"], rng)
+        b = rng.choice(groups[a["intent"]]) if rng.random() < 0.5 else _other(rows, a["intent"], rng)
         label = "same" if a["intent"] == b["intent"] else "different"
         out.append({"text_a": a["text"], "text_b": b["text"], "label": label, "score": _score(a, b)})
     return out
@@ -73,7 +73,7 @@ def _ranking(rows: list[dict], n: int, split: str, rng: random.Random) -> list[d
             if rng.random() < NO_POSITIVE or not same
             else rng.sample(same, min(len(same), rng.choice((1, 2))))
         )
-        negatives = [_other(rows, groups, query["intent"], rng) for _ in range(NEGATIVES)]
+        negatives = [_other(rows, query["intent"], rng) for _ in range(NEGATIVES)]
         candidates = [(r, 1) for r in positives] + [(r, 0) for r in negatives]
         rng.shuffle(candidates)
         for row, label in candidates:
