@@ -53,6 +53,7 @@ TEST_METRICS = {
     "tagging": ["span_f1", "span_precision", "span_recall", "token_accuracy"],
     "pair": ["accuracy", "f1"],  # a score (data.label_type=score): PAIR_SCORE_METRICS
     "ranking": ["map", "mrr"],
+    "lm": ["perplexity"],
 }
 PAIR_SCORE_METRICS = ["pearson", "spearman"]
 CORRELATIONS = {"pearson", "spearman"}  # in [-1, 1]; every other promised metric is in [0, 1]

@@ -11,6 +11,7 @@ decoder       ``Decoder``          ``forward(x [..., input_dim]) -> [..., output
 doc_output    ``DocOutputLayer``   ``loss`` / ``scores`` / ``predict`` over logits ``[B, L]``
 word_output   ``WordOutputLayer``  ``loss`` / ``scores`` / ``decode`` over emissions ``[B, T, L]`` + mask
 value_output  ``ValueOutputLayer`` ``loss`` / ``predict`` of one real value per document from ``[B, 1]``
+lm_output     ``LMOutputLayer``    ``log_probs`` of the next words from states ``[N, D]`` (language models)
 layer         ``Layer``            a building block inside another component; no model slot takes one
 ============  ===================  =========================================================================
 
@@ -187,6 +188,27 @@ class ValueOutputLayer(OutputLayer):
         """The predicted values ``[B]``."""
 
 
+class LMOutputLayer(OutputLayer):
+    """Next-word distribution of a language model over the vocabulary, from states ``[N, input_dim]``.
+
+    ``target_log_probs(states [N, D], targets [N]) -> [N]`` is what training and scoring need (an
+    adaptive softmax computes it without the full distribution); ``tie_to(embedding_weight)`` shares
+    the input embedding's matrix where the layer's shapes allow it (``ValueError`` naming why not).
+    """
+
+    kind = "lm_output"
+    description = "a language-model output layer"
+    input_dim: int
+
+    @abc.abstractmethod
+    def target_log_probs(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(target | state)`` ``[N]`` for states ``[N, D]`` and word ids ``[N]``."""
+
+    @abc.abstractmethod
+    def tie_to(self, weight: nn.Parameter) -> None:
+        """Use ``weight [vocab_size, D]`` (the input embedding's) as the output matrix."""
+
+
 class Layer(Component):
     """A building block of other components (the character CNN's ``Highway``): it has a kind like every
     class in ``nlpkit.modules``, but no model slot takes one. ``forward(x [..., input_dim]) ->
@@ -209,6 +231,7 @@ KINDS: dict[str, type[Component]] = {
         DocOutputLayer,
         WordOutputLayer,
         ValueOutputLayer,
+        LMOutputLayer,
         Layer,
     )
 }

@@ -32,6 +32,7 @@ CONTRACTS = {
     "output": "loss, scores and predict or decode",
     "doc_output": "loss(logits, targets), scores(logits), predict(logits) over logits [B, L]",
     "word_output": "loss(emissions, tags, mask), scores(emissions, mask), decode(emissions, mask)",
+    "lm_output": "target_log_probs(states [N, D], targets [N]) -> [N], tie_to(embedding weight)",
     "layer": "forward(x [..., input_dim]) -> [..., output_dim]",
 }
 

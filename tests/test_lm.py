@@ -1,0 +1,174 @@
+"""task=lm (nlpkit/tasks/lm/): perplexity by hand, stream state carried and sentence state reset,
+and the shared task contract (train -> save -> load -> same scores -> export parity)."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+import nlpkit
+from nlpkit.config import validate
+from nlpkit.errors import ConfigError
+from nlpkit.registry import get_task
+from tests.conftest import write_lines
+from tests.task_case import TaskCase
+
+TINY = (
+    "model.embedding.embed_dim=12",
+    "model.representation.hidden_dim=12",
+    "model.representation.dropout=0.0",
+)
+QUIET = ("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=csv")
+WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", "and", "then", "slept"]
+
+
+def _text(tmp_path: Path, seed: int = 0) -> dict[str, Path]:
+    """Three small plain-text splits (one blank line in each: a stream counts it as one <eos>)."""
+    rng = random.Random(seed)
+    files = {}
+    for split, size in (("train", 60), ("valid", 12), ("test", 9)):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 9))) for _ in range(size)]
+        lines.insert(3, "")
+        files[split] = write_lines(tmp_path / f"{split}.txt", lines)
+    return files
+
+
+def _train(tmp_path: Path, *overrides: str) -> dict:
+    files = _text(tmp_path)
+    cfg = nlpkit.compose(
+        [
+            "task=lm",
+            "data.format=text",
+            f"data.train_path={files['train']}",
+            f"data.val_path={files['valid']}",
+            f"data.test_path={files['test']}",
+            *TINY,
+            *QUIET,
+            "trainer.max_epochs=2",
+            "data.batch_size=4",
+            "data.bptt=5",
+            *overrides,
+        ],  # fmt: skip
+        output_dir=str(tmp_path / "run"),
+    )
+    return {**nlpkit.train(cfg), "cfg": cfg, "files": files}
+
+
+def _stream_log_probs(model, featurizer, path: Path) -> torch.Tensor:
+    """By hand: the whole test file as one sequence (<eos>, then each line's words and <eos>), one
+    LSTM pass from a zero state, the log-probability of every next token."""
+    eos = featurizer.tokenizer.tokenizer.token_to_id("<eos>")
+    ids = [eos]
+    for line in path.read_text().splitlines():
+        ids += featurizer.words.encode(line.split()) + [eos]
+    ids = torch.tensor(ids)
+    with torch.no_grad():
+        states, _ = model.representation.lstm(model.embedding(ids[:-1].unsqueeze(0)))  # [1, N, H]
+        full = model.output.log_probs(states[0])  # [N, V]
+    return full.gather(1, ids[1:].unsqueeze(1)).squeeze(1)  # [N]
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory):
+    # evaluation as one row: the whole split is one sequence, computable by hand in one LSTM pass
+    return _train(tmp_path_factory.mktemp("lm_stream"), "data.eval_batch_size=1")
+
+
+def test_test_perplexity_is_exp_of_the_mean_nll_over_every_token(stream_run):
+    task = get_task("lm")
+    cfg = validate(stream_run["cfg"].copy())
+    dm, module = task.restore(cfg, Path(stream_run["run_dir"]))
+    log_probs = _stream_log_probs(module.model, dm.featurizer, stream_run["files"]["test"])
+    lines = stream_run["files"]["test"].read_text().splitlines()
+    assert len(log_probs) == sum(len(line.split()) + 1 for line in lines)  # every word, every <eos>
+    by_hand = math.exp(-log_probs.double().mean().item())
+    assert math.isclose(stream_run["metrics"]["test/perplexity"], by_hand, rel_tol=1e-5)
+
+
+def test_stream_evaluation_carries_the_state_across_batches(stream_run):
+    """One row in windows of 5 gives the one-sequence log-probabilities only if each window starts from
+    the state the previous one ended in; from a zero state per window they differ."""
+    task = get_task("lm")
+    cfg = validate(stream_run["cfg"].copy())
+    dm, module = task.restore(cfg, Path(stream_run["run_dir"]))
+    dm.load()
+    single = _stream_log_probs(module.model, dm.featurizer, stream_run["files"]["test"])
+    carried, reset = [], []
+    state = None
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            out = module.model(batch, state)
+            state = out["state"]
+            carried.append(out["log_probs"][batch["mask"]])
+            reset.append(module.model(batch, None)["log_probs"][batch["mask"]])
+    assert len(carried) > 5
+    assert torch.allclose(torch.cat(carried), single, atol=1e-5)
+    assert not torch.allclose(torch.cat(reset), single, atol=1e-3)
+
+
+def test_training_carries_a_detached_state_and_sentence_mode_starts_from_zero(stream_run, tmp_path):
+    task = get_task("lm")
+    cfg = validate(stream_run["cfg"].copy())
+    dm, module = task.build(cfg)
+    module.train()
+    loader = iter(dm.train_dataloader())
+    module._step(next(loader), "train")
+    state = module._state["train"]
+    assert state is not None and not state[0].requires_grad  # carried, cut from the last graph
+    module.reset_metrics("train")
+    assert module._state["train"] is None  # a new epoch starts the stream from a zero state
+
+    sentence = _sentence_cfg(stream_run["cfg"])
+    dm2, module2 = task.build(sentence)
+    module2.eval()
+    batches = list(dm2.val_dataloader())
+    with torch.no_grad():
+        first = module2(batches[1])["log_probs"]
+        module2(batches[0])
+        again = module2(batches[1])["log_probs"]
+    assert torch.equal(first, again) and module2._state.get("val") is None
+
+
+def _sentence_cfg(cfg):
+    from omegaconf import open_dict
+
+    cfg = validate(cfg.copy())
+    with open_dict(cfg):
+        cfg.data.mode = "sentence"
+    return cfg
+
+
+def test_sentence_mode_perplexity_equals_the_predictors_sentence_scores(tmp_path):
+    run = _train(tmp_path, "data.mode=sentence", "data.eval_batch_size=4")
+    lines = [line for line in run["files"]["test"].read_text().splitlines() if line.strip()]
+    scores = nlpkit.load(run["run_dir"]).predict(lines)
+    total = sum(s["log_prob"] for s in scores)
+    tokens = sum(len(line.split()) + 1 for line in lines)
+    assert math.isclose(run["metrics"]["test/perplexity"], math.exp(-total / tokens), rel_tol=1e-4)
+    for line, score in zip(lines, scores):
+        assert len(score["token_log_probs"]) == len(line.split())
+        assert score["log_prob"] < sum(score["token_log_probs"]) + 1e-6  # plus log p(<eos>) <= 0
+
+
+def test_tied_embeddings_share_one_matrix_and_adaptive_softmax_refuses_to_tie(stream_run, tmp_path):
+    run = _train(
+        tmp_path / "tied", "model.tie_weights=true", "model.output.cutoffs=[]", "trainer.max_epochs=1"
+    )
+    model = run["model"]
+    assert model.output.linear.weight is model.embedding.embedding.weight
+    files = stream_run["files"]
+    with pytest.raises(ConfigError, match="tied embeddings need a full softmax"):
+        _train(tmp_path / "bad", "model.tie_weights=true", "model.output.cutoffs=[4]")
+    assert files
+
+
+class TestLMContract(TaskCase):
+    """Built-in utterances as text; sentence scores through every entry point and the export."""
+
+    overrides = ("task=lm", *TINY)
+    test_metrics = ("test/perplexity",)
+    value_keys = ("log_prob",)
