@@ -172,3 +172,27 @@ class TestLMContract(TaskCase):
     overrides = ("task=lm", *TINY)
     test_metrics = ("test/perplexity",)
     value_keys = ("log_prob",)
+
+    def test_the_exported_file_and_the_server_give_every_words_log_probability(self, run, tmp_path):
+        import httpx
+
+        from nlpkit.export import export_run
+        from nlpkit.serving.onnx_predictor import OnnxPredictor
+        from tests.test_serve import serve
+
+        assert export_run(run["run_dir"])["passed"]
+        path = Path(run["run_dir"]) / "export" / "model.onnx"
+        texts = list(self.texts)
+        want = nlpkit.load(run["run_dir"]).predict(texts)
+        for served in (OnnxPredictor(path).predict(texts), None):
+            if served is None:
+                with serve(tmp_path, path) as server:
+                    response = httpx.post(f"{server.url}/predict", json={"texts": texts})
+                assert response.status_code == 200, response.text
+                served = response.json()["predictions"]
+            for got, expected in zip(served, want):
+                assert got["tokens"] == expected["tokens"]
+                assert len(got["token_log_probs"]) == len(expected["token_log_probs"]) > 0
+                for a, b in zip(got["token_log_probs"], expected["token_log_probs"]):
+                    assert math.isclose(a, b, abs_tol=1e-4)
+                assert math.isclose(got["log_prob"], expected["log_prob"], abs_tol=1e-4)

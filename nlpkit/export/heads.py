@@ -315,6 +315,9 @@ class ValueHead:
             reference rows are read from (default: ``output``).
         noun: what the value is, for the descriptions ("score", "relevance", "log-probability").
         check: the parity check's name in the export report (default: ``output``).
+        relative: compare ``|a - b| / max(1, |a|)`` with the tolerance: for a value that is a sum of
+            many terms (a sentence's log-probability over hundreds of words), whose float32 rounding
+            grows with its size.
     """
 
     def __init__(
@@ -325,12 +328,14 @@ class ValueHead:
         key: str | None = None,
         noun: str = "score",
         check: str | None = None,
+        relative: bool = False,
     ):
         if layer is not None:
             decoding_of(layer, VALUE_DECODINGS, "output layer")
         self.network, self.output, self.noun = network, output, noun
         self.key = key or output
         self.check = check or output
+        self.relative = relative
 
     @property
     def outputs(self) -> list[str]:
@@ -386,4 +391,91 @@ class ValueHead:
         a, b = float(want[self.output]), float(have[self.output])
         same = a == b or (np.isnan(a) and np.isnan(b))
         diff = 0.0 if same else abs(a - b)
+        if self.relative and not same:
+            diff /= max(1.0, abs(a))
         checks[self.check].score(float("inf") if np.isnan(diff) else diff, {**record, "torch": a, "onnx": b})
+
+
+class TokenValueHead:
+    """A word-level value head: one float per token, e.g. a language model's log-probability of each
+    word. ``network`` float ``[B, T]`` -> outputs ``tokens`` (string ``[B, T]``, "" at padding) and
+    ``output`` (float ``[B, T]``, 0 at padding). Parity: the same tokens and every value within
+    ``SCORE_TOLERANCE``. Served as ``{"tokens": [...], key: [float, ...]}`` (serving kind
+    ``token_values``).
+
+    Args:
+        network: the network output holding the values, float ``[B, T]``.
+        output: the graph output's name (and the response key, and the predictor's dict key).
+        noun: what a value is, for the descriptions ("log-probability").
+    """
+
+    def __init__(self, network: str, output: str, noun: str = "value"):
+        self.network, self.output, self.noun = network, output, noun
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["tokens", self.output]
+
+    def value_infos(self) -> list:
+        bt = ["batch", "max_tokens"]
+        return [
+            helper.make_tensor_value_info("tokens", TensorProto.STRING, bt),
+            helper.make_tensor_value_info(self.output, TensorProto.FLOAT, bt),
+        ]
+
+    def check_network(self, shape: Shape | None) -> None:
+        if shape is not None and len(shape) != 2:
+            raise _refuse_shape("token value head", self.network, shape, "values [batch, time]")
+
+    def build(self, b: GraphBuilder, values: FrontEndValues) -> None:
+        if values.tokens is None or values.mask is None:
+            raise ExportError(
+                "refused: a token value head needs the word featurizer's tokens (featurizer kind 'word')"
+            )
+        b.op(
+            "Where", [values.mask, MODEL_PREFIX + self.network, b.const(np.float32(0))], outputs=[self.output]
+        )
+        b.op("Identity", [values.tokens], outputs=["tokens"])
+
+    def describe(self, counts_tokens: bool) -> dict[str, str]:
+        return {
+            "tokens": "string [batch, max_tokens]: whitespace tokens, '' at padding",
+            self.output: f"float [batch, max_tokens]: each token's {self.noun}, 0 at padding",
+        }
+
+    def doc(self) -> str:
+        return f"'tokens' string and '{self.output}' float [batch, max_tokens] ({self.noun} per token)"
+
+    def serving(self) -> dict[str, Any]:
+        return {
+            "kind": "token_values",
+            "outputs": {"tokens": "tokens", "values": self.output},
+            "keys": {"tokens": "tokens", "values": self.output},
+            "noun": self.noun,
+        }
+
+    def from_prediction(self, prediction: dict) -> dict[str, Any]:
+        return {"tokens": prediction["tokens"], self.output: [float(v) for v in prediction[self.output]]}
+
+    def rows(self, named: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        rows = []
+        for tokens, row in zip(named["tokens"], named[self.output]):
+            n = sum(1 for t in tokens if t != "")
+            rows.append({"tokens": [str(t) for t in tokens[:n]], self.output: [float(v) for v in row[:n]]})
+        return rows
+
+    def new_checks(self, examples: int, batch_sizes: list[int]) -> dict[str, Check]:
+        return {self.output: Check(examples, batch_sizes, tolerance=SCORE_TOLERANCE)}
+
+    def compare(self, want: dict, have: dict, record: dict, checks: dict[str, Check]) -> None:
+        """The same tokens, and each value within ``SCORE_TOLERANCE`` (a NaN on either side, or other
+        tokens, is a mismatch)."""
+        a, b = want[self.output], have[self.output]
+        if have["tokens"] != want["tokens"] or len(a) != len(b):
+            checks[self.output].score(
+                float("inf"), {**record, "torch": want["tokens"][:30], "onnx": have["tokens"][:30]}
+            )
+            return
+        diffs = [abs(x - y) if x != y else 0.0 for x, y in zip(a, b)]
+        diff = max((float("inf") if np.isnan(d) else d for d in diffs), default=0.0)
+        checks[self.output].score(diff, {**record, "torch": a[:30], "onnx": b[:30]})

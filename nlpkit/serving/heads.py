@@ -260,6 +260,32 @@ class ServedValue(ServedHead):
         return [{key: float(value)} for value in values["value"]]
 
 
+@head_kind
+class ServedTokenValues(ServedHead):
+    """``tokens`` string ``[B, T]`` ("" at padding) + ``values`` float ``[B, T]`` -> the tokens and one
+    number per token (a language model's log-probability of each word: the ``noun`` says which)."""
+
+    kind = "token_values"
+    outputs = {"tokens": STRING_BT, "values": FLOAT_BL}
+    keys = ("tokens", "values")
+    has_names = False
+    default_noun = "value"
+
+    def fields(self) -> list[ResponseField]:
+        return [
+            ResponseField(self.key_of["tokens"], "str_list", "the text's tokens, as the model saw them"),
+            ResponseField(self.key_of["values"], "float_list", f"one {self.noun} per token"),
+        ]
+
+    def shape(self, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        tokens_key, values_key = self.key_of["tokens"], self.key_of["values"]
+        out = []
+        for token_row, value_row in zip(values["tokens"], values["values"]):
+            words = [str(t) for t in token_row if t != ""]
+            out.append({tokens_key: words, values_key: [float(v) for v in value_row[: len(words)]]})
+        return out
+
+
 def check_score_width(scores: np.ndarray, names: list[str], field: str, problem: Problem) -> None:
     if scores.ndim != 2 or scores.shape[1] != len(names):
         raise problem(

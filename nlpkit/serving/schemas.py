@@ -41,6 +41,7 @@ FIELD_TYPES: dict[str, Any] = {
     "str": str,
     "str_list": list[str],
     "float": float,
+    "float_list": list[float],
     "float_map": dict[str, float],
     "spans": list[Span],
 }

@@ -11,7 +11,8 @@ from nlpkit.data.inputs import check_texts, length_sorted_chunks
 
 
 class LMPredictor:
-    """``predict(["text", ...]) -> [{"log_prob": float, "token_log_probs": [float]}]``, in input order.
+    """``predict(["text", ...]) -> [{"tokens": [str], "token_log_probs": [float], "log_prob": float}]``,
+    in input order.
 
     Sentence semantics (what the exported file computes): each text is scored on its own from a zero
     state, ``<eos>`` as the first input; ``log_prob`` is the sum over its words and the ``<eos>`` after
@@ -44,6 +45,6 @@ class LMPredictor:
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         check_texts(texts)
         return [
-            {"log_prob": sentence, "token_log_probs": words}
-            for words, sentence in self.scores(texts, batch_size)
+            {"tokens": text.split(), "token_log_probs": words, "log_prob": sentence}
+            for text, (words, sentence) in zip(texts, self.scores(texts, batch_size))
         ]
