@@ -96,7 +96,7 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
 
 # What nlpkit ships. A component or task that disappears (renamed, moved, its module no longer
 # imported) fails here, not in a user's run; one that is added is added here on purpose.
-SHIPPED_TASKS = {"doc_cls", "doc_regression", "tagging", "intent_slot", "multitask", "pair", "ranking"}
+SHIPPED_TASKS = {"doc_cls", "doc_regression", "tagging", "intent_slot", "multitask", "pair", "ranking", "lm"}
 SHIPPED_FEATURIZERS = {"subword", "word"}
 SHIPPED_COMPONENTS = {
     "nlpkit.modules.decoder.mlp.MLPDecoder",
@@ -109,6 +109,7 @@ SHIPPED_COMPONENTS = {
     "nlpkit.modules.output.crf.CRFOutput",
     "nlpkit.modules.output.multilabel.MultiLabelOutput",
     "nlpkit.modules.output.regression.RegressionOutput",
+    "nlpkit.modules.output.lm_softmax.AdaptiveSoftmaxOutput",
     "nlpkit.modules.output.softmax.SoftmaxOutput",
     "nlpkit.modules.output.word_softmax.WordSoftmaxOutput",
     "nlpkit.modules.representation.bag.BagOfEmbeddings",
@@ -121,6 +122,7 @@ SHIPPED_COMPONENTS = {
     "nlpkit.modules.representation.pooling.MeanPooling",
     "nlpkit.modules.representation.pooling.SelfAttentionPooling",
     "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation",
+    "nlpkit.modules.representation.lstm_lm.StackedLSTMLanguageEncoder",
 }
 
 
