@@ -154,16 +154,15 @@ def test_sentence_mode_perplexity_equals_the_predictors_sentence_scores(tmp_path
         assert score["log_prob"] < sum(score["token_log_probs"]) + 1e-6  # plus log p(<eos>) <= 0
 
 
-def test_tied_embeddings_share_one_matrix_and_adaptive_softmax_refuses_to_tie(stream_run, tmp_path):
+def test_tied_embeddings_share_one_matrix_and_adaptive_softmax_refuses_to_tie(tmp_path):
     run = _train(
         tmp_path / "tied", "model.tie_weights=true", "model.output.cutoffs=[]", "trainer.max_epochs=1"
     )
-    model = run["model"]
-    assert model.output.linear.weight is model.embedding.embedding.weight
-    files = stream_run["files"]
+    for model in (run["model"], nlpkit.load(run["run_dir"]).model):  # trained, and reloaded
+        assert model.output.linear.weight is model.embedding.embedding.weight
+    assert run["metrics"]["val/tokens_per_second"] > 0
     with pytest.raises(ConfigError, match="tied embeddings need a full softmax"):
         _train(tmp_path / "bad", "model.tie_weights=true", "model.output.cutoffs=[4]")
-    assert files
 
 
 class TestLMContract(TaskCase):
@@ -180,8 +179,9 @@ class TestLMContract(TaskCase):
         from nlpkit.serving.onnx_predictor import OnnxPredictor
         from tests.test_serve import serve
 
-        assert export_run(run["run_dir"])["passed"]
         path = Path(run["run_dir"]) / "export" / "model.onnx"
+        if not path.is_file():  # the contract's export test may have written it already
+            assert export_run(run["run_dir"])["passed"]
         texts = list(self.texts)
         want = nlpkit.load(run["run_dir"]).predict(texts)
         for served in (OnnxPredictor(path).predict(texts), None):
