@@ -196,3 +196,38 @@ class TestLMContract(TaskCase):
                 for a, b in zip(got["token_log_probs"], expected["token_log_probs"]):
                     assert math.isclose(a, b, abs_tol=1e-4)
                 assert math.isclose(got["log_prob"], expected["log_prob"], abs_tol=1e-4)
+
+
+def test_lm_and_doc_cls_multitask_share_the_encoder_trains_and_reloads(tmp_path, builtin_dir):
+    cfg = nlpkit.compose(
+        [
+            f"paths.builtin_dir={builtin_dir}",
+            "task=multitask",
+            "multitask=builtin_lm",
+            "task.monitor=val/intents/accuracy",
+            "task.monitor_mode=max",
+            *(
+                f"task.tasks.{name}.{knob}"
+                for name in ("intents", "lm")
+                for knob in (
+                    "model.embedding.embed_dim=12",
+                    "model.representation.hidden_dim=12",
+                )
+            ),
+            "task.tasks.intents.model.pooling.attention_dim=8",
+            "task.tasks.intents.model.decoder.hidden_dims=[8]",
+            "debug=fast",
+            "logger=csv",
+        ],  # fmt: skip
+        output_dir=str(tmp_path / "run"),
+    )
+    result = nlpkit.train(cfg)
+    metrics = result["metrics"]
+    assert math.isfinite(metrics["test/lm/perplexity"]) and metrics["test/lm/tokens_per_second"] > 0
+    models = result["model"]
+    assert models["lm"].representation is models["intents"].representation  # one LSTM
+    assert models["lm"].embedding is models["intents"].embedding
+    reloaded = nlpkit.load(result["run_dir"])
+    scores = reloaded.predict(["play some jazz"], task="lm")[0]
+    assert scores["tokens"] == ["play", "some", "jazz"] and scores["log_prob"] < 0
+    assert "label" in reloaded.predict(["play some jazz"], task="intents")[0]

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from nlpkit.data.batching import BucketBatchSampler, pad_sequences
 from nlpkit.data.config import SplitsConfig, choices, featurizer_field
 from nlpkit.data.constraints import at_least
-from nlpkit.data.featurizers import TextFeaturizer, train_featurizer
+from nlpkit.data.featurizers import TextFeaturizer, featurizer_name, featurizer_options, train_featurizer
 from nlpkit.data.splits import SplitDataModule
 from nlpkit.errors import DataError
 
@@ -177,6 +177,7 @@ class LMDataModule(SplitDataModule):
         self.featurizer = featurizer
         self.lines: dict[str, list[torch.Tensor]] = {}
         self.splits = self.lines  # split -> its encoded lines (what ``train`` checks for a test split)
+        self._raw: dict[str, list[list[str]]] | None = None
 
     def read_split(self, path: str) -> list[list[str]]:
         lines = read_lines(path, str(self.config.format), keep_blank=str(self.config.mode) == "stream")
@@ -194,15 +195,33 @@ class LMDataModule(SplitDataModule):
             lines = kept
         return lines
 
+    # ------------------------------------------------------------------ a featurizer shared in multi-task
+    def featurizer_spec(self) -> tuple[str, dict]:
+        """``(featurizer name, its options)``: a multi-task run shares one only between equal specs."""
+        return featurizer_name(self.config, DEFAULT_FEATURIZER), featurizer_options(self.config)
+
+    def training_texts(self) -> list[list[str]]:
+        """The training lines as token lists, each ending in ``<eos>`` (so a shared vocabulary has it)."""
+        return [[*line, EOS] for line in self._read()["train"]]
+
+    def train_featurizer(self, texts: list) -> TextFeaturizer:
+        return train_featurizer(self.config, texts, DEFAULT_FEATURIZER)
+
+    def use_featurizer(self, featurizer: TextFeaturizer) -> None:
+        self.featurizer = featurizer
+
+    def _read(self) -> dict[str, list[list[str]]]:
+        if self._raw is None:
+            self._raw = self.read_splits(need_train=self.featurizer is None)
+        return self._raw
+
     def load(self) -> None:
         if self._loaded:
             return
-        raw = self.read_splits(need_train=self.featurizer is None)
+        raw = self._read()
         if self.featurizer is None:
             # <eos> is a word of every line, so the vocabulary has it (and counts it)
-            self.featurizer = train_featurizer(
-                self.config, ([*line, EOS] for line in raw["train"]), DEFAULT_FEATURIZER
-            )
+            self.featurizer = self.train_featurizer(self.training_texts())
         encode = self.featurizer.words.encode
         for split, lines in raw.items():
             self.lines[split] = [torch.tensor(encode(line), dtype=torch.long) for line in lines]

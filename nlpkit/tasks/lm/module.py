@@ -28,6 +28,7 @@ class LMModule(TaskModule):
         self.metrics = nn.ModuleDict({f"{stage}_metrics": Perplexity() for stage in ("train", "val", "test")})
         self._state: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
         self._clock: dict[str, tuple[float, int]] = {}
+        self._running: str | None = None
 
     @staticmethod
     def batch_size(batch: dict) -> int:
@@ -35,10 +36,19 @@ class LMModule(TaskModule):
         return int(batch["mask"].sum())
 
     def _stage(self) -> str:
+        if self._running is not None:  # set by _step: the stage Lightning (or a multi-task host) runs
+            return self._running
         if self.training:
             return "train"
         trainer = self._trainer  # None outside a Trainer (a notebook calling the module)
         return "test" if trainer is not None and trainer.testing else "val"
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        self._running = stage
+        try:
+            return super()._step(batch, stage)
+        finally:
+            self._running = None
 
     def forward(self, batch: dict) -> dict:
         stage = self._stage()
