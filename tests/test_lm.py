@@ -231,3 +231,19 @@ def test_lm_and_doc_cls_multitask_share_the_encoder_trains_and_reloads(tmp_path,
     scores = reloaded.predict(["play some jazz"], task="lm")[0]
     assert scores["tokens"] == ["play", "some", "jazz"] and scores["log_prob"] < 0
     assert "label" in reloaded.predict(["play some jazz"], task="intents")[0]
+
+
+def test_bad_input_names_the_file_and_line(tmp_path):
+    from nlpkit.errors import DataError
+    from nlpkit.tasks.lm.data import read_lines
+
+    bad = write_lines(tmp_path / "bad.jsonl", ['{"text": "fine"}', "not json"])
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: not a JSON object with a 'text' field"):
+        read_lines(str(bad), "builtin")
+    with pytest.raises(DataError, match=r"missing\.txt: file not found"):
+        read_lines(str(tmp_path / "missing.txt"), "text")
+    assert read_lines(str(write_lines(tmp_path / "t.txt", ["a b", "", "c"])), "text", keep_blank=True) == [
+        ["a", "b"],
+        [],
+        ["c"],
+    ]
