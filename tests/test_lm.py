@@ -247,3 +247,73 @@ def test_bad_input_names_the_file_and_line(tmp_path):
         [],
         ["c"],
     ]
+
+
+def test_token_value_head_builds_checks_and_serves_one_float_per_token():
+    """``TokenValueHead``: ``[B, T]`` floats -> tokens + per-token values (0 at padding) in the graph;
+    its check catches other tokens or a value off by more than the tolerance; it serves as
+    ``token_values``. A relative ``ValueHead`` forgives float32 rounding of a long sentence's sum."""
+    import json
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from nlpkit.errors import ArtifactError
+    from nlpkit.export.front_ends import FrontEndValues
+    from nlpkit.export.graph import MODEL_PREFIX
+    from nlpkit.export.heads import TokenValueHead, ValueHead
+    from nlpkit.export.text_graph import OPSET, GraphBuilder
+    from nlpkit.serving.heads import check_graph_outputs, parse_heads
+
+    head = TokenValueHead(network="lp", output="token_log_probs", noun="log-probability")
+    b = GraphBuilder("nlpkit/")
+    head.build(b, FrontEndValues(tokens="tok", mask="mask"))
+    inputs = [
+        helper.make_tensor_value_info(MODEL_PREFIX + "lp", TensorProto.FLOAT, ["batch", "t"]),
+        helper.make_tensor_value_info("tok", TensorProto.STRING, ["batch", "t"]),
+        helper.make_tensor_value_info("mask", TensorProto.BOOL, ["batch", "t"]),
+    ]
+    graph = helper.make_graph(b.nodes, "tv", inputs, head.value_infos(), initializer=b.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {
+        MODEL_PREFIX + "lp": np.array([[-1.0, -2.0], [-3.0, -9.0]], dtype=np.float32),
+        "tok": np.array([["a", "b"], ["c", ""]], dtype=object),
+        "mask": np.array([[True, True], [True, False]]),
+    }
+    rows = head.rows(dict(zip(head.outputs, session.run(head.outputs, feeds))))
+    assert rows == [
+        {"tokens": ["a", "b"], "token_log_probs": [-1.0, -2.0]},
+        {"tokens": ["c"], "token_log_probs": [-3.0]},
+    ]
+
+    checks = head.new_checks(3, [1])
+    wanted = [
+        {"tokens": ["a", "b"], "token_log_probs": [-1.00001, -2.0]},  # within tolerance
+        {"tokens": ["x"], "token_log_probs": [-3.0]},  # other tokens
+        {"tokens": ["c"], "token_log_probs": [-3.1]},  # off
+    ]
+    for want, have in zip(map(head.from_prediction, wanted), [rows[0], rows[1], rows[1]]):
+        head.compare(want, have, {"text": "t"}, checks)
+    assert checks["token_log_probs"].result()["mismatches"] == 2
+
+    def problem(field: str, what: str) -> ArtifactError:
+        return ArtifactError(f"metadata {field!r} {what}")
+
+    (served,) = parse_heads(json.loads(json.dumps([head.serving()])), problem)
+    assert served.kind == "token_values" and served.describe() == head.serving()
+    graph_outputs = {"tokens": ("tensor(string)", 2), "token_log_probs": ("tensor(float)", 2)}
+    assert check_graph_outputs([served], graph_outputs, "metadata 'heads'") is None
+    assert served.shape({"tokens": feeds["tok"], "values": feeds[MODEL_PREFIX + "lp"]})[1] == {
+        "tokens": ["c"],
+        "token_log_probs": [-3.0],
+    }
+
+    for relative, mismatches in ((False, 1), (True, 0)):
+        sentence = ValueHead(network="s", output="log_prob", relative=relative)
+        checks = sentence.new_checks(1, [1])
+        sentence.compare({"log_prob": -1964.5349}, {"log_prob": -1964.5347}, {"text": "t"}, checks)
+        assert checks["log_prob"].result()["mismatches"] == mismatches
