@@ -54,6 +54,8 @@ SHIPPED_KINDS = {
     "BiLSTM": "seq2seq",
     "BSeqCNNRepresentation": "seq2seq",
     "TokenBiLSTMRepresentation": "seq2seq",
+    "StackedLSTMLanguageEncoder": "seq2seq",
+    "AdaptiveSoftmaxOutput": "lm_output",
 }
 
 
@@ -92,7 +94,7 @@ WRONG_KINDS = [
     (
         ["task=tagging", "representation=bag"],
         "model.representation: BagOfEmbeddings is a seq2vec encoder; task=tagging needs a seq2seq "
-        "encoder here: choose representation=bseqcnn or token_bilstm",
+        "encoder here: choose representation=bseqcnn, lstm_lm or token_bilstm",
     ),
     (
         ["task=tagging", "output=softmax"],
@@ -149,7 +151,8 @@ def test_each_sub_task_of_a_multi_task_run_is_checked_with_its_own_kinds():
     assert str(err.value) == (
         "task.tasks.slots.model.representation: BagOfEmbeddings is a seq2vec encoder; task=tagging needs a "
         "seq2seq encoder here: set task.tasks.slots.model.representation._target_ to "
-        "nlpkit.modules.representation.bseqcnn.BSeqCNNRepresentation or "
+        "nlpkit.modules.representation.bseqcnn.BSeqCNNRepresentation, "
+        "nlpkit.modules.representation.lstm_lm.StackedLSTMLanguageEncoder or "
         "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation"
     )
 
@@ -258,6 +261,13 @@ def test_a_tiny_forward_pass_keeps_the_contract_of_its_kind(name):
         logits, targets = torch.randn(B, 1), torch.randn(B)
         assert module.output_dim == 1 and module.loss(logits, targets).dim() == 0
         assert module.predict(logits).shape == (B,)
+    elif kind == "lm_output":
+        states, targets = torch.randn(B * T, D), torch.randint(0, SIZES["vocab_size"], (B * T,))
+        full = module.log_probs(states)  # [N, vocab]: a distribution per state
+        assert full.shape == (B * T, SIZES["vocab_size"]) and module.input_dim == D
+        assert torch.allclose(full.exp().sum(-1), torch.ones(B * T), atol=1e-5)
+        picked = module.target_log_probs(states, targets)  # [N]: the targets' entries of it
+        assert torch.allclose(picked, full.gather(1, targets.unsqueeze(1)).squeeze(1), atol=1e-5)
     else:
         assert kind == "word_output", kind
         emissions, tags = torch.randn(B, T, L), torch.randint(0, L, (B, T))
