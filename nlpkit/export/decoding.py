@@ -3,7 +3,7 @@
 output-layer class: :data:`LABEL_DECODINGS` for a document-level head (scores ``[B, L]`` -> label names
 ``[B]``: argmax, or threshold + join for multi-label), :data:`TAG_DECODINGS` for a word-level head
 (emissions ``[B, T, L]`` -> tag ids ``[B, T]``: per-token argmax, or linear-chain CRF Viterbi with two
-``Scan`` loops). :func:`decoding_of` reads a layer's description and refuses an unknown kind.
+``Scan`` loops: max-plus forward, arg-max in the backtrace). :func:`decoding_of` reads a layer's description and refuses an unknown kind.
 
 The Viterbi mirrors ``nlpkit.modules.output.crf.CRFOutput.decode`` step for step (same sums, same
 first-index tie breaking of ``max``/``ArgMax``, padding carried through by keeping the state and
@@ -28,22 +28,19 @@ def build_argmax_tags(b: GraphBuilder, emissions: str, mask: str) -> str:
     return b.op("Where", [mask, best, b.const(np.int64(0))], "tag_ids")
 
 
-def _forward_body(trans: str, identity: str) -> object:
-    """One Viterbi step: ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', backpointers [B, L])``.
+def _forward_body(trans_to_from: str) -> object:
+    """One Viterbi step: ``(score [B, L], e_t [B, L], keep_t [B, 1]) -> (score', score [B, L])``.
 
-    One pass over the ``[B, L, L]`` candidates (ArgMax, then the max gathered at it) per step: the
-    step's working set stays small at any batch size. Padding steps keep the score and point back to
-    the same tag."""
+    Only the max over the ``[L_to, B, L_from]`` candidates, reduced over the contiguous last axis: no
+    arg-max here, the backtrace recovers it from the scan's second output (each step's incoming score),
+    which costs ``[B, L]`` a step instead of ``[B, L, L]``. Padding steps keep the score."""
     s = GraphBuilder("viterbi_fwd/")
-    candidates = s.op(
-        "Add", [s.op("Unsqueeze", ["score_in", s.const([2])]), trans], "candidates"
-    )  # [B, Lp, L]
-    previous = s.op("ArgMax", [candidates], "previous", axis=1, keepdims=1)  # [B, 1, L], first max
-    best = s.op("GatherElements", [candidates, previous], "best", axis=1)  # [B, 1, L]
-    one = s.const([1])
-    reached = s.op("Add", [s.op("Squeeze", [best, one]), "e_t"], "reached")  # [B, L]
+    # [L_to, 1, L_from] + [B, L_from] -> [L_to, B, L_from]: trans[from, to] + score[from]
+    candidates = s.op("Add", [trans_to_from, "score_in"], "candidates")
+    best = s.op("ReduceMax", [candidates, s.const([2])], "best", keepdims=0)  # [L_to, B]
+    reached = s.op("Add", [s.op("Transpose", [best], "best_bt", perm=[1, 0]), "e_t"], "reached")  # [B, L]
     s.op("Where", ["keep_t", reached, "score_in"], outputs=["score_out"])
-    s.op("Where", ["keep_t", s.op("Squeeze", [previous, one]), identity], outputs=["pointers_out"])
+    s.op("Identity", ["score_in"], outputs=["score_before"])  # a body input cannot be a body output
     return helper.make_graph(
         s.nodes,
         "viterbi_forward",
@@ -54,24 +51,34 @@ def _forward_body(trans: str, identity: str) -> object:
         ],
         [
             helper.make_tensor_value_info("score_out", TensorProto.FLOAT, ["batch", "labels"]),
-            helper.make_tensor_value_info("pointers_out", TensorProto.INT64, ["batch", "labels"]),
+            helper.make_tensor_value_info("score_before", TensorProto.FLOAT, ["batch", "labels"]),
         ],
         initializer=s.initializers,
     )
 
 
-def _backward_body() -> object:
-    """One backtrace step: ``(tag [B, 1], pointers_t [B, L]) -> (previous tag, tag)`` (onnxruntime
-    needs the Identity: a body input cannot be a body output)."""
+def _backward_body(trans_to_from: str) -> object:
+    """One backtrace step: ``(tag [B, 1], score_t [B, L], keep_t [B, 1]) -> (previous tag, tag)``.
+
+    The previous tag is the first arg-max of ``score_t[from] + trans[from, tag]``: the very sums the
+    forward step maximised, so it is the tag the forward max came from (first index on ties, as
+    ``CRFOutput.decode``). A padding step keeps the tag."""
     s = GraphBuilder("viterbi_bwd/")
-    s.op("GatherElements", ["pointers_t", "tag_in"], outputs=["tag_out"], axis=1)
+    column = s.op("Gather", [trans_to_from, "tag_in"], "column", axis=0)  # [B, 1, 1, L_from]: trans[:, tag]
+    column = s.op("Squeeze", [column, s.const([2])], "column_b")  # [B, 1, L_from]
+    candidates = s.op(
+        "Add", [s.op("Unsqueeze", ["score_t", s.const([1])]), column], "candidates"
+    )  # [B, 1, L]
+    previous = s.op("ArgMax", [candidates], "previous", axis=2, keepdims=0)  # [B, 1]
+    s.op("Where", ["keep_t", previous, "tag_in"], outputs=["tag_out"])
     s.op("Identity", ["tag_in"], outputs=["tag_here"])
     return helper.make_graph(
         s.nodes,
         "viterbi_backward",
         [
             helper.make_tensor_value_info("tag_in", TensorProto.INT64, ["batch", 1]),
-            helper.make_tensor_value_info("pointers_t", TensorProto.INT64, ["batch", "labels"]),
+            helper.make_tensor_value_info("score_t", TensorProto.FLOAT, ["batch", "labels"]),
+            helper.make_tensor_value_info("keep_t", TensorProto.BOOL, ["batch", 1]),
         ],
         [
             helper.make_tensor_value_info("tag_out", TensorProto.INT64, ["batch", 1]),
@@ -94,8 +101,13 @@ def build_viterbi_tags(
     ``start [L]``, ``transitions [L, L]`` (from, to) and ``end [L]`` are the CRF's potentials with any
     scheme constraints already added. One padding step is appended so the loops run at least once.
     """
+    num_tags = len(start)
     start_c = b.const(start.astype(np.float32), "crf_start")
-    trans_c = b.const(transitions.astype(np.float32), "crf_transitions")
+    # [L_to, 1, L_from]: the layout both loop bodies read contiguously
+    trans_c = b.const(
+        np.ascontiguousarray(transitions.T).astype(np.float32).reshape(num_tags, 1, num_tags),
+        "crf_transitions",
+    )
     end_c = b.const(end.astype(np.float32), "crf_end")
     shape = b.op("Shape", [emissions], "em_shape")
     pad_shape = b.op(
@@ -124,28 +136,27 @@ def build_viterbi_tags(
     rest = b.op("Slice", [padded, b.const([1]), end_of_time, b.const([1])], "em_rest")  # [B, T, L]
     keep = b.op(
         "Unsqueeze", [b.op("Slice", [mask_padded, b.const([1]), end_of_time, b.const([1])]), b.const([2])]
-    )
-    identity = b.const(np.arange(len(start), dtype=np.int64), "identity")
-    final_score, pointers = b.nodes_out(
+    )  # [B, T, 1]
+    final_score, incoming = b.nodes_out(
         "Scan",
         [score0, rest, keep],
         2,
         "viterbi_forward",
-        body=_forward_body(trans_c, identity),
+        body=_forward_body(trans_c),
         num_scan_inputs=2,
         scan_input_axes=[1, 1],
         scan_output_axes=[1],
-    )  # [B, L]; pointers [B, T, L]: the best previous tag for each tag at each step
+    )  # final_score [B, L]; incoming [B, T, L]: the score each step started from
     last = b.op("ArgMax", [b.op("Add", [final_score, end_c])], "last_tag", axis=1, keepdims=1)  # [B, 1]
     first_tag, later = b.nodes_out(
         "Scan",
-        [last, pointers],
+        [last, incoming, keep],
         2,
         "viterbi_backward",
-        body=_backward_body(),
-        num_scan_inputs=1,
-        scan_input_axes=[1],
-        scan_input_directions=[1],
+        body=_backward_body(trans_c),
+        num_scan_inputs=2,
+        scan_input_axes=[1, 1],
+        scan_input_directions=[1, 1],
         scan_output_axes=[1],
         scan_output_directions=[1],
     )  # first_tag [B, 1]: position 0; later [B, T, 1]: positions 1 .. T (stored in order)
