@@ -64,10 +64,11 @@ def word_runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
         cfg = nlpkit.compose([f"paths.builtin_dir={builtin}", *TINY, *overrides], output_dir=str(run_dir))
         nlpkit.train(cfg)
         with pytest.MonkeyPatch.context() as patch:
-            # These models train for a few steps and leave near-tied intents that int8 rounding flips
-            # on ~1.3 % of the texts, over the gate's 1 % (tested at its default in test_export.py);
-            # here what is quantized and how it is reported is under test.
-            patch.setattr(parity, "INT8_MAX_CHANGED", 0.05)
+            # These models train for a few steps and leave near-tied intents (test intent accuracy
+            # ~0.36) that int8 rounding flips on 1-10 % of the texts, over the gate's 1 % (the gate is
+            # tested at its default in test_export.py); here what is quantized and how it is reported
+            # is under test, so the int8 file must be written whatever the flips.
+            patch.setattr(parity, "INT8_MAX_CHANGED", 1.0)
             runs[name] = (run_dir, export_run(run_dir, quantize=name == "joint_crf"))
     return runs
 
