@@ -32,6 +32,7 @@ from nlpkit.registry import TASKS, components
 
 # The kind of every component nlpkit ships: a component that changes kind fails here, on purpose.
 SHIPPED_KINDS = {
+    "ComposedLabelDecoder": "decoder",
     "MLPDecoder": "decoder",
     "WordMLPDecoder": "decoder",
     "CharCNNEmbedding": "embedding",
@@ -214,7 +215,8 @@ def test_every_builtin_default_combination_validates(overrides):
 # ------------------------------------------------------------------ the forward contract of each kind
 B, T, D, L = 2, 5, 6, 3
 SIZES = {"vocab_size": 20, "padding_idx": 0, "num_chars": 12, "num_shapes": 6, "input_dim": D,
-         "output_dim": L, "num_labels": L, "dim": D, "constrained": False}  # fmt: skip
+         "output_dim": L, "num_labels": L, "dim": D, "constrained": False,
+         "label_names": ["a", "b", "a#b"]}  # fmt: skip
 
 
 def _build(cls: type) -> nn.Module:

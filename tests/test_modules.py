@@ -10,7 +10,7 @@ import torch
 
 from nlpkit.errors import ArtifactError
 from nlpkit.metrics import classification_metrics
-from nlpkit.modules.decoder import MLPDecoder
+from nlpkit.modules.decoder import ComposedLabelDecoder, MLPDecoder
 from nlpkit.modules.embedding import WordEmbedding
 from nlpkit.modules.output import MultiLabelOutput, SoftmaxOutput
 from nlpkit.modules.representation import POOLINGS, BiLSTMRepresentation, DocNNRepresentation
@@ -157,3 +157,28 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
         raise RuntimeError("killed mid-write")
     assert (tmp_path / "a.txt").read_text() == "hello", "a failed write never replaces a good file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_composed_label_decoder_scores_a_label_from_its_parts():
+    names = ["atis_airfare", "atis_flight", "atis_flight#atis_airfare", "atis_quantity"]
+    decoder = ComposedLabelDecoder(6, 4, names, hidden_dims=[])
+    assert decoder.parts == ["atis_airfare", "atis_flight", "atis_quantity"]
+    assert decoder.membership.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]]
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        decoder.label_bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        p = torch.sigmoid(decoder.part_logits(x))  # [5, 3] part probabilities
+        logits = decoder(x)
+    # Each label's logit: the log-probability of exactly its parts being on, plus its bias.
+    by_hand = torch.stack(
+        [
+            torch.log(p[:, 0] * (1 - p[:, 1]) * (1 - p[:, 2])) + 0.1,
+            torch.log((1 - p[:, 0]) * p[:, 1] * (1 - p[:, 2])) - 0.2,
+            torch.log(p[:, 0] * p[:, 1] * (1 - p[:, 2])) + 0.3,
+            torch.log((1 - p[:, 0]) * (1 - p[:, 1]) * p[:, 2]),
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3 label names for 4 outputs"):
+        ComposedLabelDecoder(6, 4, names[:3])

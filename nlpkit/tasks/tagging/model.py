@@ -126,7 +126,8 @@ def build_document_head(
         )
     pooling = build_component(model_cfg.pooling, {"input_dim": input_dim})
     doc_decoder = build_component(
-        model_cfg.doc_decoder, {"input_dim": pooling.output_dim, "output_dim": len(intent_names)}
+        model_cfg.doc_decoder,
+        {"input_dim": pooling.output_dim, "output_dim": len(intent_names), "label_names": list(intent_names)},
     )
     doc_output = build_component(model_cfg.doc_output, {"num_labels": len(intent_names)})
     return pooling, doc_decoder, doc_output
