@@ -99,6 +99,7 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
 SHIPPED_TASKS = {"doc_cls", "doc_regression", "tagging", "intent_slot", "multitask", "pair", "ranking", "lm"}
 SHIPPED_FEATURIZERS = {"subword", "word"}
 SHIPPED_COMPONENTS = {
+    "nlpkit.modules.decoder.composed.ComposedLabelDecoder",
     "nlpkit.modules.decoder.mlp.MLPDecoder",
     "nlpkit.modules.decoder.word_mlp.WordMLPDecoder",
     "nlpkit.modules.embedding.char_cnn.CharCNNEmbedding",
