@@ -3,11 +3,12 @@
 output-layer class: :data:`LABEL_DECODINGS` for a document-level head (scores ``[B, L]`` -> label names
 ``[B]``: argmax, or threshold + join for multi-label), :data:`TAG_DECODINGS` for a word-level head
 (emissions ``[B, T, L]`` -> tag ids ``[B, T]``: per-token argmax, or linear-chain CRF Viterbi with two
-``Scan`` loops: max-plus forward, arg-max in the backtrace). :func:`decoding_of` reads a layer's description and refuses an unknown kind.
+``Scan`` loops: max-plus forward, arg-max in the backtrace). :func:`decoding_of` reads a layer's
+description and refuses an unknown kind.
 
-The Viterbi mirrors ``nlpkit.modules.output.crf.CRFOutput.decode`` step for step (same sums, same
-first-index tie breaking of ``max``/``ArgMax``, padding carried through by keeping the state and
-pointing back to the same tag), so the graph's tags equal the PyTorch tags; the parity gate checks it.
+The Viterbi computes what ``nlpkit.modules.output.crf.CRFOutput.decode`` computes (same sums, same
+first-index tie breaking of ``max``/``ArgMax``, padding carried through by keeping the score and the
+tag), so the graph's tags equal the PyTorch tags; the parity gate checks it.
 """
 
 from __future__ import annotations
