@@ -246,3 +246,13 @@ class TestIntentSlotContract(TaskCase):
     overrides = ("task=intent_slot", *JOINT_TINY)
     test_metrics = ("test/frame_accuracy", "test/intent_accuracy", "test/slot_f1")
     label_keys = ("intent", "slots")
+
+
+class TestIntentSlotComposedIntentsContract(TestIntentSlotContract):
+    """The same contract with the opt-in ``ComposedLabelDecoder`` intent head (``a#b`` scored from its
+    parts): through training, reload and the exported graph."""
+
+    overrides = (
+        *TestIntentSlotContract.overrides,
+        "model.doc_decoder._target_=nlpkit.modules.decoder.ComposedLabelDecoder",
+    )
