@@ -59,14 +59,20 @@ class WordEncoder:
         self.normalizer = featurizer.tokenizer.normalizer
         self._cache: dict[str, int] = {}
 
+    def normalize(self, token: str) -> str:
+        """The vocabulary key of ``token`` (the tokenizer's normalizer, e.g. lowercasing)."""
+        return self.normalizer.normalize_str(token) if self.normalizer is not None else token
+
+    def key_id(self, key: str) -> int:
+        """The id of an already normalized key (``normalize``)."""
+        found = self.vocab.get(key, self.featurizer.unk_id)
+        # a literal "<pad>" in the data is an unknown word
+        return self.featurizer.unk_id if found == self.featurizer.pad_id else found
+
     def word_id(self, token: str) -> int:
         found = self._cache.get(token)
         if found is None:
-            key = self.normalizer.normalize_str(token) if self.normalizer is not None else token
-            found = self.vocab.get(key, self.featurizer.unk_id)
-            if found == self.featurizer.pad_id:  # a literal "<pad>" in the data is an unknown word
-                found = self.featurizer.unk_id
-            self._cache[token] = found
+            found = self._cache[token] = self.key_id(self.normalize(token))
         return found
 
     def encode(self, tokens: Sequence[str]) -> list[int]:

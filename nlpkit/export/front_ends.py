@@ -444,7 +444,7 @@ class FeatureChecker:
         got = self.run([" ".join(tokens)])
         fields = {
             "tokens": (got["tokens"][0].tolist(), tokens),
-            "word_ids": (got["words"][0].tolist(), self.features.words.encode(tokens)),
+            "word_ids": (got["words"][0].tolist(), _codepoint_word_ids(self.features.words)),
         }
         if "shapes" in got:
             fields["shapes"] = (got["shapes"][0].tolist(), list(shapes))
@@ -477,6 +477,23 @@ def _codepoint_tokens() -> tuple[list[str], tuple[int, ...]]:
 
     tokens = [ch for ch in all_characters() if not ch.isspace()]
     return tokens, tuple(word_shape(ch) for ch in tokens)
+
+
+#: normalizer (as JSON) -> the vocabulary key of every code point of ``_codepoint_tokens``
+_CODEPOINT_KEYS: dict[str, list[str]] = {}
+
+
+def _codepoint_word_ids(words: Any) -> list[int]:
+    """``WordEncoder.encode`` of ``_codepoint_tokens``: the normalized keys (~3 s for 1.1M code points)
+    are computed once per process and normalizer; only the vocabulary lookup is per run."""
+    tokens, _ = _codepoint_tokens()
+    normalizer = json.dumps(json.loads(words.featurizer.tokenizer.to_str()).get("normalizer"))
+    keys = _CODEPOINT_KEYS.get(normalizer)
+    if keys is None:
+        keys = [words.normalize(token) for token in tokens]
+        _CODEPOINT_KEYS.clear()  # one normalizer kept: ~1.1M short strings
+        _CODEPOINT_KEYS[normalizer] = keys
+    return [words.key_id(key) for key in keys]
 
 
 # ------------------------------------------------------------------------------------ registry
