@@ -47,6 +47,9 @@ class Check:
     max_abs_diff: float = 0.0
 
     def score(self, diff: float, record: dict) -> None:
+        """Record one comparison's largest difference; a NaN difference (one side NaN) is a mismatch,
+        never within tolerance (``nan > tolerance`` is False, and ``max`` would drop it)."""
+        diff = float("inf") if np.isnan(diff) else diff
         self.max_abs_diff = max(self.max_abs_diff, diff)
         if diff > self.tolerance:
             self.found.append({**record, "max_abs_diff": diff})
@@ -186,7 +189,9 @@ class LabelHead:
             checks[self.checks[0]].found.append(
                 {**record, "torch": want[self.label], "onnx": have[self.label]}
             )
-        diff = np.abs(np.asarray(have[self.scores]) - np.asarray(want[self.scores]))
+        have_scores, want_scores = np.asarray(have[self.scores]), np.asarray(want[self.scores])
+        diff = np.abs(have_scores - want_scores)
+        diff[np.isnan(have_scores) & np.isnan(want_scores)] = 0.0  # the same NaN on both sides is equal
         checks[self.checks[1]].score(float(diff.max()) if diff.size else 0.0, record)
 
 

@@ -72,3 +72,17 @@ class ComposedLabelDecoder(Decoder):
         present, absent = F.logsigmoid(z), F.logsigmoid(-z)  # log sigmoid(z), log(1 - sigmoid(z))
         # [B, P] x [P, L] -> [B, L]
         return present @ self.membership.t() + absent @ (1.0 - self.membership).t() + self.label_bias
+
+    def forward_for_export(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with ``log sigmoid`` written out as ``min(z, 0) - log(1 + exp(-|z|))``: the
+        exporter writes ``F.logsigmoid`` as ``Log(Sigmoid(z))``, which is ``-inf`` once ``sigmoid``
+        underflows (``z`` < ~-88, reached by confident trained models), and ``-inf x 0`` in the
+        membership product is NaN. This form is finite for every ``z`` and equal to ``logsigmoid``."""
+        z = self.part_logits(x)  # [B, P]
+        present, absent = _log_sigmoid(z), _log_sigmoid(-z)
+        return present @ self.membership.t() + absent @ (1.0 - self.membership).t() + self.label_bias
+
+
+def _log_sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """``log sigmoid(z)`` from ops that stay finite in any exporter: ``min(z, 0) - log(1 + e^-|z|)``."""
+    return torch.clamp(z, max=0.0) - torch.log(1.0 + torch.exp(-z.abs()))
