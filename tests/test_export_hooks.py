@@ -15,7 +15,9 @@ from nlpkit.data.tag_schemes import allowed_transitions
 from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
 from nlpkit.export.decoding import LABEL_DECODINGS, TAG_DECODINGS, decoding_of
+from nlpkit.export.heads import LabelHead
 from nlpkit.export.pipeline import export_network
+from nlpkit.modules.decoder.composed import ComposedLabelDecoder
 from nlpkit.modules.decoder.word_mlp import WordMLPDecoder
 from nlpkit.modules.embedding.char_cnn import CharCNNEmbedding
 from nlpkit.modules.embedding.concat import ConcatEmbedding
@@ -69,8 +71,11 @@ def test_network_exports_from_the_hooks_and_matches_torch():
     assert [o.name for o in network.graph.output] == ["emissions"]
     ops = [node.op_type for node in network.graph.node]
     assert ops.count("LSTM") == 2 and "GatherElements" not in ops
+    assert ops.count("Conv") == 1  # the char CNN's two width banks as one convolution
     assert type(model.representation.encoder).forward is BiLSTM.forward  # nothing left patched
     assert "forward" not in vars(model.representation.encoder)
+    chars = model.embedding.components["chars"]
+    assert "forward" not in vars(chars) and chars._export_bank is None  # the merged copy dropped
     generator = torch.Generator().manual_seed(1)
     lengths = torch.tensor([7, 3, 1])
     batch = {
@@ -95,6 +100,57 @@ def test_bilstm_export_forward_equals_forward():
     x = torch.randn(3, 6, 4)
     mask = torch.arange(6).unsqueeze(0) < torch.tensor([6, 2, 4]).unsqueeze(1)
     assert torch.allclose(lstm.forward_for_export(x, mask), lstm(x, mask), atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_char_cnn_merged_bank_equals_the_per_width_convolutions(activation):
+    """One convolution over kernels left-padded to the widest width, masked per filter, gives each
+    word the per-width banks' vector: words shorter than a kernel, full-width words, and padding."""
+    torch.manual_seed(0)
+    cnn = CharCNNEmbedding(11, 5, (1, 3, 4), (2, 3, 4), highway_layers=1, activation=activation).eval()
+    chars = torch.randint(1, 11, (3, 4, 6))
+    lengths = torch.tensor([[6, 1, 2, 0], [3, 4, 5, 0], [1, 0, 0, 0]])  # characters per word
+    chars[torch.arange(6).view(1, 1, -1) >= lengths.unsqueeze(-1)] = 0
+    with torch.no_grad():
+        want = cnn(chars)
+        assert torch.allclose(cnn.forward_for_export(chars), want, atol=1e-6)
+        cnn.prepare_export()  # the constants the exported graph holds give the same vectors
+        assert torch.allclose(cnn.forward_for_export(chars), want, atol=1e-6)
+        cnn.finish_export()
+    assert cnn._export_bank is None
+    assert torch.equal(want[lengths == 0], torch.zeros(int((lengths == 0).sum()), cnn.output_dim))
+
+
+def test_composed_decoder_exports_finite_scores_for_confident_part_logits():
+    """A trained model's part logits reach |z| > 100, where ``Log(Sigmoid(z))`` (the exporter's
+    ``logsigmoid``) is -inf and the membership product NaN: the ATIS composed-decoder export failed so.
+    The hook's form stays finite and equal to eager ``forward``."""
+    torch.manual_seed(0)
+    names = ["a", "b", "a#b", "c"]
+    decoder = ComposedLabelDecoder(4, 4, names, hidden_dims=[]).eval()
+    x = torch.tensor([[3000.0, -2000.0, 500.0, 10.0], [0.1, 0.2, -0.3, 0.4]])  # [B, input_dim]
+    assert decoder.part_logits(x).abs().max() > 100
+    model = nn.Sequential(decoder)  # the hook is a component's, as inside a task model
+    network = G.export_torch(model, (x,), ["x"], ["logits"], {"x": {0: "batch"}})  # runs the hooks
+    got = G.session(network).run(None, {"x": x.numpy()})[0]
+    want = decoder(x).detach().numpy()
+    assert np.isfinite(got).all() and np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_a_nan_score_fails_the_gate_however_small_the_other_differences():
+    """``|nan - x| > tol`` is False and ``max`` skips NaN: the check once passed an all-NaN intent
+    score with ``max_abs_diff`` 9e-7. One side's NaN is a mismatch; NaN on both sides is equal."""
+    head = LabelHead(SoftmaxOutput(2), ["x", "y"], network="scores")
+    for onnx_scores, passes in (([np.nan, np.nan], False), ([0.25, 0.75], True)):
+        checks = head.new_checks(1, [1])
+        head.compare(
+            {"label": "y", "scores": [0.25, 0.75]}, {"label": "y", "scores": onnx_scores}, {}, checks
+        )
+        assert all(check.result()["passed"] for check in checks.values()) is passes
+    checks = head.new_checks(1, [1])
+    head.compare({"label": "y", "scores": [np.nan, 1.0]}, {"label": "y", "scores": [np.nan, 1.0]}, {}, checks)
+    assert all(check.result()["passed"] for check in checks.values())
 
 
 def test_each_output_layer_names_its_onnx_decoding():

@@ -31,7 +31,8 @@ def dynamic_axes(rank: int, is_input: bool) -> dict[int, str]:
 @contextlib.contextmanager
 def component_export_forwards(model) -> Iterator[int]:
     """While active, every component of ``model`` with a ``forward_for_export`` hook
-    (``nlpkit.modules.exportable``) runs that instead of ``forward``; yields how many were switched.
+    (``nlpkit.modules.exportable``) runs that instead of ``forward``, after its optional
+    ``prepare_export()`` (undone by ``finish_export()`` on exit); yields how many were switched.
     Models (``Exportable``) keep theirs: only the root's ``forward_for_export`` is traced, explicitly."""
     from nlpkit.modules.exportable import Exportable
 
@@ -42,11 +43,15 @@ def component_export_forwards(model) -> Iterator[int]:
     ]
     for module in switched:
         module.forward = module.forward_for_export
+        if callable(getattr(module, "prepare_export", None)):
+            module.prepare_export()  # constants it computes from its parameters, outside the trace
     try:
         yield len(switched)
     finally:
         for module in switched:
             del module.forward  # back to the class's forward
+            if callable(getattr(module, "finish_export", None)):
+                module.finish_export()
 
 
 def export_torch(

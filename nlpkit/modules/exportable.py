@@ -7,7 +7,9 @@ The components know how they export; the export side (``nlpkit.export.pipeline``
   outputs, named by ``export_outputs``. No export code makes up tensors or knows a model's inputs.
 * A **component** may define ``forward_for_export(...)``: a forward with the same results that exports
   better (the BiLSTM: one native ONNX ``LSTM`` op per layer instead of ~100 nodes). The TorchScript
-  exporter traces it in place of ``forward``.
+  exporter traces it in place of ``forward``. Constants the hook derives from parameters (the char
+  CNN's merged filter bank) are built by an optional ``prepare_export()`` before the trace, so they
+  enter the graph as initializers, and dropped by ``finish_export()`` after it.
 * An **output layer** describes its decision with ``onnx_decoding() -> Decoding``: a kind and its
   constants (``argmax``; ``threshold`` and its value; ``crf_viterbi`` and the CRF potentials).
 

@@ -83,6 +83,7 @@ class CharCNNEmbedding(TokenEmbedding):
         self.highway = Highway(total, highway_layers) if highway_layers > 0 else nn.Identity()
         self.projection = nn.Linear(total, projection_dim) if projection_dim else nn.Identity()
         self.output_dim = int(projection_dim) if projection_dim else total
+        self._export_bank: tuple[torch.Tensor, ...] | None = None  # set by prepare_export only
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         batch, steps, width = chars.shape
@@ -100,6 +101,50 @@ class CharCNNEmbedding(TokenEmbedding):
         words = torch.cat(pooled, dim=-1) * has_chars
         words = self.projection(self.highway(words)) * has_chars
         return words.reshape(batch, steps, -1)
+
+    def forward_for_export(self, chars: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the filter banks merged into one convolution: what the exported graph runs.
+
+        Each width-``k`` kernel is left-padded with zeros to the widest width ``K``, so output position
+        ``j`` of the merged convolution (padding ``K - 1``) covers characters ``j - k + 1 .. j`` for that
+        bank, exactly like its own convolution; a bank's extra trailing positions only see padding and
+        are masked like its other empty windows (per-filter ``valid`` below). One ``Conv`` + one mask +
+        one max instead of one each per width: dispatch, not arithmetic, dominates at serving sizes.
+        """
+        batch, steps, width = chars.shape
+        flat = chars.reshape(batch * steps, width)  # [N, C]
+        lengths = (flat != self.padding_idx).long().sum(1, keepdim=True)  # [N, 1]
+        x = self.embedding(flat).transpose(1, 2)  # [N, E, C]
+        weight, bias, reach = self._export_bank or self._merged_bank()  # [F, E, K], [F], [F]
+        features = self.activation(nn.functional.conv1d(x, weight, bias, padding=weight.size(-1) - 1))
+        positions = torch.arange(features.size(-1), device=chars.device).view(
+            1, 1, -1
+        )  # features [N, F, C+K-1]
+        valid = positions < (lengths.unsqueeze(-1) + reach.view(1, -1, 1))  # [N, F, C+K-1]
+        words = features.masked_fill(~valid, -1e4).max(dim=-1).values  # [N, F]
+        has_chars = (lengths > 0).to(x.dtype)  # padding tokens get a zero vector
+        words = self.projection(self.highway(words * has_chars)) * has_chars
+        return words.reshape(batch, steps, -1)
+
+    def _merged_bank(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The width banks as one: ``weight [F, E, K]`` (kernels left-padded to the widest ``K``),
+        ``bias [F]`` and ``reach [F]`` (``k - 1`` of each filter's bank)."""
+        widest = max(self.kernel_sizes)
+        banks = list(zip(self.kernel_sizes, self.convs))
+        weight = torch.cat([nn.functional.pad(conv.weight, (widest - k, 0)) for k, conv in banks])
+        bias = torch.cat([conv.bias for conv in self.convs])
+        reach = torch.cat([torch.full((conv.out_channels,), k - 1) for k, conv in banks])
+        return weight, bias, reach.to(weight.device)
+
+    def prepare_export(self) -> None:
+        """Merge the banks once, outside the trace: the exporter then embeds them as constants (a
+        weight computed inside the trace has a shape the ONNX ``Conv`` cannot be given)."""
+        with torch.no_grad():
+            self._export_bank = tuple(t.detach().clone() for t in self._merged_bank())
+
+    def finish_export(self) -> None:
+        """Drop the merged copy, so later training or a later export never reads stale weights."""
+        self._export_bank = None
 
     def input_example(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """Export example: ``chars [B, max(lengths), 3]``, words of 1 to 3 characters, padding 0."""
