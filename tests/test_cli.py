@@ -57,8 +57,10 @@ def test_evaluate_cli_on_other_data(cli_run, builtin_dir, tmp_path):
 
 
 def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
+    """One output line per input line; both files start with the U+FEFF that Windows editors save,
+    which is not part of the first text."""
     texts = ["wake me up at 7 am", "set an alarm", "play some jazz"]
-    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    (tmp_path / "in.txt").write_text("\ufeff" + "\n".join(texts) + "\n", encoding="utf-8")
     run_module(
         "nlpkit.predict",
         [f"run_dir={cli_run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"],
@@ -67,12 +69,15 @@ def test_predict_cli_plain_text_and_jsonl(cli_run, tmp_path):
     assert [r["text"] for r in rows] == texts, "one output line per input line, in order"
     labels = json.loads((cli_run / "labels.json").read_text())["labels"]
     assert all(r["label"] in labels and set(r["scores"]) == set(labels) for r in rows)
-    (tmp_path / "in.jsonl").write_text(json.dumps({"text": "play some jazz"}) + "\n")
+    jsonl = "".join(json.dumps({"text": t}) + "\n" for t in texts[1:])
+    (tmp_path / "in.jsonl").write_text("\ufeff" + jsonl, encoding="utf-8")
     run_module(
         "nlpkit.predict",
         [f"run_dir={cli_run}", f"input={tmp_path / 'in.jsonl'}", f"output={tmp_path / 'o2.jsonl'}"],
     )
-    assert json.loads((tmp_path / "o2.jsonl").read_text())["label"] == rows[2]["label"]
+    jsonl_rows = [json.loads(line) for line in (tmp_path / "o2.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in jsonl_rows] == texts[1:]
+    assert [r["label"] for r in jsonl_rows] == [r["label"] for r in rows[1:]]
 
 
 @pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
@@ -90,17 +95,6 @@ def test_predict_cli_refuses_a_blank_text_naming_its_line(cli_run, tmp_path, nam
     assert not out.exists()
 
 
-def test_predict_cli_ignores_a_byte_order_mark(cli_run, tmp_path):
-    """Files saved by Windows editors start with U+FEFF: not part of the first text, in either format."""
-    texts = ["wake me up at 7 am", "play some jazz"]
-    (tmp_path / "in.txt").write_text("\ufeff" + "\n".join(texts) + "\n", encoding="utf-8")
-    (tmp_path / "in.jsonl").write_text("\ufeff" + "".join(json.dumps({"text": t}) + "\n" for t in texts))
-    for name in ("in.txt", "in.jsonl"):
-        out = tmp_path / f"{name}.out"
-        run_module("nlpkit.predict", [f"run_dir={cli_run}", f"input={tmp_path / name}", f"output={out}"])
-        assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == texts, name
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -115,19 +109,18 @@ def test_predict_cli_errors_are_one_clear_line(args, message):
 
 
 def test_multirun_sweep_one_dir_per_job_and_a_failing_job_does_not_abort(tmp_path, builtin_dir):
+    """Two models x two batch sizes, one dir per job; data.batch_size=0 fails validation, the other
+    jobs still run and the sweep exits 0."""
     sweep_dir = tmp_path / "sweep"
-    run_module("nlpkit.train", ["-m", "model=bilstm,cnn", "optim.lr=1e-3,3e-4", *TINY_CLI, *ONE_BATCH,
-                                f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
-    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
-    assert len(jobs) == 4
-    assert all((job / "metrics.json").is_file() for job in jobs)
-    # data.batch_size=0 fails validation; the other job still runs and the sweep exits 0.
-    failing = tmp_path / "failing"
-    run_module("nlpkit.train", ["-m", "data.batch_size=0,16", *TINY_CLI, *BILSTM_TINY, *ONE_BATCH,
-                                f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={failing}"])  # fmt: skip
-    outcomes = {job.name: job for job in failing.iterdir() if job.is_dir()}
-    assert (outcomes["0"] / "error.txt").is_file() and not (outcomes["0"] / "metrics.json").exists()
-    assert (outcomes["1"] / "metrics.json").is_file()
+    run_module("nlpkit.train", ["-m", "model=bilstm,cnn", "data.batch_size=0,16", *TINY_CLI,
+                                *ONE_BATCH, f"paths.builtin_dir={builtin_dir}", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
+    jobs = {job.name: job for job in sweep_dir.iterdir() if job.is_dir()}
+    assert sorted(jobs) == ["0", "1", "2", "3"]  # Hydra's job order: model outer, batch size inner
+    for name in ("0", "2"):
+        assert (jobs[name] / "error.txt").is_file() and not (jobs[name] / "metrics.json").exists()
+    for name, model in (("1", "bilstm"), ("3", "cnn")):
+        assert (jobs[name] / "metrics.json").is_file()
+        assert f"model={model}" in (jobs[name] / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_optuna_sweep_optimises_the_returned_metric(tmp_path, builtin_dir):
