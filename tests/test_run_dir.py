@@ -51,9 +51,10 @@ def copy_run(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_training_into_a_finished_run_is_refused_and_overwrite_really_replaces_it(tmp_path, small_data):
-    run_dir = tmp_path / "r"
-    train_cli(run_dir, small_data, "optim.lr=1e-7")  # a poor model first
+def test_training_into_a_finished_run_is_refused_and_overwrite_really_replaces_it(
+    trained_run, tmp_path, small_data
+):
+    run_dir = copy_run(trained_run, tmp_path)  # a finished CLI run (model=cnn)
     before = {name: (run_dir / name).read_bytes() for name in ("metrics.json", "config.yaml", "run.json")}
     hydra_before = (run_dir / ".hydra" / "overrides.yaml").read_text()
 
@@ -120,9 +121,10 @@ def test_readers_load_the_checkpoint_run_json_names_and_nothing_else(trained_run
         nlpkit.load(run_dir)
 
 
-def test_resume_keeps_the_csv_log_of_the_interrupted_part_and_drops_orphan_temporaries(tmp_path, small_data):
-    run_dir = tmp_path / "resumed"
-    train_cli(run_dir, small_data)
+def test_resume_keeps_the_csv_log_of_the_interrupted_part_and_drops_orphan_temporaries(
+    trained_run, tmp_path, small_data
+):
+    run_dir = copy_run(trained_run, tmp_path)  # a finished one-epoch CLI run
     first_log = (run_dir / "csv" / "metrics.csv").read_text()
     orphan = run_dir / "checkpoints" / ".last.ckpt.x1y2.tmp"  # a checkpoint write killed before its rename
     orphan.write_bytes(b"partial")
