@@ -82,6 +82,7 @@ SCHEMAS: dict[str, type] = {"task": TaskConfig, "optim": OptimConfig, "paths": P
 TOP_LEVEL_KEYS = {
     "task", "data", "model", "optim", "trainer", "callbacks", "logger", "paths", "seed", "experiment_name",
     "optimized_metric", "run_test", "hydra", "tags", "num_threads", "resume", "overwrite", "imports",
+    "transfer",
 }  # fmt: skip
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Passed by the framework at build time, so never required from the config.
@@ -363,9 +364,38 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(
             f"overwrite={overwrite!r}: use true (delete the run directory's files first) or false"
         )
+    _check_transfer(cfg.get("transfer"))
     typed = task_cls.check_config(typed)
     OmegaConf.set_struct(typed, with_flag)
     return typed
+
+
+def _check_transfer(transfer: Any) -> None:
+    """``transfer: {run_dir: null | DIR, modules: {this model's module: the source's}, required}``;
+    ``required`` (set by a config built on pre-training) refuses a missing ``run_dir``."""
+    if transfer is None:
+        return
+    if not isinstance(transfer, DictConfig) or set(transfer) - {"run_dir", "modules", "required"}:
+        raise ConfigError(
+            f"transfer must be {{run_dir: DIR, modules: {{embedding: embedding}}}}; got {transfer!r}"
+        )
+    run_dir, modules = transfer.get("run_dir"), transfer.get("modules")
+    if run_dir is None and transfer.get("required"):
+        raise ConfigError(
+            "this config starts from a pre-trained run (transfer.required=true) but transfer.run_dir is "
+            "not set: pass transfer.run_dir=RUN_DIR (e.g. experiment=sst2_lm_pretrain's run)"
+        )
+    if run_dir is not None and not isinstance(run_dir, str):
+        raise ConfigError(f"transfer.run_dir={run_dir!r}: a run directory, or null for no transfer")
+    if run_dir is not None and not (
+        isinstance(modules, DictConfig)
+        and len(modules) > 0
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in modules.items())
+    ):
+        raise ConfigError(
+            f"transfer.modules={modules!r}: map this model's modules to the source's, e.g. "
+            "{embedding: embedding, representation: representation}"
+        )
 
 
 def _check_keys(cfg: DictConfig) -> None:

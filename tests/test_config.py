@@ -68,6 +68,10 @@ def test_every_choice_composes_and_validates(make_cfg, group, choice):
     overrides = [f"{group}={choice}"]
     if group in ("data",) and choice in ("tsv", "csv", "jsonl", "label_text"):
         overrides.append("data.train_path=somewhere")
+    if (
+        group == "experiment" and choice == "sst2_glue_lm"
+    ):  # starts from a pre-trained run (transfer.required)
+        overrides.append("transfer.run_dir=somewhere")
     if group == "hparams_search":
         pytest.skip("a sweeper config only composes in multirun mode (exercised in test_cli.py)")
     # A choice may belong to one task (a tagging data config, say): it must validate with at least one.

@@ -127,19 +127,59 @@ def test_the_experiments_are_found():
     assert CLI_EXPERIMENT in EXPERIMENTS, f"CLI_EXPERIMENT={CLI_EXPERIMENT!r} is not in conf/experiment/"
 
 
+# An experiment that starts from another's run (transfer.run_dir): the pre-training one, trained once.
+PRETRAINED_BY = {"sst2_glue_lm": "sst2_lm_pretrain"}
+
+
+def _train_experiment(experiment: str, run_dir: Path, *overrides: str) -> None:
+    cfg = nlpkit.compose(
+        [
+            f"experiment={experiment}",
+            *SHRINK,
+            f"paths.data_dir={SHARED_DATA}",
+            f"paths.log_dir={run_dir.parent}",
+            *overrides,
+        ],  # fmt: skip
+        output_dir=str(run_dir),
+    )
+    result = nlpkit.train(cfg)
+    assert Path(result["run_dir"]) == run_dir
+    assert _check_run(run_dir, experiment) == pytest.approx(result["metrics"])
+
+
+@pytest.fixture(scope="module")
+def pretrained_runs(tmp_path_factory) -> dict[str, Path]:
+    """Each pre-training experiment's run, trained (and checked) on first use."""
+    runs: dict[str, Path] = {}
+
+    def get(experiment: str) -> Path:
+        if experiment not in runs:
+            runs[experiment] = tmp_path_factory.mktemp(experiment) / "run"
+            _train_experiment(experiment, runs[experiment])
+        return runs[experiment]
+
+    return get
+
+
 @needs_data
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_trains(experiment, tmp_path):
+def test_experiment_trains(experiment, tmp_path, pretrained_runs):
     run_dir = tmp_path / "run"
     if experiment == CLI_EXPERIMENT:
         # As a user runs it: from the project root, paths.data_dir left to its default.
         run_module("nlpkit.train", [f"experiment={experiment}", *SHRINK, f"hydra.run.dir={run_dir}"])
         _check_run(run_dir, experiment)
         return
-    cfg = nlpkit.compose(
-        [f"experiment={experiment}", *SHRINK, f"paths.data_dir={SHARED_DATA}", f"paths.log_dir={tmp_path}"],
-        output_dir=str(run_dir),
+    if experiment in PRETRAINED_BY.values():
+        pretrained_runs(experiment)
+        return
+    extra = (
+        [f"transfer.run_dir={pretrained_runs(PRETRAINED_BY[experiment])}"]
+        if experiment in PRETRAINED_BY
+        else []
     )
-    result = nlpkit.train(cfg)
-    assert Path(result["run_dir"]) == run_dir
-    assert _check_run(run_dir, experiment) == pytest.approx(result["metrics"])
+    _train_experiment(experiment, run_dir, *extra)
+    if extra:  # the run really started from the pre-trained one
+        record = json.loads((run_dir / "transfer.json").read_text())
+        rows = record["vocab_rows"]["embedding.embedding.weight"]
+        assert rows["found"] > 0.9 * rows["words"], rows  # the LM read the task's own training text

@@ -29,6 +29,7 @@ from nlpkit.training.distributed import stop_all_processes_on_sigterm
 from nlpkit.training.module import TaskModule
 from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.training.run_dir import absolute_paths, prepare_run_dir, run_lock
+from nlpkit.training.transfer import initialize_from_run
 from nlpkit.utils.io import sha256_file, write_json, write_text
 from nlpkit.version import __version__
 
@@ -150,9 +151,16 @@ def _fit_and_record(
         datamodule, module = task.rebuild(cfg, run_dir)
     else:
         datamodule, module = task.build(cfg, run_dir)
+    transfer = cfg.get("transfer") or {}
+    transferred = None
+    if not ckpt_path and transfer.get("run_dir"):  # a resumed run's checkpoint has the weights already
+        vocab = getattr(getattr(datamodule, "featurizer", None), "vocab", None)
+        transferred = initialize_from_run(module.model, vocab, transfer.run_dir, dict(transfer.modules))
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         task.save_vocabularies(datamodule, run_dir)
+        if transferred is not None:
+            write_json(run_dir / "transfer.json", transferred)
 
     started = time.perf_counter()
     with _sigterm_ends_the_run(trainer, run_dir):

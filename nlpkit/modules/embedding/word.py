@@ -57,6 +57,9 @@ class WordEmbedding(TokenEmbedding):
         unk_idx: id of ``<unk>`` (needed for ``word_dropout``).
     """
 
+    #: tensors whose rows are vocabulary ids: a transfer from another run copies them word by word
+    vocab_rows = ("embedding.weight",)
+
     def __init__(
         self,
         vocab_size: int,

@@ -18,7 +18,9 @@ The vocabulary is the word featurizer's (``featurizer=word``: ``min_freq``, ``ma
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ DEFAULT_FEATURIZER = "word"
 #: end of a line: appended to every line, and the first input of a sentence
 EOS = "<eos>"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LMDataConfig(SplitsConfig):
@@ -53,6 +57,9 @@ class LMDataConfig(SplitsConfig):
     bptt: time steps per stream batch (``mode=stream``).
     max_line_tokens: ``mode=sentence`` only: a line with more words than this is a bad row.
     featurizer: ``featurizer=word`` options: ``min_freq``, ``max_vocab``, ``lowercase``.
+    extra_train_paths: more training text after ``train_path`` (pre-training a model for a task on
+        the task's own text too): plain text files, or ``.tsv``/``.csv`` files with a header row whose
+        column ``extra_train_field`` holds the text (a classifier's training file as it is).
     """
 
     format: str = field(default="text", metadata=choices("text", "builtin"))
@@ -60,6 +67,8 @@ class LMDataConfig(SplitsConfig):
     bptt: int = field(default=35, metadata=at_least(1))
     max_line_tokens: int = field(default=10_000, metadata=at_least(1))
     featurizer: Any = featurizer_field(DEFAULT_FEATURIZER, per_token=True)
+    extra_train_paths: list[str] = field(default_factory=list)
+    extra_train_field: str = "text"
 
 
 def read_lines(path: str, fmt: str, keep_blank: bool = False) -> list[list[str]]:
@@ -81,6 +90,33 @@ def read_lines(path: str, fmt: str, keep_blank: bool = False) -> list[list[str]]
                     ) from err
             tokens = line.split()
             if tokens or keep_blank:
+                lines.append(tokens)
+    return lines
+
+
+def read_column_lines(path: str, field_name: str) -> list[list[str]]:
+    """The whitespace tokens of column ``field_name`` of a ``.tsv``/``.csv`` file with a header row
+    (blank texts skipped); a missing column or a short row is an error naming the file and line."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{path}: file not found")
+    delimiter = "\t" if file.suffix == ".tsv" else ","
+    with file.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(
+            handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        )
+        header = next(rows, None)
+        if header is None or field_name not in header:
+            raise DataError(
+                f"{path}:1: no column {field_name!r} in the header {header} (data.extra_train_field)"
+            )
+        column = header.index(field_name)
+        lines = []
+        for number, row in enumerate(rows, start=2):
+            if len(row) <= column:
+                raise DataError(f"{path}:{number}: {len(row)} fields, no {field_name!r} column")
+            tokens = row[column].split()
+            if tokens:
                 lines.append(tokens)
     return lines
 
@@ -213,7 +249,19 @@ class LMDataModule(SplitDataModule):
     def _read(self) -> dict[str, list[list[str]]]:
         if self._raw is None:
             self._raw = self.read_splits(need_train=self.featurizer is None)
+            if "train" in self._raw:
+                for path in self.config.extra_train_paths or []:
+                    self._raw["train"] += self._read_extra(str(path))
         return self._raw
+
+    def _read_extra(self, path: str) -> list[list[str]]:
+        """One of ``data.extra_train_paths``: a text file like ``train_path``, or a table's column."""
+        if Path(path).suffix in (".tsv", ".csv"):
+            lines = read_column_lines(path, str(self.config.extra_train_field))
+        else:
+            lines = self.read_split(path)
+        log.info("extra training text %s: %d lines", path, len(lines))
+        return lines
 
     def load(self) -> None:
         if self._loaded:
