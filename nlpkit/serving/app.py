@@ -67,6 +67,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
         labels=list(predictor.labels),
         intents=list(predictor.intents) or None,
         multilabel=predictor.multilabel,
+        inputs=list(getattr(predictor, "inputs", ["text"])),
         nlpkit_version=meta.get("nlpkit_version"),
         server_version=nlpkit.__version__,
         model_file=Path(predictor.path).name,  # not the server's directory layout

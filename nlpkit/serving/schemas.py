@@ -209,6 +209,10 @@ class MetadataResponse(BaseModel):
     )
     intents: list[str] | None = Field(default=None, description="intent labels (intent_slot, intent)")
     multilabel: bool
+    inputs: list[str] = Field(
+        default_factory=lambda: ["text"],
+        description="the model's string inputs: ['text'], or a pair model's two (request body 'pairs')",
+    )
     nlpkit_version: str | None = Field(description="nlpkit version that exported the model")
     server_version: str = Field(description="nlpkit version serving it")
     model_file: str = Field(description="file name of the served model")
