@@ -98,6 +98,14 @@ class PairExportCase(TaskCase):
         assert np.abs(np.array(embedding.predict(texts[:1])[0]["embedding"]) - want[0]).max() < 1e-4
         with pytest.raises(ArtifactError, match="embed\\(\\) needs an embedding file"):
             OnnxPredictor(_export_dir(run) / "model.onnx").embed(texts)
+        first = _export_dir(run) / "embedding_a.onnx"  # separate encoders: the first text's tower too
+        assert first.is_file() == (self.tower != "shared")
+        if first.is_file():
+            queries = [a for a, _ in self.texts]
+            query_file = OnnxPredictor(first)
+            assert query_file.metadata["tower"] == self.inputs[0]
+            want_a = nlpkit.load(run["run_dir"]).embed(queries, second=False)
+            assert np.abs(query_file.embed(queries) - want_a).max() < 1e-4
 
 
 class TestPairClassificationContract(PairExportCase):

@@ -7,14 +7,15 @@
   float ``[batch, n_labels]``; regression and ranking -> ``score`` float ``[batch]``.
 * ``embedding.onnx``: one string input ``text`` -> ``embedding`` float ``[batch, H]``: the second text's
   (document's) tower, the vector to index documents by. With ``model.shared_encoder=true`` (the default)
-  both texts have this tower; with separate encoders it is the second text's only, and the metadata's
-  ``tower`` says which (``shared`` or ``text_b`` / ``document``).
+  both texts have this tower (metadata ``tower``: ``shared``); with separate encoders it is the second
+  text's (``tower``: ``text_b`` / ``document``), and ``embedding_a.onnx`` holds the first text's
+  (``text_a`` / ``query``): one file per tower.
 
 What each declares is an :class:`~nlpkit.export.pipeline.ExportSpec`; the steps (front end, network,
 decoding, gate, int8) are the pipeline's. The gate of ``model.onnx`` checks the front end's features
 (once: both inputs are the same builder's), then labels/scores against the PyTorch predictor on the
-test split's pairs and edge-case pairs at batch 1 and 64; that of ``embedding.onnx`` every vector
-component within 1e-4 of :meth:`PairPredictor.embed`. Either failing, neither file is written.
+test split's pairs and edge-case pairs at batch 1 and 64; that of an embedding file every vector
+component within 1e-4 of :meth:`PairPredictor.embed`. Any gate failing, no file is written.
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def _metrics(task: str, regression: bool, truth: Any):
     return pearson if regression else accuracy
 
 
-def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, ExportSpec, dict[str, Any]]:
-    """The specs of ``model.onnx`` and ``embedding.onnx``, and the embedding's vector statistics."""
+def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSpec, dict[str, Any]]]]:
+    """The spec of ``model.onnx``, and per embedding file (``embedding``, with separate encoders also
+    ``embedding_a``) its spec and vector statistics."""
     from nlpkit.data.featurizers import featurizer_name
     from nlpkit.registry import get_task
     from nlpkit.tasks.pair.data import DEFAULT_FEATURIZER, PairDataModule, RankingDataModule
@@ -150,20 +152,38 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, ExportSpec, dict[str, An
         feature_texts=texts,
     )
 
-    tower = model.tower(second=True)
     shared = model.representation_b is None
-    documents = list(dict.fromkeys(b for _, b in pairs))
-    vectors = predictor.embed(documents, batch_size=MIXED_BATCH) if documents else np.zeros((0, 1))
+    towers = {"embedding": (True, [b for _, b in pairs])}  # the second text's tower: documents
+    if not shared:  # and the first text's, for queries
+        towers["embedding_a"] = (False, [a for a, _ in pairs])
+    embeddings = {
+        stem: _embedding_spec(predictor, front, task, kind, split, second, texts, shared)
+        for stem, (second, texts) in towers.items()
+    }
+    return pair_spec, embeddings
+
+
+def _embedding_spec(
+    predictor, front, task: str, kind: str, split: str, second: bool, texts: list[str], shared: bool
+) -> tuple[ExportSpec, dict[str, Any]]:
+    """One tower's file: ``text`` -> ``embedding``, gated against ``predictor.embed``; and the split's
+    vector statistics (what the int8 decision reads)."""
+    tower = predictor.model.tower(second)
+    name = predictor.inputs[1 if second else 0]
+    texts = list(dict.fromkeys(texts))
+    vectors = predictor.embed(texts, batch_size=MIXED_BATCH, second=second) if texts else np.zeros((0, 1))
     rms = float(np.sqrt(np.mean(np.square(vectors)))) if vectors.size else 0.0
 
-    def embed_reference(examples: list[str]) -> list[dict]:
-        return [{"embedding": row} for row in predictor.embed(examples, batch_size=MIXED_BATCH)]
+    def reference(examples: list[str]) -> list[dict]:
+        rows = predictor.embed(examples, batch_size=MIXED_BATCH, second=second)
+        return [{"embedding": row} for row in rows]
 
     def norms(rows: list[dict]) -> dict[str, float]:
         values = [float(np.linalg.norm(row["embedding"])) for row in rows]
         return {"mean_norm": sum(values) / len(values) if values else float("nan")}
 
-    embedding_spec = ExportSpec(
+    which = "shared" if shared else name
+    spec = ExportSpec(
         task=task,
         model=tower,
         front_end=front,
@@ -172,54 +192,60 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, ExportSpec, dict[str, An
             "task": task,
             "featurizer": kind,
             "file_kind": "embedding",
-            "tower": "shared" if shared else second,
+            "tower": which,
             "embedding_dim": json.dumps(tower.output_dim),
         },
         doc=(
             f"nlpkit {task} tower: input 'text' string [batch] of raw UTF-8 -> 'embedding' float "
-            f"[batch, {tower.output_dim}], the {'shared' if shared else repr(second)} tower's vector of "
-            "each text. " + front.description
+            f"[batch, {tower.output_dim}], the {which} tower's vector of each text. " + front.description
         ),
         split=split,
-        texts=documents,
-        reference=embed_reference,
+        texts=texts,
+        reference=reference,
         metrics=norms,
         edge=lambda edge: [text for text in edge if text.strip()],  # blank texts are refused
         check_front_end=False,  # the same front end as model.onnx's, checked there
     )
-    stats = {"vector_rms": rms, "vectors": len(documents)}
-    return pair_spec, embedding_spec, stats
+    return spec, {"vector_rms": rms, "vectors": len(texts), "dim": tower.output_dim}
 
 
 def export_pair(run_dir: Path, cfg, quantize: bool, exporter: str) -> tuple[dict, dict[str, bytes]]:
     """Both files of a pair or ranking run: ``(report, files)``; the files only when both gates passed.
     The embedding file's report is ``report["embedding"]``; its checks are also in ``report["checks"]``
     as ``embedding/<name>``, so a failure names them."""
-    pair_spec, embedding_spec, stats = pair_specs(run_dir, cfg)
+    pair_spec, embeddings = pair_specs(run_dir, cfg)
     report, files = run_export(pair_spec, run_dir, quantize, exporter)
-    # int8 of the embedding file only where the int8 gate's absolute tolerance can see a change
-    share = INT8_SCORE_TOLERANCE / stats["vector_rms"] if stats["vector_rms"] > 0 else float("inf")
-    quantize_embedding = quantize and share <= INT8_MAX_TOLERANCE_SHARE
-    embedding, embedding_files = run_export(embedding_spec, run_dir, quantize_embedding, exporter)
-    embedding["vectors"] = {**stats, "dim": embedding_spec.heads[0].dim}
-    if quantize and not quantize_embedding:
-        embedding["quantized"] = {
+    for stem, (spec, stats) in embeddings.items():
+        entry, written = _export_embedding(spec, stats, stem, run_dir, quantize, exporter)
+        report["checks"].update({f"{stem}/{k}": v for k, v in entry.pop("checks").items()})
+        report["passed"] = report["passed"] and entry["passed"]
+        report[stem] = entry
+        files.update({name.replace("model", stem, 1): payload for name, payload in written.items()})
+    return report, files
+
+
+def _export_embedding(
+    spec: ExportSpec, stats: dict[str, Any], stem: str, run_dir: Path, quantize: bool, exporter: str
+) -> tuple[dict, dict[str, bytes]]:
+    """One tower's file through the pipeline; int8 only where the int8 gate's absolute tolerance can
+    see a change in these vectors (else skipped, with the reason in the report)."""
+    rms = stats["vector_rms"]
+    share = INT8_SCORE_TOLERANCE / rms if rms > 0 else float("inf")
+    quantize_it = quantize and share <= INT8_MAX_TOLERANCE_SHARE
+    report, files = run_export(spec, run_dir, quantize_it, exporter)
+    report["vectors"] = stats
+    if quantize and not quantize_it:
+        report["quantized"] = {
             "file": None,
             "skipped": (
                 f"the int8 gate's absolute tolerance {INT8_SCORE_TOLERANCE} is {share:.0%} of the vectors' "
-                f"RMS component {stats['vector_rms']:.4g} on the {embedding_spec.split} split (more than "
+                f"RMS component {rms:.4g} on the {spec.split} split (more than "
                 f"{INT8_MAX_TOLERANCE_SHARE:.0%}): it could not tell a changed vector from a kept one, so "
-                "no embedding.int8.onnx is written (model.onnx's int8 file is gated as usual)"
+                f"no {stem}.int8.onnx is written (model.onnx's int8 file is gated as usual)"
             ),
         }
     for name in ("model", "quantized"):
-        entry = embedding.get(name)
+        entry = report.get(name)
         if isinstance(entry, dict) and entry.get("file"):
-            entry["file"] = entry["file"].replace("model", "embedding", 1)
-    report["checks"].update({f"embedding/{k}": v for k, v in embedding.pop("checks").items()})
-    report["passed"] = report["passed"] and embedding["passed"]
-    report["embedding"] = embedding
-    files.update(
-        {name.replace("model", "embedding", 1): payload for name, payload in embedding_files.items()}
-    )
+            entry["file"] = entry["file"].replace("model", stem, 1)
     return report, files
