@@ -47,15 +47,11 @@ def _examples(task: str, dm) -> tuple[str, list[tuple[str, str]], Any]:
     return split, [(row.text_a, row.text_b) for row in data.rows], data.rows
 
 
-def _edge_pairs(inputs: list[str]) -> Any:
+def _edge_pairs(edge: list[str]) -> list[tuple[str, str]]:
     """The front end's edge cases as pairs: each non-blank one with itself and with the next (blank
     texts are refused by every backend, so they have no prediction to compare)."""
-
-    def pairs(edge: list[str]) -> list[tuple[str, str]]:
-        texts = [text for text in edge if text.strip()]
-        return [(t, t) for t in texts] + [(t, texts[(i + 1) % len(texts)]) for i, t in enumerate(texts)]
-
-    return pairs
+    texts = [text for text in edge if text.strip()]
+    return [(t, t) for t in texts] + [(t, texts[(i + 1) % len(texts)]) for i, t in enumerate(texts)]
 
 
 def _metrics(task: str, regression: bool, truth: Any):
@@ -139,7 +135,7 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSp
         metadata=metadata,
         doc=(
             f"nlpkit {'ranking' if task == 'ranking' else 'sentence-pair'} model. Inputs '{first}' and "
-            f"'{second}': string [batch] of raw UTF-8, row i of each one pair. {outputs_doc} "
+            f"'{second}': string [batch] of raw UTF-8; row i of both is one pair. {outputs_doc} "
             + front.description
         ),
         split=split,
@@ -148,7 +144,7 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSp
         metrics=_metrics(task, regression, truth),
         agreement=None if regression else "label",
         inputs=inputs,
-        edge=_edge_pairs(list(inputs)),
+        edge=_edge_pairs,
         feature_texts=texts,
     )
 
