@@ -105,7 +105,9 @@ def predict_file(
     batch_size: int = 64,
     backend: str = "torch",
 ) -> int:
-    predictor = load_predictor(run_dir, backend)
+    if not Path(input_path).is_file():  # before loading the model: the cheaper mistake is named first
+        raise DataError(f"{input_path}: input file not found")
+    predictor = load_predictor(run_dir, backend)  # which says whether lines hold texts or pairs
     names = list(getattr(predictor, "inputs", None) or ["text"])  # a pair model: its two inputs
     pair_fields = names if len(names) == 2 else None
     texts = read_inputs(Path(input_path), text_field, pair_fields)
