@@ -6,6 +6,11 @@ plain text, one text per line, taken verbatim (only the line ending is removed; 
 empty text). Every input line gives one output line, in order: JSONL with the text and the task's
 prediction (for ``doc_cls``: the label and per-label scores).
 
+A pair or ranking run (``task=pair``, ``task=ranking``; its exported file has two string inputs) reads
+pairs: a plain-text line is ``a<TAB>b`` (exactly one tab, else an error naming file:line), a JSONL
+object has the two inputs' fields (``text_a``/``text_b``, or ``query``/``document``); each output line
+holds both texts under those names and the prediction.
+
 ``backend=onnx`` serves ``DIR/export/model.onnx`` (written by ``python -m nlpkit.export``) with
 onnxruntime + numpy only; torch is never imported on that path.
 """
@@ -28,9 +33,11 @@ log = logging.getLogger("nlpkit.predict")
 BOM = "\ufeff"
 
 
-def read_inputs(path: Path, text_field: str) -> list[str]:
+def read_inputs(path: Path, text_field: str, pair_fields: Sequence[str] | None = None) -> list:
     """Texts from a plain-text (one per line) or ``.jsonl`` file, with file:line errors. A UTF-8
-    byte-order mark (as Windows editors write) is not part of the first text."""
+    byte-order mark (as Windows editors write) is not part of the first text. With ``pair_fields`` (a
+    pair model's two input names), ``(a, b)`` pairs: ``a<TAB>b`` lines, or JSONL objects with both
+    fields."""
     if not path.is_file():
         raise DataError(f"{path}: input file not found")
     texts = []
@@ -43,6 +50,16 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
                 raise DataError(f"{path}:{number}: invalid UTF-8 at column {err.start + 1}") from err
             if number == 1:
                 line = line.removeprefix(BOM)
+            if not jsonl and pair_fields:
+                parts = line.split("\t")
+                if len(parts) != 2:
+                    a, b = pair_fields
+                    raise DataError(
+                        f"{path}:{number}: a pair is two texts separated by one tab ({a}<TAB>{b}); "
+                        f"this line has {len(parts) - 1} tabs"
+                    )
+                texts.append(tuple(_nonblank(part, path, number) for part in parts))
+                continue
             if not jsonl:
                 texts.append(_nonblank(line, path, number))
                 continue
@@ -50,9 +67,13 @@ def read_inputs(path: Path, text_field: str) -> list[str]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: invalid JSON: {err.msg}") from err
-            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise DataError(f"{path}:{number}: missing string field {text_field!r} (text_field=)")
-            texts.append(_nonblank(record[text_field], path, number))
+            fields = list(pair_fields) if pair_fields else [text_field]
+            for field in fields:
+                if not isinstance(record, dict) or not isinstance(record.get(field), str):
+                    which = "a pair's" if pair_fields else "(text_field=)"
+                    raise DataError(f"{path}:{number}: missing string field {field!r} {which}")
+            values = tuple(_nonblank(record[field], path, number) for field in fields)
+            texts.append(values if pair_fields else values[0])
     return texts
 
 
@@ -84,12 +105,17 @@ def predict_file(
     batch_size: int = 64,
     backend: str = "torch",
 ) -> int:
-    texts = read_inputs(Path(input_path), text_field)
-    predictor = load_predictor(run_dir, backend)
+    if not Path(input_path).is_file():  # before loading the model: the cheaper mistake is named first
+        raise DataError(f"{input_path}: input file not found")
+    predictor = load_predictor(run_dir, backend)  # which says whether lines hold texts or pairs
+    names = list(getattr(predictor, "inputs", None) or ["text"])  # a pair model: its two inputs
+    pair_fields = names if len(names) == 2 else None
+    texts = read_inputs(Path(input_path), text_field, pair_fields)
     predictions = predictor.predict(texts, batch_size=batch_size)
     with atomic_open(output_path) as handle:
         for text, prediction in zip(texts, predictions):
-            handle.write(json.dumps({"text": text, **prediction}, ensure_ascii=False) + "\n")
+            given = dict(zip(pair_fields, text)) if pair_fields else {"text": text}
+            handle.write(json.dumps({**given, **prediction}, ensure_ascii=False) + "\n")
     log.info("wrote %d predictions to %s", len(predictions), output_path)
     return len(predictions)
 

@@ -28,18 +28,19 @@ from nlpkit.config import validate
 TOLERANCE = 1e-5
 
 
-def assert_same_predictions(got: Any, want: Any, where: str = "prediction") -> None:
-    """Labels, tags and names equal; scores equal within ``TOLERANCE``."""
+def assert_same_predictions(got: Any, want: Any, where: str = "prediction", tol: float = TOLERANCE) -> None:
+    """Labels, tags and names equal; scores equal within ``tol`` (default ``TOLERANCE``; an exported
+    file against PyTorch: the export gate's 1e-4)."""
     if isinstance(want, float):
-        assert math.isclose(got, want, abs_tol=TOLERANCE), f"{where}: {got} != {want}"
+        assert math.isclose(got, want, abs_tol=tol), f"{where}: {got} != {want}"
     elif isinstance(want, dict):
         assert set(got) == set(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
         for key in want:
-            assert_same_predictions(got[key], want[key], f"{where}.{key}")
+            assert_same_predictions(got[key], want[key], f"{where}.{key}", tol)
     elif isinstance(want, (list, tuple)):
         assert len(got) == len(want), f"{where}: {len(got)} items != {len(want)}"
         for i, (g, w) in enumerate(zip(got, want)):
-            assert_same_predictions(g, w, f"{where}[{i}]")
+            assert_same_predictions(g, w, f"{where}[{i}]", tol)
     else:
         assert got == want, f"{where}: {got!r} != {want!r}"
 

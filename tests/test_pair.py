@@ -1,5 +1,6 @@
 """task=pair and task=ranking (nlpkit/tasks/pair/, nlpkit/tasks/ranking/): the task contract, metrics
-against hand computation, and bad input."""
+against hand computation, bad input, and the two exported files (model.onnx with two string inputs,
+embedding.onnx) served by OnnxPredictor, the HTTP app and nlpkit.predict."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 
 import nlpkit
-from nlpkit.errors import ConfigError, DataError, ExportError
+from nlpkit.errors import ArtifactError, ConfigError, DataError
 from nlpkit.tasks.ranking.metrics import RankingMetrics, query_ap_rr
 from nlpkit.tasks.ranking.module import listwise_loss, pairwise_loss
 from tests.conftest import write_lines
-from tests.task_case import TaskCase
+from tests.task_case import TaskCase, assert_same_predictions
 
 TINY = ("model.embedding.embed_dim=16", "model.decoder.hidden_dims=[8]")
 BILSTM = (
@@ -42,28 +43,166 @@ def _run_test_path(run) -> Path:
     return Path(str(run["cfg"].data.test_path).replace("${paths.builtin_dir}", ""))
 
 
-def _export_is_refused(run):
-    """Two-input export is not built yet: the export says so, and writes nothing."""
-    from nlpkit.export import export_run
-
-    with pytest.raises(ExportError, match="ONNX export is not available for task"):
-        export_run(run["run_dir"])
-    assert not (Path(run["run_dir"]) / "export" / "model.onnx").exists()
+def _export_dir(run) -> Path:
+    return Path(run["run_dir"]) / "export"
 
 
-class TestPairClassificationContract(TaskCase):
-    """Generated pairs: do the two utterances ask for the same intent? (BiLSTM towers, MLP)."""
+class PairExportCase(TaskCase):
+    """The export of a pair or ranking run, once per class (``exported``): both files written behind
+    their gates, served by ``OnnxPredictor`` with the PyTorch predictor's answers."""
+
+    #: the two string inputs the exported model must declare
+    inputs: tuple[str, str] = ("text_a", "text_b")
+    #: the embedding file's ``tower`` metadata
+    tower = "shared"
+    quantize = False
+
+    @pytest.fixture(scope="class")
+    def exported(self, run) -> dict:
+        from nlpkit.export import export_run
+
+        return export_run(run["run_dir"], quantize=self.quantize)
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, exported):
+        from nlpkit.serving import OnnxPredictor
+
+        assert exported["passed"]
+        assert {"model.onnx", "embedding.onnx"} <= set(exported["files_written"])
+        checks = exported["checks"]
+        assert {"tokenizer_all_codepoints", "token_ids", "embedding/embedding"} <= set(checks)
+        assert all(check["passed"] for check in checks.values())
+        assert exported["parity_data"]["edge_cases"] > 10  # edge-case pairs, checked at batch 1 and 64
+        served = OnnxPredictor(_export_dir(run) / "model.onnx")
+        assert served.inputs == list(self.inputs)
+        assert json.loads(served.metadata["inputs"]) == list(self.inputs)
+        pairs = list(self.texts)
+        assert_same_predictions(served.predict(pairs), nlpkit.load(run["run_dir"]).predict(pairs), tol=1e-4)
+        assert_same_predictions(
+            served.predict(pairs[:1], batch_size=1), nlpkit.load(run["run_dir"]).predict(pairs[:1]), tol=1e-4
+        )
+        with pytest.raises(TypeError, match=r"pairs\[0\] must be two texts"):
+            served.predict(["one text"])
+        with pytest.raises(DataError, match=r"pairs\[0\]\[1\] is empty"):
+            served.predict([("a", " ")])
+
+    def test_embedding_file_gives_the_towers_vectors(self, run, exported):
+        from nlpkit.serving import OnnxPredictor
+
+        texts = [b for _, b in self.texts] + ["Ünïcode İstanbul", "x"]
+        embedding = OnnxPredictor(_export_dir(run) / "embedding.onnx")
+        assert embedding.metadata["tower"] == self.tower and embedding.inputs == ["text"]
+        want = nlpkit.load(run["run_dir"]).embed(texts)
+        got = embedding.embed(texts)
+        assert got.shape == want.shape == (len(texts), exported["embedding"]["vectors"]["dim"])
+        assert np.abs(got - want).max() < 1e-4
+        assert np.abs(np.array(embedding.predict(texts[:1])[0]["embedding"]) - want[0]).max() < 1e-4
+        with pytest.raises(ArtifactError, match="embed\\(\\) needs an embedding file"):
+            OnnxPredictor(_export_dir(run) / "model.onnx").embed(texts)
+        first = _export_dir(run) / "embedding_a.onnx"  # separate encoders: the first text's tower too
+        assert first.is_file() == (self.tower != "shared")
+        if first.is_file():
+            queries = [a for a, _ in self.texts]
+            query_file = OnnxPredictor(first)
+            assert query_file.metadata["tower"] == self.inputs[0]
+            want_a = nlpkit.load(run["run_dir"]).embed(queries, second=False)
+            assert np.abs(query_file.embed(queries) - want_a).max() < 1e-4
+
+
+class TestPairClassificationContract(PairExportCase):
+    """Generated pairs: do the two utterances ask for the same intent? (BiLSTM towers, MLP). Exported
+    through the real entry point, ``python -m nlpkit.export``'s ``main``."""
 
     overrides = ("task=pair", *TINY, *BILSTM)
     texts = PAIRS
     test_metrics = ("test/accuracy", "test/f1")
     label_keys = ("label",)
 
-    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
-        _export_is_refused(run)
+    @pytest.fixture(scope="class")
+    def exported(self, run) -> dict:
+        from nlpkit.export.__main__ import main
+
+        assert main([f"run_dir={run['run_dir']}"]) == 0
+        return json.loads((_export_dir(run) / "export_report.json").read_text())
+
+    def test_served_over_http_with_pairs_and_texts(self, run, exported):
+        """The app (through an ASGI client): ``{"pairs"}`` on the model, ``{"texts"}`` on the embedding
+        file, 422s that say what is wrong, and request schemas that accept and refuse the same bodies."""
+        import asyncio
+
+        import httpx
+        import jsonschema
+
+        from nlpkit.serving import OnnxPredictor
+        from nlpkit.serving.app import create_app
+        from nlpkit.serving.config import ServeConfig
+
+        pairs = [list(pair) for pair in self.texts]
+        bodies = {
+            "model": [
+                {"pairs": pairs},
+                {"texts": ["play some jazz"]},
+                {"pairs": [["play some jazz"]]},
+                {"pairs": [["a", "b", "c"]]},
+                {"pairs": [["play some jazz", "  "]]},
+            ],
+            "embedding": [{"texts": ["play some jazz", "call mom"]}, {"pairs": pairs}],
+        }
+
+        async def answers(app, cases) -> tuple[list, dict]:
+            async with app.api.router.lifespan_context(app.api):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+                    replies = [await client.post("/predict", json=body) for body in cases]
+                    schema = (await client.get("/openapi.json")).json()
+            return [(reply.status_code, reply.json()) for reply in replies], schema
+
+        got = {}
+        for name, cases in bodies.items():
+            app = create_app(ServeConfig(model=str(_export_dir(run) / f"{name}.onnx"), max_wait_ms=1))
+            got[name] = asyncio.run(answers(app, cases))
+        (replies, schema) = got["model"]
+        assert [status for status, _ in replies] == [200, 422, 422, 422, 422]
+        want = OnnxPredictor(_export_dir(run) / "model.onnx").predict([tuple(p) for p in pairs])
+        assert_same_predictions(replies[0][1]["predictions"], want, tol=1e-6)
+        assert 'send {"pairs": [[a, b], ...]}' in replies[1][1]["detail"][0]["msg"]
+        assert replies[2][1]["detail"][0]["loc"] == "body.pairs.0.1"
+        assert replies[3][1]["detail"][0]["loc"] == "body.pairs.0"
+        assert replies[4][1]["detail"][0]["loc"] == "body.pairs.0.1"
+        assert "empty or only whitespace" in replies[4][1]["detail"][0]["msg"]
+        request = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        validator = jsonschema.Draft202012Validator(request)
+        assert validator.is_valid({"pairs": pairs}) and not validator.is_valid({"pairs": [["a"]]})
+        assert not validator.is_valid({"texts": ["a"]})
+        assert set(schema["components"]["schemas"]["PairPrediction"]["required"]) == {"label", "scores"}
+
+        (replies, schema) = got["embedding"]
+        assert [status for status, _ in replies] == [200, 422]
+        vectors = np.array([p["embedding"] for p in replies[0][1]["predictions"]])
+        assert (
+            np.abs(vectors - nlpkit.load(run["run_dir"]).embed(["play some jazz", "call mom"])).max() < 1e-4
+        )
+        assert 'send {"texts": [...]}' in replies[1][1]["detail"][0]["msg"]
+        documented = schema["components"]["schemas"]["PairEmbeddingPrediction"]["properties"]["embedding"]
+        assert documented["type"] == "array" and documented["items"]["type"] == "number"
+
+    @pytest.mark.parametrize("backend", ["torch", "onnx"])
+    def test_predict_cli_reads_tab_separated_pairs(self, run, exported, tmp_path, backend):
+        from nlpkit.predict import main
+
+        lines = [f"{a}\t{b}" for a, b in self.texts]
+        good = write_lines(tmp_path / "pairs.tsv", lines)
+        out = tmp_path / "out.jsonl"
+        main([f"run_dir={run['run_dir']}", f"input={good}", f"output={out}", f"backend={backend}"])
+        rows = _jsonl(out)
+        assert [(r["text_a"], r["text_b"]) for r in rows] == list(self.texts)
+        want = nlpkit.load(run["run_dir"]).predict(list(self.texts))
+        assert_same_predictions([{k: r[k] for k in ("label", "scores")} for r in rows], want, tol=1e-4)
+        bad = write_lines(tmp_path / "bad.tsv", [lines[0], "one text without a tab", lines[1]])
+        with pytest.raises(DataError, match=r"bad\.tsv:2: a pair is two texts separated by one tab"):
+            main([f"run_dir={run['run_dir']}", f"input={bad}", f"output={out}", f"backend={backend}"])
 
 
-class TestPairRegressionContract(TaskCase):
+class TestPairRegressionContract(PairExportCase):
     """Generated pairs' similarity score; separate bag-of-embeddings towers, cosine combination."""
 
     overrides = (
@@ -73,9 +212,7 @@ class TestPairRegressionContract(TaskCase):
     texts = PAIRS
     test_metrics = ("test/pearson", "test/spearman", "test/mse")
     value_keys = ("score",)
-
-    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
-        _export_is_refused(run)
+    tower = "text_b"  # separate encoders: the embedding file is the second text's tower
 
     def test_two_encoders_and_no_decoder(self, run):
         model = run["model"]
@@ -101,16 +238,34 @@ class TestPairRegressionContract(TaskCase):
         assert math.isclose(run["metrics"]["test/spearman"], spearman, abs_tol=1e-4)
 
 
-class TestRankingContract(TaskCase):
-    """Generated queries over the built-in utterances, pairwise margin loss."""
+class TestRankingContract(PairExportCase):
+    """Generated queries over the built-in utterances, pairwise margin loss; exported with int8."""
 
     overrides = ("task=ranking", "task.negatives=2", *TINY, *BILSTM)
     texts = PAIRS
     test_metrics = ("test/map", "test/mrr")
     value_keys = ("score",)
+    inputs = ("query", "document")
+    quantize = True
 
-    def test_export_passes_the_gate_and_serves_the_same_labels(self, run):
-        _export_is_refused(run)
+    def test_int8_files_are_gated(self, run, exported):
+        """``model.int8.onnx`` behind the int8 gate; the embedding's int8 file is written only where the
+        gate's absolute tolerance is small beside the vectors, else skipped with the reason."""
+        from nlpkit.serving import OnnxPredictor
+
+        quantized = exported["quantized"]
+        assert quantized["gate"]["passed"] and "model.int8.onnx" in exported["files_written"]
+        assert quantized["quantized_ops"].get("DynamicQuantizeLSTM", 0) > 0
+        assert set(exported["metrics"]["test_onnx"]) == {"map"}
+        scores = OnnxPredictor(_export_dir(run) / "model.int8.onnx").predict(list(self.texts))
+        assert all(math.isfinite(s["score"]) for s in scores)
+        embedding = exported["embedding"]["quantized"]
+        share = 0.05 / exported["embedding"]["vectors"]["vector_rms"]
+        if share > 0.1:
+            assert embedding["file"] is None and "could not tell a changed vector" in embedding["skipped"]
+            assert "embedding.int8.onnx" not in exported["files_written"]
+        else:
+            assert embedding["gate"]["passed"] and "embedding.int8.onnx" in exported["files_written"]
 
     def test_test_map_and_mrr_are_those_of_the_predictions(self, run, builtin_dir):
         rows = _jsonl(builtin_dir / "ranking_test.jsonl")

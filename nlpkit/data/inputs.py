@@ -34,6 +34,27 @@ def check_texts(texts: Sequence[str]) -> None:
         raise EmptyTextError(f"texts[{blank[0]}] is {EMPTY_TEXT_MESSAGE}")
 
 
+def check_pairs(pairs: Sequence) -> list[tuple[str, str]]:
+    """``TypeError`` unless ``pairs`` is a list of two-text pairs; ``EmptyTextError`` naming the first
+    blank text (``pairs[i][j]``). What the pair and ranking predictors take, on every backend."""
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError("predict() takes a list of (text_a, text_b) pairs")
+    out = []
+    for i, pair in enumerate(pairs):
+        if (
+            isinstance(pair, str)
+            or not isinstance(pair, Sequence)
+            or len(pair) != 2
+            or not all(isinstance(t, str) for t in pair)
+        ):
+            raise TypeError(f"pairs[{i}] must be two texts (text_a, text_b), got {pair!r}")
+        for j, text in enumerate(pair):
+            if not text.strip():
+                raise EmptyTextError(f"pairs[{i}][{j}] is {EMPTY_TEXT_MESSAGE}")
+        out.append((pair[0], pair[1]))
+    return out
+
+
 def length_sorted_chunks(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Item indices in chunks of at most ``batch_size``, shortest first (stable): what every batch
     path (the predictors, ``OnnxPredictor``, the server's micro-batches) runs, so a batch pads to

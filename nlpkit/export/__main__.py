@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": report.get("metrics"),
         "quantized": report.get("quantized"),
         "timings": report["timings"],
+        # a pair/ranking run's embedding files (one per tower): their own metrics and int8 outcome
+        **{
+            stem: {key: report[stem].get(key) for key in ("model", "metrics", "quantized")}
+            for stem in ("embedding", "embedding_a")
+            if isinstance(report.get(stem), dict)
+        },
     }
     print(json.dumps(summary, indent=2))
     return 0

@@ -93,8 +93,9 @@ class FrontEnd:
                 f"compute (it gives {', '.join(self.provides)})"
             )
 
-    def build(self, b: GraphBuilder, text: str, reads: set[str]) -> FrontEndValues:
-        """Write ``model/<name>`` for every network input in ``reads``; return the other values."""
+    def build(self, b: GraphBuilder, text: str, reads: set[str], suffix: str = "") -> FrontEndValues:
+        """Write ``model/<name><suffix>`` for every network input ``name`` in ``reads`` (``suffix``: one
+        of several string inputs, e.g. ``_a``); return the other values."""
         raise NotImplementedError
 
     def edge_cases(self) -> list[str]:
@@ -125,9 +126,10 @@ class SubwordFrontEnd(FrontEnd):
     kind = "subword"
     provides = ("tokens", "lengths")
 
-    def build(self, b, text, reads):
+    def build(self, b, text, reads, suffix=""):
         self.check_reads(reads)
-        build_text_nodes(b, self.tokenizer, text, G.MODEL_PREFIX + "tokens", G.MODEL_PREFIX + "lengths")
+        tokens, lengths = (G.MODEL_PREFIX + name + suffix for name in ("tokens", "lengths"))
+        build_text_nodes(b, self.tokenizer, text, tokens, lengths)
         return FrontEndValues()
 
     def edge_cases(self):
@@ -269,7 +271,7 @@ class WordFrontEnd(FrontEnd):
         chars = featurizer.chars
         self.spec = WordFeatureSpec(tokenizer, list(chars.chars), chars.max_word_length)
 
-    def build(self, b, text, reads):
+    def build(self, b, text, reads, suffix=""):
         self.check_reads(reads)
         features = build_word_nodes(b, self.spec, text, chars="chars" in reads, shapes="shapes" in reads)
         for name, value in [
@@ -279,7 +281,7 @@ class WordFrontEnd(FrontEnd):
             ("shapes", features.shapes),
         ]:
             if name in reads:
-                b.op("Identity", [value], outputs=[G.MODEL_PREFIX + name])
+                b.op("Identity", [value], outputs=[G.MODEL_PREFIX + name + suffix])
         return FrontEndValues(tokens=features.tokens, mask=features.mask, count=features.count)
 
     def edge_cases(self):

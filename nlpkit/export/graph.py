@@ -20,12 +20,16 @@ from nlpkit.export.text_graph import ML_OPSET, MS_OPSET, OPSET, GraphBuilder
 MODEL_PREFIX = "model/"
 
 
-def dynamic_axes(rank: int, is_input: bool) -> dict[int, str]:
+def dynamic_axes(rank: int, is_input: bool, suffix: str = "") -> dict[int, str]:
     """Which axes of a network value vary: every input axis (``batch``, ``time``, ``characters``);
     every output axis but the last (the labels), except a rank-1 output (one value per text: a
-    value head's ``[B]``), whose one axis is the batch."""
+    value head's ``[B]``), whose one axis is the batch. ``suffix`` names the non-batch axes of one
+    group of inputs apart from another's (two texts of a pair: ``time_a``, ``time_b``)."""
     labels = ("batch", "time", "characters", "axis3", "axis4")
-    return {axis: labels[axis] for axis in range(rank if is_input or rank == 1 else rank - 1)}
+    return {
+        axis: labels[axis] + (suffix if axis else "")
+        for axis in range(rank if is_input or rank == 1 else rank - 1)
+    }
 
 
 @contextlib.contextmanager
@@ -241,12 +245,21 @@ def session(model: onnx.ModelProto | bytes | str, threads: int | None = None):
         raise ExportError(f"onnxruntime cannot load the exported graph: {err}") from err
 
 
-def run_batched(sess, texts: Sequence[str], batch_size: int, outputs: list[str]) -> list[list[np.ndarray]]:
-    """Outputs per batch (batch_size 1 gives one run per text)."""
+def run_batched(
+    sess, texts: Sequence, batch_size: int, outputs: list[str], inputs: Sequence[str] = ("text",)
+) -> list[list[np.ndarray]]:
+    """Outputs per batch (batch_size 1 gives one run per text). With several string ``inputs``, each
+    item of ``texts`` is a tuple holding one text per input, in their order."""
     results = []
     for start in range(0, len(texts), batch_size):
-        chunk = np.array(list(texts[start : start + batch_size]), dtype=object)
-        results.append(sess.run(outputs, {"text": chunk}))
+        chunk = list(texts[start : start + batch_size])
+        if len(inputs) == 1:
+            feed = {inputs[0]: np.array(chunk, dtype=object)}
+        else:
+            feed = {
+                name: np.array([item[i] for item in chunk], dtype=object) for i, name in enumerate(inputs)
+            }
+        results.append(sess.run(outputs, feed))
     return results
 
 

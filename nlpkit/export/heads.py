@@ -6,6 +6,7 @@
   ``[B, T]``, "" at padding), decoded by argmax or CRF Viterbi.
 * :class:`ValueHead`: one float per text (``[B]`` or ``[B, 1]``) -> a float output ``[B]``: a
   regression score, a relevance score, a log-probability.
+* :class:`VectorHead`: a vector per text (``[B, H]``) -> a float output ``[B, H]``: a text's embedding.
 
 Each head also reads its outputs back as rows (``rows``) and compares them with the PyTorch
 predictor's rows (``compare``): the prediction part of the parity gate. ``check_network`` refuses a
@@ -399,6 +400,73 @@ class ValueHead:
         if self.relative and not same:
             diff /= max(1.0, abs(a))
         checks[self.check].score(float("inf") if np.isnan(diff) else diff, {**record, "torch": a, "onnx": b})
+
+
+class VectorHead:
+    """A document-level vector head: the network's ``[B, H]`` vector per text as a float output
+    ``[batch, H]``, e.g. ``VectorHead(network="embedding", output="embedding")`` for one tower of a
+    two-tower model. Parity: every component within ``SCORE_TOLERANCE`` of the PyTorch side's. Served as
+    ``{key: [float, ...]}`` (serving kind ``vector``).
+
+    Args:
+        dim: the vector's width ``H``.
+        network: the network output holding the vectors.
+        output: the graph output's name (and the response key, and the reference rows' key).
+        noun: what the vector is, for the descriptions ("embedding").
+    """
+
+    def __init__(
+        self, dim: int, network: str = "embedding", output: str = "embedding", noun: str = "embedding"
+    ):
+        self.dim, self.network, self.output, self.noun = int(dim), network, output, noun
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.output]
+
+    def value_infos(self) -> list:
+        return [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, ["batch", self.dim])]
+
+    def check_network(self, shape: Shape | None) -> None:
+        if shape is not None and (len(shape) != 2 or shape[1] not in (self.dim, None)):
+            raise _refuse_shape("vector head", self.network, shape, f"vectors [batch, {self.dim}]")
+
+    def build(self, b: GraphBuilder, values: FrontEndValues) -> None:
+        b.op("Identity", [MODEL_PREFIX + self.network], outputs=[self.output])
+
+    def describe(self, counts_tokens: bool) -> dict[str, str]:
+        return {self.output: f"float [batch, {self.dim}]: the text's {self.noun}"}
+
+    def doc(self) -> str:
+        return f"'{self.output}' float [batch, {self.dim}] ({self.noun})"
+
+    def serving(self) -> dict[str, Any]:
+        """This head's ``heads`` metadata entry: a ``vector`` head, answering ``{key: [float, ...]}``."""
+        return {
+            "kind": "vector",
+            "outputs": {"vector": self.output},
+            "keys": {"vector": self.output},
+            "noun": self.noun,
+        }
+
+    def from_prediction(self, prediction: dict) -> dict[str, Any]:
+        return {self.output: np.asarray(prediction[self.output], dtype=np.float32)}
+
+    def rows(self, named: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        return [{self.output: row} for row in named[self.output]]
+
+    def new_checks(self, examples: int, batch_sizes: list[int]) -> dict[str, Check]:
+        return {self.output: Check(examples, batch_sizes, tolerance=SCORE_TOLERANCE)}
+
+    def compare(self, want: dict, have: dict, record: dict, checks: dict[str, Check]) -> None:
+        """Every component within ``SCORE_TOLERANCE``; a NaN or a wrong width is a mismatch."""
+        a, b = np.asarray(want[self.output]), np.asarray(have[self.output])
+        if a.shape != b.shape:
+            diff = float("inf")
+        else:
+            gaps = np.abs(a - b)
+            diff = float("inf") if np.isnan(gaps).any() else float(gaps.max(initial=0.0))
+        checks[self.output].score(diff, {**record, "torch": a[:8].tolist(), "onnx": b[:8].tolist()})
 
 
 class TokenValueHead:

@@ -19,6 +19,11 @@ metrics) and hands it to :func:`run_export`, the steps every export shares, in o
 5. only when every check passed: the file, its metrics on the split, and with ``quantize`` the int8
    file with its metric deltas.
 
+A spec may read several string inputs (``spec.inputs``: ``task=pair``'s ``text_a`` and ``text_b``): the
+same front end is built once per input, writing the network inputs with that input's suffix
+(``model/tokens_a``, ``model/tokens_b``), the examples are tuples of texts, and the front end's checks
+run on a graph of the front end alone (the same builder over one input ``text``).
+
 A ``task=multitask`` run is exported one sub-task at a time (``task=NAME``, ``export_run(DIR,
 task=NAME)``): that sub-task's model as a standalone file of its kind, in ``DIR/export/NAME/``.
 """
@@ -29,11 +34,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import TensorProto, helper
 
 from nlpkit.errors import ExportError
 from nlpkit.export import graph as G
@@ -46,7 +52,7 @@ from nlpkit.export.parity import (
     int8_check_result,
     provenance_metadata,
 )
-from nlpkit.export.text_graph import GraphBuilder
+from nlpkit.export.text_graph import GraphBuilder, opset_imports
 from nlpkit.registry import get_task
 from nlpkit.training.run_dir import remove_temporaries, run_lock
 from nlpkit.utils.io import write_bytes, write_json
@@ -67,7 +73,8 @@ class ExportSpec:
     """What one task's export declares; :func:`run_export` does the rest.
 
     ``model`` is an ``Exportable`` with its weights loaded; rows (``reference``'s and the graph's) are
-    dicts keyed by the graph's output names, one per text.
+    dicts keyed by the graph's output names, one per example. An example is a text, or with several
+    ``inputs`` a tuple of texts in their order.
     """
 
     task: str  # the metadata's and the report's "task"
@@ -77,11 +84,19 @@ class ExportSpec:
     metadata: dict[str, str]  # the task's metadata ("task", "labels", ...), before provenance
     doc: str  # the graph's doc string
     split: str  # the split the gate and the metrics run on
-    texts: list[str]  # that split's texts
-    reference: Callable[[list[str]], list[dict]]  # the PyTorch predictor's rows for any texts
+    texts: list  # that split's examples (texts; tuples of texts with several inputs)
+    reference: Callable[[list], list[dict]]  # the PyTorch predictor's rows for any examples
     metrics: Callable[[list[dict]], dict[str, float]]  # the split's metrics from the graph's rows
     agreement: str | None = None  # an output whose int8-vs-fp32 agreement the report records
     subtask: str | None = None  # the sub-task's name in a multi-task run
+    #: graph string input -> the suffix of the network inputs its front end writes (one input: "")
+    inputs: dict[str, str] = field(default_factory=lambda: {"text": ""})
+    #: the front end's edge-case texts -> the examples the prediction checks add (default: as they are)
+    edge: Callable[[list[str]], list] | None = None
+    #: the texts the front end's checks run on (default: ``texts``, which must then be texts)
+    feature_texts: list[str] | None = None
+    #: run the front end's checks (false: a second file over a front end another spec's gate checked)
+    check_front_end: bool = True
 
     @property
     def outputs(self) -> list[str]:
@@ -139,7 +154,8 @@ def export_network(model, exporter: str) -> onnx.ModelProto:
         raise ExportError(
             f"{type(model).__name__}.forward_for_export returned {len(outputs)} tensors for export_outputs {names}"
         )
-    axes = {name: G.dynamic_axes(value.dim(), True) for name, value in example.items()}
+    suffix = getattr(model, "export_axis_suffix", lambda name: "")
+    axes = {name: G.dynamic_axes(value.dim(), True, suffix(name)) for name, value in example.items()}
     axes.update({name: G.dynamic_axes(value.dim(), False) for name, value in zip(names, outputs)})
     network = G.export_torch(Network(model), tuple(example.values()), list(example), names, axes, exporter)
     return G.fold_constants(network)
@@ -197,27 +213,71 @@ def check_servable(session, metadata: dict[str, str]) -> None:
         raise ExportError(f"the export's serving description does not fit its graph: {problem}")
 
 
+def input_reads(spec: ExportSpec, reads: set[str]) -> dict[str, set[str]]:
+    """Graph input -> the front-end features the network reads of it (``tokens_a`` -> ``tokens`` of the
+    input with suffix ``_a``); a network input no graph input feeds is refused."""
+    if list(spec.inputs.values()) == [""]:
+        return {name: set(reads) for name in spec.inputs}
+    own = {
+        name: {read[: -len(suffix)] for read in reads if read.endswith(suffix)}
+        for name, suffix in spec.inputs.items()
+    }
+    fed = {read + spec.inputs[name] for name, features in own.items() for read in features}
+    if reads - fed:
+        raise ExportError(
+            f"refused: the network reads {sorted(reads - fed)}, which no graph input feeds "
+            f"(inputs and their suffixes: {spec.inputs})"
+        )
+    return own
+
+
 def build_graph(network: onnx.ModelProto, spec: ExportSpec, metadata: dict[str, str]) -> onnx.ModelProto:
-    """Front end -> network -> each head's decoding, as one checked graph."""
+    """Front end (once per string input) -> network -> each head's decoding, as one checked graph."""
     check_heads(network, spec)
-    reads = network_reads(network)
+    reads = input_reads(spec, network_reads(network))
     values: dict[str, FrontEndValues] = {}
 
     def pre(b: GraphBuilder) -> None:
-        values["front"] = spec.front_end.build(b, "text", reads)
+        for name, suffix in spec.inputs.items():
+            values[name] = spec.front_end.build(b, name, reads[name], suffix)
 
     def post(b: GraphBuilder) -> None:
+        # one input: its tokens, mask and count; several: none (the heads decode one value per example)
+        front = next(iter(values.values())) if len(values) == 1 else FrontEndValues()
         for head in spec.heads:
-            head.build(b, values["front"])
+            head.build(b, front)
 
+    inputs = [G.string_input(name) for name in spec.inputs]
     outputs = [info for head in spec.heads for info in head.value_infos()]
-    return G.assemble(network, [G.string_input("text")], outputs, pre, post, metadata, spec.doc)
+    return G.assemble(network, inputs, outputs, pre, post, metadata, spec.doc)
+
+
+def front_end_model(front: FrontEnd, reads: set[str]) -> onnx.ModelProto:
+    """The front end alone over one input ``text``, writing ``model/<feature>`` for ``reads``: what the
+    front end's checks run on when the exported graph has several inputs (each built the same way)."""
+    b = GraphBuilder("nlpkit/")
+    front.build(b, "text", reads)
+    outputs = [
+        helper.make_tensor_value_info(G.MODEL_PREFIX + name, TensorProto.INT64, None)
+        for name in sorted(reads)
+    ]
+    graph = helper.make_graph(
+        b.nodes, "nlpkit_front_end", [G.string_input("text")], outputs, initializer=b.initializers
+    )
+    model = helper.make_model(graph, opset_imports=opset_imports(), producer_name="nlpkit")
+    model.ir_version = 9
+    return model
+
+
+def shown(example: Any) -> Any:
+    """An example as a report records it: a text (or each text of a tuple) cut at 200 characters."""
+    return example[:200] if isinstance(example, str) else [text[:200] for text in example]
 
 
 def graph_rows(session, spec: ExportSpec, texts: Sequence[str], batch_size: int) -> list[dict]:
     """The graph's outputs for ``texts``, ``batch_size`` at a time, as one row per text."""
     rows: list[dict] = []
-    for values in G.run_batched(session, texts, batch_size, spec.outputs):
+    for values in G.run_batched(session, texts, batch_size, spec.outputs, list(spec.inputs)):
         named = dict(zip(spec.outputs, values))
         per_head = [head.rows(named) for head in spec.heads]
         rows.extend({k: v for parts in zipped for k, v in parts.items()} for zipped in zip(*per_head))
@@ -233,7 +293,7 @@ def check_predictions(session, spec: ExportSpec, texts: list[str], batch_sizes: 
     }
     for batch_size in batch_sizes:
         for text, want, have in zip(texts, reference, graph_rows(session, spec, texts, batch_size)):
-            record = {"batch_size": batch_size, "text": text[:200]}
+            record = {"batch_size": batch_size, "text": shown(text)}
             for head in spec.heads:
                 head.compare(want, have, record, checks)
     return {name: check.result() for name, check in checks.items()}
@@ -256,7 +316,7 @@ def int8_checks(spec: ExportSpec) -> Callable[[Any, Any], dict[str, dict]]:
             if check.tolerance is not None:
                 check.tolerance = INT8_SCORE_TOLERANCE
         for text, want, have in zip(spec.texts, fp32, int8):
-            record = {"batch_size": MIXED_BATCH, "text": text[:200]}
+            record = {"batch_size": MIXED_BATCH, "text": shown(text)}
             for head in spec.heads:
                 head.compare(want, have, record, checks)
         return {name: int8_check_result(check, len(spec.texts)) for name, check in checks.items()}
@@ -289,6 +349,7 @@ def run_export(
         **spec.metadata,
         **provenance_metadata(run_dir, best_checkpoint(run_dir), front.tokenizer_path),
         **front.metadata(run_dir),
+        "inputs": json.dumps(list(spec.inputs)),
         "outputs": json.dumps(outputs),
         "heads": heads_metadata(spec),
     }
@@ -297,21 +358,31 @@ def run_export(
     export_seconds = time.perf_counter() - started
 
     edge = front.edge_cases()
+    edge_examples = spec.edge(edge) if spec.edge is not None else edge
     checks_started = time.perf_counter()
     seconds: dict[str, float] = {}
     timed = timer(seconds)
-    checks = front.checks(model, network_reads(network), spec.split, spec.texts, edge, timed)
+    reads = input_reads(spec, network_reads(network))
+    feature_texts = spec.feature_texts if spec.feature_texts is not None else spec.texts
+    if not spec.check_front_end:
+        checks = {}
+    elif list(spec.inputs) == ["text"]:
+        checks = front.checks(model, reads["text"], spec.split, feature_texts, edge, timed)
+    else:  # every input's front end is the same builder's: checked once, alone
+        features = set().union(*reads.values())
+        checks = front.checks(
+            front_end_model(front, features), features, spec.split, feature_texts, edge, timed
+        )
     session = G.session(model)
     check_servable(session, metadata)
-    checks.update(
-        timed("predictions", lambda: check_predictions(session, spec, spec.texts + edge, [1, MIXED_BATCH]))
-    )
+    examples = spec.texts + edge_examples
+    checks.update(timed("predictions", lambda: check_predictions(session, spec, examples, [1, MIXED_BATCH])))
     report = gate_report(
         task=spec.task,
         run_dir=run_dir,
         split=spec.split,
         examples=len(spec.texts),
-        edge_cases=len(edge),
+        edge_cases=len(edge_examples),
         checks=checks,
         metadata=metadata,
         exporter=exporter,
@@ -396,4 +467,12 @@ def export_run(
     return report
 
 
-__all__ = ["ExportError", "ExportSource", "ExportSpec", "export_network", "export_run", "run_export"]
+__all__ = [
+    "ExportError",
+    "ExportSource",
+    "ExportSpec",
+    "export_network",
+    "export_run",
+    "front_end_model",
+    "run_export",
+]

@@ -71,20 +71,36 @@ class Exportable:
     #: names of ``forward_for_export``'s outputs, in order
     export_outputs: ClassVar[tuple[str, ...]]
 
-    def export_inputs(self) -> list[str]:
-        """Names of ``forward_for_export``'s inputs, in order."""
+    def text_inputs(self) -> list[str]:
+        """Names of one text's featurizer tensors the network reads: ``tokens``, ``lengths``, then the
+        embedding's other inputs."""
         reads = embedding_inputs(self.embedding)
         return ["tokens", "lengths", *(k for k in reads if k not in ("tokens", "lengths"))]
 
-    def input_example(self) -> dict[str, torch.Tensor]:
-        """Two rows (``EXAMPLE_LENGTHS``: one full, one padded) of every input, in ``export_inputs`` order."""
+    def export_inputs(self) -> list[str]:
+        """Names of ``forward_for_export``'s inputs, in order (one text's, by default)."""
+        return self.text_inputs()
+
+    def text_example(self) -> dict[str, torch.Tensor]:
+        """Two rows (``EXAMPLE_LENGTHS``: one full, one padded) of one text's inputs, in
+        ``text_inputs`` order."""
         lengths = torch.tensor(EXAMPLE_LENGTHS, dtype=torch.long)
         example = {"lengths": lengths, **embedding_example(self.embedding, lengths)}
         if "tokens" not in example:
             raise ExportError(
                 f"{type(self.embedding).__name__} reads no 'tokens' input to size the batch from"
             )
-        return {name: example[name] for name in self.export_inputs()}
+        return {name: example[name] for name in self.text_inputs()}
+
+    def input_example(self) -> dict[str, torch.Tensor]:
+        """Example values of every input, in ``export_inputs`` order (one text's, by default)."""
+        return self.text_example()
+
+    def export_axis_suffix(self, name: str) -> str:
+        """What the exported graph appends to the names of input ``name``'s non-batch axes: "" (inputs
+        share their ``time`` axis, as a text's tokens and characters do); a model whose inputs vary in
+        length apart (two texts) gives each group its own."""
+        return ""
 
     def export_batch(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """``forward_for_export``'s positional tensors as the batch dict ``forward`` takes."""

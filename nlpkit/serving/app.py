@@ -45,7 +45,8 @@ ERRORS = {
     415: {"model": ErrorResponse, "description": "no Content-Type, or not application/json"},
     422: {
         "model": ErrorResponse,
-        "description": "malformed JSON, wrong types, no texts or too many, a text empty or only whitespace",
+        "description": "malformed JSON, wrong types, no texts or too many, a text empty or only whitespace, "
+        "a pair that is not two texts, texts sent to a pair model or pairs to a single-text one",
     },
     503: {"model": ErrorResponse, "description": "queue full (see Retry-After) or shutting down"},
 }
@@ -66,6 +67,7 @@ def model_metadata(predictor, config: ServeConfig) -> MetadataResponse:
         labels=list(predictor.labels),
         intents=list(predictor.intents) or None,
         multilabel=predictor.multilabel,
+        inputs=list(getattr(predictor, "inputs", ["text"])),
         nlpkit_version=meta.get("nlpkit_version"),
         server_version=nlpkit.__version__,
         model_file=Path(predictor.path).name,  # not the server's directory layout
@@ -94,10 +96,11 @@ def _reply(status: int, detail: Any, headers: Sequence[tuple[bytes, bytes]] = ()
 class PredictService:
     """What ``POST /predict`` does with a body: validate, apply the text policy, batch, encode the answer."""
 
-    def __init__(self, config: ServeConfig, batcher: MicroBatcher):
+    def __init__(self, config: ServeConfig, batcher: MicroBatcher, inputs: Sequence[str] = ("text",)):
         self.config = config
         self.batcher = batcher
-        self.request_model = request_model(config)
+        self.request_model = request_model(config, inputs)
+        self.pairs = len(inputs) == 2  # the body's field is "pairs": [[a, b], ...]
 
     async def answer(self, body: bytes) -> Reply:
         # pydantic's Rust JSON parser validates while parsing: one pass, errors name the place.
@@ -105,7 +108,10 @@ class PredictService:
             request = self.request_model.model_validate_json(body)
         except ValidationError as err:
             return _reply(422, _problems(err.errors(include_url=False), prefix="body"))
-        texts = [clean_text(text, self.config) for text in request.texts]
+        if self.pairs:
+            texts: list = [tuple(clean_text(t, self.config) for t in pair) for pair in request.pairs]
+        else:
+            texts = [clean_text(text, self.config) for text in request.texts]
         try:
             predictions = await self.batcher.submit(texts)
         except QueueFull as err:
@@ -236,9 +242,13 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
         await batcher.close()  # uvicorn has already finished the in-flight requests
         log.info("stopped after %s", batcher.stats)
 
-    service = PredictService(config, batcher)
+    inputs = list(getattr(predictor, "inputs", ["text"]))
+    service = PredictService(config, batcher, inputs)
     # the response schema is the file's heads' keys, named after its task (doc_cls: DocClsPrediction)
-    PredictResponse = response_model(predictor.heads, prediction_name(metadata.task))
+    # (an embedding file of a pair run: PairEmbeddingPrediction)
+    kind = getattr(predictor, "metadata", {}).get("file_kind")
+    named = f"{metadata.task}_{kind}" if kind and metadata.task else metadata.task
+    PredictResponse = response_model(predictor.heads, prediction_name(named))
     # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files the package
     # ships (served under DOCS_ASSETS), not from a CDN, so the pages work without internet access.
     app = FastAPIOffline(
@@ -268,7 +278,7 @@ def create_app(config: ServeConfig, predictor=None) -> ServingApp:
         "/predict",
         response_model=PredictResponse,
         responses=ERRORS,
-        summary="Predict for a list of texts",
+        summary="Predict for a list of " + ("pairs of texts" if service.pairs else "texts"),
         openapi_extra={"requestBody": body_doc},
     )
     async def predict(request: Request) -> Response:

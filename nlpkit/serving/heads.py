@@ -16,7 +16,8 @@ Kinds (``HEAD_KINDS``, filled by ``@head_kind``):
   "scores": {...}}``;
 * ``tags``: ``tokens``, ``tags`` string ``[B, T]`` ("" at padding) -> ``{"tokens", "tags", "spans"}``;
 * ``value``: ``value`` float ``[B]`` -> ``{"value": float}`` (a regression score, a relevance score, a
-  log-probability: whatever one number per text the head's ``noun`` says).
+  log-probability: whatever one number per text the head's ``noun`` says);
+* ``vector``: ``vector`` float ``[B, H]`` -> ``{"vector": [float, ...]}`` (a text's embedding).
 
 ``OnnxPredictor`` merges the dicts of a file's heads, in order, into one dict per text, and
 ``nlpkit.serving.schemas`` builds the response model from the same heads: a new task whose export
@@ -258,6 +259,24 @@ class ServedValue(ServedHead):
     def shape(self, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         key = self.key_of["value"]
         return [{key: float(value)} for value in values["value"]]
+
+
+@head_kind
+class ServedVector(ServedHead):
+    """``vector`` float ``[B, H]`` -> one vector per text (a tower's embedding of the text)."""
+
+    kind = "vector"
+    outputs = {"vector": FLOAT_BL}
+    keys = ("vector",)
+    has_names = False
+    default_noun = "embedding"
+
+    def fields(self) -> list[ResponseField]:
+        return [ResponseField(self.key_of["vector"], "float_list", f"the text's {self.noun} (a vector)")]
+
+    def shape(self, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        key = self.key_of["vector"]
+        return [{key: [float(v) for v in row]} for row in values["vector"]]
 
 
 @head_kind

@@ -9,7 +9,11 @@ which gives what the PyTorch predictor of the run's task returns:
 * a ``tags`` head: ``{"tokens": [...], "tags": [...], "spans": [{"type", "start", "end", "text"}]}``
   (``intent_slot``'s: ``"slots"``), so ``intent_slot`` is ``{"intent", "intent_scores", "tokens",
   "slots", "spans"}``;
-* a ``value`` head: ``{"score": float}`` (one number per text, key as the export named it).
+* a ``value`` head: ``{"score": float}`` (one number per text, key as the export named it);
+* a ``vector`` head: ``{"embedding": [float, ...]}`` (``embed(texts)``: the vectors as one array).
+
+A file's string inputs are named by its ``inputs`` metadata (``["text"]`` when absent): a pair or
+ranking model (``["text_a", "text_b"]``, ``["query", "document"]``) takes ``predict([(a, b), ...])``.
 
 No task name is looked up here: a file whose export declares its heads is served as it is. Files
 exported before the ``heads`` entry are read through ``heads.legacy_heads``.
@@ -35,6 +39,7 @@ from nlpkit.data.inputs import (  # noqa: F401 - EmptyTextError, blank_text_indi
     EMPTY_TEXT_MESSAGE,
     EmptyTextError,
     blank_text_indices,
+    check_pairs,
     check_texts,
     length_sorted_chunks,
 )
@@ -88,6 +93,8 @@ class OnnxPredictor:
         if fields.text("requires_onnxruntime_extensions", default="false") != "false":
             raise ArtifactError(f"{path}: needs onnxruntime-extensions, which OnnxPredictor does not load")
         self.task = fields.text("task")
+        #: the graph's string inputs, in order: ``["text"]``, or a pair's two (``["text_a", "text_b"]``)
+        self.inputs: list[str] = fields.input_names()
         self.heads, self.heads_source = read_heads(fields, self.task)
         # what /metadata shows: checked like every names field, whether a head reads it or not
         self.labels: list[str] = fields.names("labels") if "labels" in meta else []
@@ -110,21 +117,21 @@ class OnnxPredictor:
         self.check_model()
 
     def check_model(self) -> None:
-        """The graph has the one string input and every output the heads read (with the type and rank
-        of their kind), and one probe batch agrees with the metadata: a row per text in every output,
-        as many scores as names, every emitted label / tag among the names."""
+        """The graph has the string inputs its metadata names and every output the heads read (with the
+        type and rank of their kind), and one probe batch agrees with the metadata: a row per text in
+        every output, as many scores as names, every emitted label / tag among the names."""
         path = self.path
         inputs = {node.name: node.type for node in self.session.get_inputs()}
-        if inputs != {"text": "tensor(string)"}:
+        if inputs != {name: "tensor(string)" for name in self.inputs}:
             raise ArtifactError(
-                f"{path}: graph inputs {inputs}: an nlpkit export takes one string input 'text'"
+                f"{path}: graph inputs {inputs}: its metadata 'inputs' names the string inputs {self.inputs}"
             )
         graph = {node.name: (node.type, len(node.shape or ())) for node in self.session.get_outputs()}
         problem = check_graph_outputs(self.heads, graph, self.heads_source)
         if problem is not None:
             raise ArtifactError(f"{path}: {problem}")
         try:
-            probe = dict(zip(self.output_names, self.run(PROBE_TEXTS)))
+            probe = dict(zip(self.output_names, self.run(self.probe)))
         except Exception as err:  # onnxruntime's own exception types
             raise ArtifactError(f"{path}: the graph fails on a probe batch: {err}") from err
         for name, value in probe.items():
@@ -141,20 +148,66 @@ class OnnxPredictor:
         """A head's graph outputs by role."""
         return {role: named[name] for role, name in head.output_of.items()}
 
-    def run(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Raw graph outputs, in ``self.output_names`` order (doc_cls: ``label [N]``, ``scores [N, L]``)."""
-        return self.session.run(self.output_names, {"text": np.array(list(texts), dtype=object)})
+    @property
+    def takes_pairs(self) -> bool:
+        """Whether each example is two texts (a pair or ranking model) rather than one."""
+        return len(self.inputs) == 2
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-        """One prediction dict per text, in order; an empty or whitespace-only text is an
-        ``EmptyTextError`` naming its position (as ``POST /predict`` answers 422)."""
-        check_texts(texts)
+    @property
+    def probe(self) -> list:
+        """``PROBE_TEXTS``, or as pairs for a two-input file (each with another text)."""
+        if not self.takes_pairs:
+            return list(PROBE_TEXTS)
+        return list(zip(PROBE_TEXTS, PROBE_TEXTS[1:] + PROBE_TEXTS[:1]))
+
+    def run(self, examples: Sequence) -> list[np.ndarray]:
+        """Raw graph outputs, in ``self.output_names`` order (doc_cls: ``label [N]``, ``scores [N, L]``);
+        ``examples``: texts, or for a two-input file ``(a, b)`` pairs."""
+        if not self.takes_pairs:
+            feed = {self.inputs[0]: np.array(list(examples), dtype=object)}
+        else:
+            feed = {
+                name: np.array([example[i] for example in examples], dtype=object)
+                for i, name in enumerate(self.inputs)
+            }
+        return self.session.run(self.output_names, feed)
+
+    def predict(self, texts: Sequence, batch_size: int = 64) -> list[dict]:
+        """One prediction dict per text (a pair model: per ``(a, b)`` pair), in order; an empty or
+        whitespace-only text is an ``EmptyTextError`` naming its position (as ``POST /predict``
+        answers 422); a pair model given anything but pairs of texts, a ``TypeError``."""
+        if self.takes_pairs:
+            texts = check_pairs(texts)
+            lengths = [len(a) + len(b) for a, b in texts]
+        else:
+            check_texts(texts)
+            lengths = [len(text) for text in texts]
         results: list[dict] = [{}] * len(texts)
-        for chunk in length_sorted_chunks([len(text) for text in texts], batch_size):  # shortest first
+        for chunk in length_sorted_chunks(lengths, batch_size):  # shortest first
             shaped = self.shape(dict(zip(self.output_names, self.run([texts[i] for i in chunk]))))
             for i, result in zip(chunk, shaped):
                 results[i] = result
         return results
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The vector of every text ``[N, H]`` float32, in order, from a file with one ``vector`` head
+        (``embedding.onnx``): what ``PairPredictor.embed`` gives."""
+        heads = [head for head in self.heads if head.kind == "vector"]
+        if len(heads) != 1 or self.takes_pairs:
+            raise ArtifactError(
+                f"{self.path}: embed() needs an embedding file (one text input, one vector head); this "
+                f"file's heads are {[head.kind for head in self.heads]}: use predict()"
+            )
+        check_texts(texts)
+        name = heads[0].output_of["vector"]
+        index = self.output_names.index(name)
+        out: np.ndarray | None = None
+        for chunk in length_sorted_chunks([len(text) for text in texts], batch_size):
+            vectors = self.run([texts[i] for i in chunk])[index]  # [len(chunk), H]
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[chunk] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def shape(self, named: dict[str, np.ndarray]) -> list[dict]:
         """One batch's graph outputs (name -> array) -> one dict per text: each head's keys, merged in
@@ -215,6 +268,19 @@ class ModelFields:
             return None
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise self.problem(field, f"must be a JSON {kind.__name__}, got {self.meta[field][:60]!r}")
+        return value
+
+    def input_names(self) -> list[str]:
+        """The ``inputs`` field: one or two distinct string input names (``["text"]`` when absent)."""
+        value = self.json("inputs", list, default=["text"])
+        if (
+            not 1 <= len(value) <= 2
+            or not all(isinstance(n, str) and n for n in value)
+            or len(set(value)) != len(value)
+        ):
+            raise self.problem(
+                "inputs", f"must name one or two distinct string inputs, got {self.meta['inputs'][:60]!r}"
+            )
         return value
 
     def names(self, field: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     create_model,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -90,8 +91,27 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def request_model(config: ServeConfig) -> type[BaseModel]:
-    """``{"texts": [...]}`` with this server's limits in the schema (so clients and fuzzers see them)."""
+class _Request(BaseModel):
+    """A request body: exactly its one field (``texts`` or ``pairs``); the other one is named in the
+    error, since it is the mistake of a client that mixed up the served files."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: ClassVar[str] = "texts"
+    hint: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _the_right_field(cls, data: Any) -> Any:
+        other = "texts" if cls.field == "pairs" else "pairs"
+        if isinstance(data, dict) and other in data and cls.field not in data:
+            raise PydanticCustomError("wrong_request_field", cls.hint)
+        return data
+
+
+def request_model(config: ServeConfig, inputs: Sequence[str] = ("text",)) -> type[BaseModel]:
+    """``{"texts": [...]}`` with this server's limits in the schema (so clients and fuzzers see them);
+    for a two-input file (a pair or ranking model, ``inputs``: its string inputs' names),
+    ``{"pairs": [[a, b], ...]}``."""
     max_length = config.max_chars_per_text if config.on_long_text == "reject" else None
     text_doc = (
         "raw text, not empty or only whitespace (422); a lone UTF-16 surrogate escape is not text (422)"
@@ -109,17 +129,37 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
             {"type": "string", "pattern": NOT_WHITESPACE} | ({"maxLength": max_length} if max_length else {})
         ),
     ]
+    most = config.max_texts_per_request
+    if len(inputs) == 2:
+        first, second = inputs
+        pairs = Annotated[
+            list[tuple[text_type, text_type]],
+            Field(
+                min_length=1,
+                max_length=most,
+                description=f"1 to {most} pairs [{first}, {second}] of two texts each; predictions come "
+                "back in this order. Each text: " + text_doc,
+                examples=[[["wake me up at seven", "set an alarm for 7 am"]]],
+            ),
+        ]
+        hint = (
+            f"this model scores pairs of texts ({first}, {second}): send "
+            '{"pairs": [[a, b], ...]}, not "texts"'
+        )
+        base = type("PairsRequestBase", (_Request,), {"field": "pairs", "hint": hint})
+        return create_model("PredictRequest", __base__=base, pairs=(pairs, ...))
     texts = Annotated[
         list[text_type],
         Field(
             min_length=1,
-            max_length=config.max_texts_per_request,
-            description=f"1 to {config.max_texts_per_request} texts; predictions come back in this order. "
-            + text_doc,
+            max_length=most,
+            description=f"1 to {most} texts; predictions come back in this order. " + text_doc,
             examples=[["show me flights from boston to denver"]],
         ),
     ]
-    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=(texts, ...))
+    hint = 'this model takes single texts: send {"texts": [...]}, not "pairs"'
+    base = type("TextsRequestBase", (_Request,), {"field": "texts", "hint": hint})
+    return create_model("PredictRequest", __base__=base, texts=(texts, ...))
 
 
 def response_model(heads: Sequence[ServedHead] | str | None, name: str | None = None) -> type[BaseModel]:
@@ -169,6 +209,10 @@ class MetadataResponse(BaseModel):
     )
     intents: list[str] | None = Field(default=None, description="intent labels (intent_slot, intent)")
     multilabel: bool
+    inputs: list[str] = Field(
+        default_factory=lambda: ["text"],
+        description="the model's string inputs: ['text'], or a pair model's two (request body 'pairs')",
+    )
     nlpkit_version: str | None = Field(description="nlpkit version that exported the model")
     server_version: str = Field(description="nlpkit version serving it")
     model_file: str = Field(description="file name of the served model")

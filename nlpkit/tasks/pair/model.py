@@ -12,6 +12,12 @@ shared by both, or two), the towers' vectors combined, then a decoder.
 
 ``model.shared_encoder`` (default true): both texts go through one encoder (a siamese network);
 false builds a second one of the same config for the second text (``representation_b``).
+
+Export (``nlpkit.modules.exportable``): ``PairModel.forward_for_export`` takes each tower's featurizer
+tensors, suffixed ``_a`` and ``_b`` (``tokens_a, lengths_a, ..., tokens_b, lengths_b, ...``), and returns
+``scores``: the output layer's scores ``[B, L]`` (classification), the value ``[B]`` (regression), or
+the raw score ``[B]`` (ranking: no output layer). ``PairModel.tower(second)`` is one tower alone
+(:class:`Tower`: text -> its vector), what the embedding file exports.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torch import nn
 
 from nlpkit.errors import ConfigError
 from nlpkit.modules.base import embed_inputs
+from nlpkit.modules.exportable import Exportable
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
 from nlpkit.tasks.doc_cls.model import check_embedding_inputs
@@ -54,9 +61,45 @@ class CosineScore(nn.Module):
         return (self.scale * nn.functional.cosine_similarity(a, b, dim=-1) + self.bias).unsqueeze(-1)
 
 
-class PairModel(nn.Module):
+def encode_text(
+    embedding: nn.Module, encoder: nn.Module, features: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """One tower: a featurizer batch -> ``[B, H]``."""
+    mask = sequence_mask(features["tokens"], features["lengths"])  # [B, T]
+    return encoder(embed_inputs(embedding, features), mask)  # [B, T, E] -> [B, H]
+
+
+class Tower(Exportable, nn.Module):
+    """One tower of a :class:`PairModel` (its embedding and one encoder, shared with it, not copies):
+    ``forward_for_export(tokens, lengths, ...) -> embedding [B, H]``."""
+
+    export_outputs = ("embedding",)
+
+    def __init__(self, embedding: nn.Module, encoder: nn.Module):
+        super().__init__()
+        self.embedding = embedding
+        self.encoder = encoder
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.encoder.output_dim)
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return encode_text(self.embedding, self.encoder, features)  # [B, H]
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self(self.export_batch(inputs))
+
+
+#: the network input suffixes of the two towers' featurizer tensors (``tokens_a``, ``tokens_b``, ...)
+TOWER_SUFFIXES = ("_a", "_b")
+
+
+class PairModel(Exportable, nn.Module):
     """``forward({"a", "b", "index"}) -> {"logits": [N, num_outputs]}`` (``index [N]``: row i pairs the
     first text ``a[index[i]]`` with the second text ``b[i]``; a ranking batch encodes each query once)."""
+
+    export_outputs = ("scores",)
 
     def __init__(
         self,
@@ -78,24 +121,60 @@ class PairModel(nn.Module):
         self.cosine = CosineScore() if combine == "cosine" else None
         self.output = output
 
+    def encoder(self, second: bool = False) -> nn.Module:
+        """The first text's encoder, or the second's (the same module when shared)."""
+        return self.representation_b if second and self.representation_b is not None else self.representation
+
     def encode(self, features: Mapping[str, torch.Tensor], second: bool = False) -> torch.Tensor:
         """One tower: a featurizer batch -> ``[B, H]``."""
-        mask = sequence_mask(features["tokens"], features["lengths"])  # [B, T]
-        embedded = embed_inputs(self.embedding, features)  # [B, T, E]
-        encoder = (
-            self.representation_b if second and self.representation_b is not None else self.representation
-        )
-        return encoder(embedded, mask)  # [B, H]
+        return encode_text(self.embedding, self.encoder(second), features)
+
+    def tower(self, second: bool = False) -> Tower:
+        """One tower alone (sharing this model's modules): what ``embed`` runs and the embedding file holds."""
+        return Tower(self.embedding, self.encoder(second))
+
+    def combine_vectors(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The towers' vectors ``[N, H]`` each -> logits ``[N, num_outputs]``."""
+        if self.cosine is not None:
+            return self.cosine(a, b)  # [N, 1]
+        combined = torch.cat(
+            [FEATURES[name](a, b) for name in self.features], dim=-1
+        )  # [N, len(features) * H]
+        return self.decoder(combined)  # [N, L]
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         a = self.encode(batch["a"])[batch["index"]]  # [N, H]
         b = self.encode(batch["b"], second=True)  # [N, H]
-        if self.cosine is not None:
-            return {"logits": self.cosine(a, b)}  # [N, 1]
-        combined = torch.cat(
-            [FEATURES[name](a, b) for name in self.features], dim=-1
-        )  # [N, len(features) * H]
-        return {"logits": self.decoder(combined)}  # [N, L]
+        return {"logits": self.combine_vectors(a, b)}
+
+    # ------------------------------------------------------------------------------------ export
+    def export_inputs(self) -> list[str]:
+        """Each tower's featurizer tensors, suffixed: ``tokens_a, lengths_a, ..., tokens_b, ...``."""
+        tower = self.text_inputs()
+        return [name + suffix for suffix in TOWER_SUFFIXES for name in tower]
+
+    def input_example(self) -> dict[str, torch.Tensor]:
+        """The example rows of one text, for each tower (the second's rows in the other order, so the
+        two towers' lengths differ)."""
+        one = self.text_example()
+        example = {f"{name}_a": value for name, value in one.items()}
+        example.update({f"{name}_b": value.flip(0) for name, value in one.items()})
+        return {name: example[name] for name in self.export_inputs()}
+
+    def export_axis_suffix(self, name: str) -> str:
+        """The towers' inputs vary in length apart: their non-batch axes get their own names."""
+        return next((s for s in TOWER_SUFFIXES if name.endswith(s)), "")
+
+    def forward_for_export(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Both towers' tensors -> ``scores``: ``[B, L]`` probabilities (classification), ``[B]``
+        values (regression), ``[B]`` raw scores (ranking, no output layer)."""
+        named = dict(zip(self.export_inputs(), inputs))
+        a, b = (
+            {name[: -len(s)]: value for name, value in named.items() if name.endswith(s)}
+            for s in TOWER_SUFFIXES
+        )
+        logits = self.combine_vectors(self.encode(a), self.encode(b, second=True))  # [B, L]
+        return self.output.scores(logits) if self.output is not None else logits[:, 0]
 
 
 def build_pair_model(

@@ -1,39 +1,27 @@
 """Pair predictor: ``[(text_a, text_b), ...]`` in, ``{"label", "scores"}`` (classification) or
-``{"score"}`` (regression) out, in input order."""
+``{"score"}`` (regression) out, in input order; ``embed(texts)``: one tower's vectors, as the exported
+``embedding.onnx`` gives them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from nlpkit.data.featurizers import TextFeaturizer
-from nlpkit.data.inputs import EMPTY_TEXT_MESSAGE, EmptyTextError, length_sorted_chunks
+from nlpkit.data.inputs import check_pairs, check_texts, length_sorted_chunks
 
-
-def check_pairs(pairs: Sequence) -> list[tuple[str, str]]:
-    """``TypeError`` unless ``pairs`` is a list of two-text pairs; ``EmptyTextError`` naming the first
-    blank text."""
-    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
-        raise TypeError("predict() takes a list of (text_a, text_b) pairs")
-    out = []
-    for i, pair in enumerate(pairs):
-        if (
-            isinstance(pair, str)
-            or not isinstance(pair, Sequence)
-            or len(pair) != 2
-            or not all(isinstance(t, str) for t in pair)
-        ):
-            raise TypeError(f"pairs[{i}] must be two texts (text_a, text_b), got {pair!r}")
-        for j, text in enumerate(pair):
-            if not text.strip():
-                raise EmptyTextError(f"pairs[{i}][{j}] is {EMPTY_TEXT_MESSAGE}")
-        out.append((pair[0], pair[1]))
-    return out
+__all__ = ["PairPredictor", "check_pairs"]
 
 
 class PairPredictor:
-    """``predict([(a, b), ...])``; ``labels``: the class names (``None`` for regression)."""
+    """``predict([(a, b), ...])``; ``labels``: the class names (``None`` for regression).
+
+    ``inputs`` names the two texts (as the exported file's string inputs and ``nlpkit.predict``'s
+    output fields do)."""
+
+    inputs: tuple[str, str] = ("text_a", "text_b")
 
     def __init__(self, model, featurizer: TextFeaturizer, labels=None):
         self.model = model.eval()
@@ -67,7 +55,22 @@ class PairPredictor:
         if self.labels is None:
             return [{"score": float(v)} for v in output.predict(logits)]
         scores = output.scores(logits)
+        names = self.labels.names
         return [
-            {"label": self.labels.names[int(row.argmax())], "scores": [float(p) for p in row]}
+            {"label": names[int(row.argmax())], "scores": {n: float(p) for n, p in zip(names, row)}}
             for row in scores
         ]
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], batch_size: int = 64, second: bool = True) -> np.ndarray:
+        """One tower's vector of every text ``[N, H]`` float32, in input order: the second text's tower
+        (``second=False``: the first's; the same one with a shared encoder), what ``embedding.onnx``
+        holds. Index documents with it and compare queries by vector."""
+        check_texts(texts)
+        tower = self.model.tower(second)
+        features = self.featurizer.encode_batch(list(texts))
+        out = np.zeros((len(texts), tower.output_dim), dtype=np.float32)
+        for rows in length_sorted_chunks([len(f["tokens"]) for f in features], batch_size):
+            vectors = tower(self.featurizer.collate([features[i] for i in rows]))  # [len(rows), H]
+            out[rows] = vectors.float().numpy()
+        return out

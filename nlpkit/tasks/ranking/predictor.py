@@ -9,6 +9,8 @@ from nlpkit.tasks.pair.predictor import PairPredictor, check_pairs
 
 
 class RankingPredictor(PairPredictor):
+    inputs = ("query", "document")
+
     def predict(self, pairs: Sequence, batch_size: int = 64) -> list[dict]:
         pairs = check_pairs(pairs)
         return [{"score": float(v)} for v in self.logits(pairs, batch_size)[:, 0]]

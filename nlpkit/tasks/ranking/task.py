@@ -97,5 +97,15 @@ class RankingTask(Task):
         datamodule.featurizer.save(run_dir)
 
     @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        """``model.onnx`` (two string inputs) and ``embedding.onnx`` (one tower), each behind its own
+        parity gate (``nlpkit.tasks.pair.export``)."""
+        if subtask is not None:
+            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
+        from nlpkit.tasks.pair.export import export_pair  # onnx is imported only when exporting
+
+        return export_pair(run_dir, cfg, quantize, exporter)
+
+    @classmethod
     def make_predictor(cls, model, datamodule):
         return RankingPredictor(model, datamodule.featurizer)
