@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlpkit.data.constraints import above, at_least, choices
+from nlpkit.data.constraints import above, at_least, between, choices
 from nlpkit.errors import ConfigError
 from nlpkit.modules.kinds import check_component_kinds
 from nlpkit.registry import REMOVED_TASKS, get_task, resolve_target
@@ -53,6 +53,9 @@ class OptimConfig:
     name: ``adam``, ``adamw``, ``sgd`` or ``adadelta``.
     scheduler: ``none``, ``cosine`` or ``linear`` decay over all steps, or ``plateau`` on the monitor.
     warmup_steps: linear warmup before the schedule (0 = none).
+    warmup_ratio: linear warmup over this share of all training steps (the larger of the two wins).
+    encoder_lr: learning rate of the pretrained components' parameters (a transformer embedding);
+        ``lr`` is then the rest's (the head's). null: ``lr`` for everything.
     """
 
     name: str = field(default="adam", metadata=choices(*OPTIMIZERS))
@@ -63,6 +66,8 @@ class OptimConfig:
     momentum: float = field(default=0.0, metadata=at_least(0))
     scheduler: str = field(default="none", metadata=choices(*SCHEDULERS))
     warmup_steps: int = field(default=0, metadata=at_least(0))
+    warmup_ratio: float = field(default=0.0, metadata=between(0, 1, high_open=True))
+    encoder_lr: float | None = field(default=None, metadata=above(0))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from nlpkit.modules import kinds as kinds_module
 from nlpkit.modules.embedding.char_cnn import CharCNNEmbedding
 from nlpkit.modules.embedding.concat import ConcatEmbedding
 from nlpkit.modules.embedding.shape import ShapeEmbedding
+from nlpkit.modules.embedding.transformer import TransformerEmbedding
 from nlpkit.modules.embedding.word import WordEmbedding
 from nlpkit.registry import TASKS, components
 
@@ -39,6 +40,7 @@ SHIPPED_KINDS = {
     "ConcatEmbedding": "embedding",
     "ShapeEmbedding": "embedding",
     "WordEmbedding": "embedding",
+    "TransformerEmbedding": "embedding",
     "Highway": "layer",
     "CRFOutput": "word_output",
     "WordSoftmaxOutput": "word_output",
@@ -48,6 +50,7 @@ SHIPPED_KINDS = {
     "BagOfEmbeddings": "seq2vec",
     "BiLSTMRepresentation": "seq2vec",
     "DocNNRepresentation": "seq2vec",
+    "ClsPooling": "seq2vec",
     "LastPooling": "seq2vec",
     "MaxPooling": "seq2vec",
     "MeanPooling": "seq2vec",
@@ -90,7 +93,7 @@ WRONG_KINDS = [
     (
         ["task=doc_cls", "representation=token_bilstm"],
         "model.representation: TokenBiLSTMRepresentation is a seq2seq encoder; task=doc_cls needs a "
-        "seq2vec encoder here: choose representation=bag, bilstm or docnn",
+        "seq2vec encoder here: choose representation=bag, bilstm, cls, docnn or mean",
     ),
     (
         ["task=tagging", "representation=bag"],
@@ -220,6 +223,17 @@ SIZES = {"vocab_size": 20, "padding_idx": 0, "num_chars": 12, "num_shapes": 6, "
 
 
 def _build(cls: type) -> nn.Module:
+    if cls is TransformerEmbedding:  # a tiny random BERT of SIZES' vocabulary, saved as a checkpoint
+        import tempfile
+
+        from transformers import BertConfig, BertModel
+
+        directory = Path(tempfile.mkdtemp(prefix="tiny_bert_"))
+        (directory / "tokenizer.json").write_text("{}")  # the embedding reads config + weights only
+        config = BertConfig(vocab_size=SIZES["vocab_size"], hidden_size=8, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=8, max_position_embeddings=T)  # fmt: skip
+        BertModel(config).save_pretrained(str(directory))
+        return cls(SIZES["vocab_size"], checkpoint=str(directory))
     if cls is ConcatEmbedding:
         return cls(
             {
@@ -242,7 +256,7 @@ def test_a_tiny_forward_pass_keeps_the_contract_of_its_kind(name):
     x = torch.randn(B, T, D)
     kind = module.kind
     if kind == "embedding":
-        inputs = {"tokens": torch.randint(1, 20, (B, T)), "chars": torch.randint(1, 12, (B, T, 4)),
+        inputs = {"tokens": torch.randint(1, 20, (B, T)), "lengths": torch.tensor([T, 3]), "chars": torch.randint(1, 12, (B, T, 4)),
                   "shapes": torch.randint(1, 6, (B, T))}  # fmt: skip
         out = module.embed(inputs)
         assert out.shape == (B, T, module.output_dim)

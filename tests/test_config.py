@@ -124,7 +124,7 @@ def test_misspelled_override_is_nlpkits_one_line_without_plus(overrides, expecte
     [
         ("data", "trian_path", "x", "did you mean 'train_path'?"),
         ("data.featurizer", "lowercse", True, "did you mean 'lowercase'?"),
-        ("optim", "learning_rate", 0.1, "valid keys: betas, eps, lr,"),
+        ("optim", "learning_rate", 0.1, "valid keys: betas, encoder_lr, eps, lr,"),
         ("task", "monitr", "x", "did you mean 'monitor'?"),
         ("model.representation", "hiden_dim", 3, "did you mean 'hidden_dim'?"),
         ("trainer", "max_epoch", 3, "did you mean 'max_epochs'?"),

@@ -97,7 +97,7 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
 # What nlpkit ships. A component or task that disappears (renamed, moved, its module no longer
 # imported) fails here, not in a user's run; one that is added is added here on purpose.
 SHIPPED_TASKS = {"doc_cls", "doc_regression", "tagging", "intent_slot", "multitask", "pair", "ranking", "lm"}
-SHIPPED_FEATURIZERS = {"subword", "word"}
+SHIPPED_FEATURIZERS = {"subword", "word", "wordpiece"}
 SHIPPED_COMPONENTS = {
     "nlpkit.modules.decoder.composed.ComposedLabelDecoder",
     "nlpkit.modules.decoder.mlp.MLPDecoder",
@@ -106,6 +106,7 @@ SHIPPED_COMPONENTS = {
     "nlpkit.modules.embedding.char_cnn.Highway",
     "nlpkit.modules.embedding.concat.ConcatEmbedding",
     "nlpkit.modules.embedding.shape.ShapeEmbedding",
+    "nlpkit.modules.embedding.transformer.TransformerEmbedding",
     "nlpkit.modules.embedding.word.WordEmbedding",
     "nlpkit.modules.output.crf.CRFOutput",
     "nlpkit.modules.output.multilabel.MultiLabelOutput",
@@ -118,6 +119,7 @@ SHIPPED_COMPONENTS = {
     "nlpkit.modules.representation.bilstm.BiLSTMRepresentation",
     "nlpkit.modules.representation.bseqcnn.BSeqCNNRepresentation",
     "nlpkit.modules.representation.docnn.DocNNRepresentation",
+    "nlpkit.modules.representation.pooling.ClsPooling",
     "nlpkit.modules.representation.pooling.LastPooling",
     "nlpkit.modules.representation.pooling.MaxPooling",
     "nlpkit.modules.representation.pooling.MeanPooling",

@@ -498,9 +498,189 @@ def _codepoint_word_ids(words: Any) -> list[int]:
     return [words.key_id(key) for key in keys]
 
 
+# ---------------------------------------------------------------------------------- wordpiece
+class WordPieceFrontEnd(FrontEnd):
+    """``text [B]`` -> ``tokens [B, T]`` (``[CLS] pieces [SEP]``), ``lengths [B]`` as
+    ``WordPieceFeaturizer.encode_batch`` (:mod:`nlpkit.export.wordpiece_graph`). The file needs
+    onnxruntime-extensions (``StringJoin``, ``WordpieceTokenizer``); its metadata says so, and nlpkit's
+    loaders register the library for it."""
+
+    kind = "wordpiece"
+    provides = ("tokens", "lengths")
+
+    def __init__(self, tokenizer, featurizer: Any, vocab_dir: Path):  # tokenizer: WordPieceSpec
+        self.tokenizer = tokenizer
+        self.featurizer = featurizer
+        self.vocab_dir = Path(vocab_dir)
+        self.tokenizer_path = self.vocab_dir / TOKENIZER_FILE
+        if (featurizer.pad_id, featurizer.unk_id) != (tokenizer.pad_id, tokenizer.unk_id):
+            raise ExportError("tokenizer.json and the loaded featurizer disagree on pad/unk ids")
+
+    @property
+    def python_featurizer(self):
+        return self.featurizer
+
+    def build(self, b, text, reads):
+        from nlpkit.export.wordpiece_graph import build_wordpiece_nodes
+
+        self.check_reads(reads)
+        build_wordpiece_nodes(b, self.tokenizer, text, G.MODEL_PREFIX + "tokens", G.MODEL_PREFIX + "lengths")
+        return FrontEndValues()
+
+    def edge_cases(self):
+        vocab = [w for w in self.featurizer.vocab if w.isalpha()] or ["word"]
+        long_words = " ".join(
+            vocab[(i * 7919) % len(vocab)] for i in range((self.tokenizer.max_length or 64) + 7)
+        )
+        return [
+            *EDGE_CASES,
+            long_words,  # truncated: [CLS] + max_length - 2 pieces + [SEP]
+            " ".join(["."] * ((self.tokenizer.max_length or 64) + 3)),
+            "[CLS] [SEP] [PAD] [UNK] [MASK] ##ing a##b",  # special tokens as text are text
+            "a" * (self.tokenizer.max_input_chars_per_word + 1)
+            + " "
+            + "b" * self.tokenizer.max_input_chars_per_word,
+            "naïve café résumé Ångström Øre Ħ ł ß ﬁ ǅ Ⅻ ①",  # accents, ligatures, compatibility forms
+            "北京大学 東京 豈 更 𠀀 一丁 ㄅ ぁ ァ 가각 ᄀ",  # CJK (+ compatibility ideographs), kana, Hangul
+            "zero\u200bwidth soft\u00adhyphen joiner\u200d bidi\u202e mark\u0301\u0301 \ufeffbom \x00nul \ufffd",
+            "wordwithunknown☃piece xyz☃ ☃ 🙂smile",  # a word WordPiece cannot cover -> one [UNK]
+        ]
+
+    def metadata(self, run_dir):
+        return {
+            "tokenizer": self.tokenizer.description,
+            "max_length": json.dumps(self.tokenizer.max_length),
+            "requires_onnxruntime_extensions": "true",
+        }
+
+    @property
+    def description(self) -> str:
+        return (
+            "Tokenization runs in the graph (needs onnxruntime-extensions: "
+            "SessionOptions.register_custom_ops_library(onnxruntime_extensions.get_library_path())): "
+            + self.tokenizer.description
+        )
+
+    def _model(self, build, outputs: list[tuple[str, int, int]]) -> onnx.ModelProto:
+        from nlpkit.export.wordpiece_graph import CONTRIB
+
+        b = GraphBuilder("nlpkit/")
+        names = build(b)
+        graph = helper.make_graph(
+            b.nodes,
+            "nlpkit_front_end",
+            [G.string_input("text")],
+            [helper.make_tensor_value_info(n(names), t, [f"d{i}" for i in range(r)]) for n, t, r in outputs],
+            initializer=b.initializers,
+        )
+        model = helper.make_model(graph, opset_imports=[*opset_imports(), helper.make_opsetid(CONTRIB, 1)])
+        model.ir_version = 9
+        return model
+
+    def ids_model(self) -> onnx.ModelProto:
+        """The featurizer part of the graph alone (same builder): ``tokens``, ``lengths``."""
+        from nlpkit.export.wordpiece_graph import build_wordpiece_nodes
+
+        outputs = [(lambda _: "tokens", TensorProto.INT64, 2), (lambda _: "lengths", TensorProto.INT64, 1)]
+        return self._model(
+            lambda b: build_wordpiece_nodes(b, self.tokenizer, "text", "tokens", "lengths"), outputs
+        )
+
+    def words_model(self) -> onnx.ModelProto:
+        """Its normalization and pre-tokenization alone (same builder): ``words`` ``[B, W]``."""
+        from nlpkit.export.wordpiece_graph import build_word_nodes
+
+        def build(b):
+            return b.op("Identity", [build_word_nodes(b, self.tokenizer, "text")], outputs=["words"])
+
+        return self._model(build, [(lambda _: "words", TensorProto.STRING, 2)])
+
+    def checks(self, model, reads, split, texts, edge, timed):
+        groups = {split: texts, "edge_cases": edge, "vocabulary": list(self.featurizer.vocab)}
+        return {
+            "tokenizer_all_codepoints": timed("tokenizer_all_codepoints", self.check_all_codepoints),
+            "token_ids": timed(
+                "token_ids",
+                lambda: self.check_token_ids(G.session(self.ids_model()), groups, [1, MIXED_BATCH]),
+            ),
+        }
+
+    def check_all_codepoints(self) -> dict:
+        """Every Unicode scalar value in one text (``all_codepoints_text``): the graph's words (normalized
+        and pre-tokenized, before WordPiece) == HF's normalize + pre-tokenize of that text."""
+        from nlpkit.export.wordpiece_graph import (
+            PAD_WORD,
+            all_codepoints_text,
+            codepoint_table,
+            hf_words_of_all_codepoints,
+        )
+
+        spec = self.tokenizer
+        expected = hf_words_of_all_codepoints(spec.normalizer_json, spec.pre_tokenizer_json)
+        session = G.session(self.words_model())
+        words = session.run(["words"], {"text": np.array([all_codepoints_text()], dtype=object)})[0][0]
+        got = [str(w) for w in words if w != PAD_WORD]
+        mismatch = next((i for i, (a, c) in enumerate(zip(expected, got)) if a != c), None)
+        if mismatch is None and len(expected) != len(got):
+            mismatch = min(len(expected), len(got))
+        result = {
+            "passed": mismatch is None,
+            "characters": len(all_characters()),
+            "words": len(expected),
+            "table_entries": len(codepoint_table(spec.normalizer_json, spec.pre_tokenizer_json)),
+        }
+        if mismatch is not None:
+            result["first_mismatch"] = {"index": mismatch, "hf": [w[:80] for w in expected[mismatch : mismatch + 3]],
+                                        "onnx": [w[:80] for w in got[mismatch : mismatch + 3]]}  # fmt: skip
+        return result
+
+    def check_token_ids(self, session, groups: dict[str, list[str]], batch_sizes) -> dict:
+        """Graph token ids (and ``[PAD]`` padding) == ``WordPieceFeaturizer.encode_batch``, per group and
+        batch size (the vocabulary group in batches of 512)."""
+        mismatches: list[dict] = []
+        counts = {}
+        pad = self.featurizer.pad_id
+        for group, texts in groups.items():
+            counts[group] = len(texts)
+            expected = [f["tokens"].tolist() for f in self.featurizer.encode_batch(texts)]
+            for batch_size in batch_sizes if group != "vocabulary" else [512]:
+                offset = 0
+                for tokens, lengths in G.run_batched(session, texts, batch_size, ["tokens", "lengths"]):
+                    for row in range(tokens.shape[0]):
+                        want, n = expected[offset + row], int(lengths[row])
+                        got = tokens[row, :n].tolist()
+                        if got != want or not bool(np.all(tokens[row, n:] == pad)):
+                            mismatches.append({"group": group, "batch_size": batch_size,
+                                               "text": texts[offset + row][:200], "hf_ids": want[:40],
+                                               "onnx_ids": tokens[row].tolist()[:40]})  # fmt: skip
+                    offset += tokens.shape[0]
+        return check_result(mismatches, counts, batch_sizes)
+
+
 # ------------------------------------------------------------------------------------ registry
 #: featurizer kind -> its front end
-FRONT_ENDS: dict[str, type[FrontEnd]] = {"subword": SubwordFrontEnd, "word": WordFrontEnd}
+FRONT_ENDS: dict[str, type[FrontEnd]] = {
+    "subword": SubwordFrontEnd,
+    "word": WordFrontEnd,
+    "wordpiece": WordPieceFrontEnd,
+}
+
+
+def read_front_end_spec(kind: str, vocab_dir: Path):
+    """What the front end of featurizer ``kind`` reproduces, read from the run's ``tokenizer.json``
+    (refusing what it cannot reproduce, before any heavy work)."""
+    from nlpkit.export.text_graph import read_tokenizer_spec
+
+    if kind != "wordpiece":
+        return read_tokenizer_spec(Path(vocab_dir) / TOKENIZER_FILE)
+    from nlpkit.data.featurizers.wordpiece import PRETRAINED_FILE
+    from nlpkit.export.wordpiece_graph import read_wordpiece_spec
+
+    try:
+        pad_token = json.loads((Path(vocab_dir) / PRETRAINED_FILE).read_text(encoding="utf-8"))["pad_token"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ExportError(f"{Path(vocab_dir) / PRETRAINED_FILE}: unreadable ({err})") from err
+    return read_wordpiece_spec(Path(vocab_dir) / TOKENIZER_FILE, pad_token)
 
 
 def front_end(kind: str, tokenizer: TokenizerSpec, featurizer: Any, vocab_dir: Path) -> FrontEnd:

@@ -204,6 +204,8 @@ def assemble(
         value_info=list(network.graph.value_info),
     )
     versions = {"": OPSET, "ai.onnx.ml": ML_OPSET, "com.microsoft": MS_OPSET}
+    if any(node.domain == CONTRIB for node in pre_nodes + builder.nodes):
+        versions[CONTRIB] = 1  # onnxruntime-extensions' ops (the wordpiece front end)
     for opset in network.opset_import:
         versions[opset.domain] = max(versions.get(opset.domain, 0), opset.version)
     model = helper.make_model(
@@ -231,6 +233,21 @@ def with_debug_outputs(model: onnx.ModelProto, names: Sequence[tuple[str, int]])
     return debug
 
 
+CONTRIB = "ai.onnx.contrib"  # onnxruntime-extensions' operator domain
+
+
+def register_extensions(options) -> None:
+    """Register onnxruntime-extensions' operators (``WordpieceTokenizer``, ``StringJoin``) with
+    ``options``; ``ExportError`` naming the extra when the package is missing."""
+    try:
+        import onnxruntime_extensions
+    except ImportError as err:
+        raise ExportError(
+            "this graph uses onnxruntime-extensions operators; install them: pip install 'nlpkit[pretrained]'"
+        ) from err
+    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+
+
 def session(model: onnx.ModelProto | bytes | str, threads: int | None = None):
     import onnxruntime as ort
 
@@ -239,6 +256,8 @@ def session(model: onnx.ModelProto | bytes | str, threads: int | None = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    if isinstance(model, onnx.ModelProto) and any(node.domain == CONTRIB for node in model.graph.node):
+        register_extensions(options)
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types

@@ -47,6 +47,33 @@ from nlpkit.errors import ArtifactError, MissingArtifactError
 from nlpkit.serving.heads import HEADS_FIELD, ServedHead, check_graph_outputs, read_heads
 from nlpkit.utils.io import sha256_file
 
+#: the metadata entry ``requires_onnxruntime_extensions: "true"`` as protobuf writes it (key, then the
+#: value field: tag 0x12, length 4)
+EXTENSIONS_ENTRY = b"requires_onnxruntime_extensions\x12\x04true"
+
+
+def _declares_extensions(path: Path) -> bool:
+    """Whether the file's metadata may say it needs onnxruntime-extensions: the entry, found in the raw
+    bytes (the metadata follows the graph; no protobuf parse needed). The metadata itself is checked once
+    the session is open; registering the library for a file that needs none changes nothing."""
+    import mmap
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.rfind(EXTENSIONS_ENTRY) != -1
+
+
+def _register_extensions(options, path: Path) -> None:
+    """Register onnxruntime-extensions' operators (the wordpiece front end's ``WordpieceTokenizer``,
+    ``StringJoin``), or ``ArtifactError`` naming the package to install."""
+    try:
+        import onnxruntime_extensions
+    except ImportError as err:
+        raise ArtifactError(
+            f"{path}: the graph needs onnxruntime-extensions operators (its tokenizer); install them: "
+            "pip install onnxruntime-extensions==0.15.2 (or 'nlpkit[pretrained]')"
+        ) from err
+    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+
 
 class OnnxPredictor:
     """Loads ``model.onnx`` (or ``model.int8.onnx``) written by ``python -m nlpkit.export``.
@@ -81,6 +108,9 @@ class OnnxPredictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.path = path
+        needs_extensions = _declares_extensions(path)
+        if needs_extensions:
+            _register_extensions(options, path)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own exception types: not a model, corrupt file
@@ -90,8 +120,9 @@ class OnnxPredictor:
         fields = ModelFields(path, meta)
         if "labels" not in meta and HEADS_FIELD not in meta:
             raise ArtifactError(f"{path}: not an nlpkit export (no 'heads' or 'labels' metadata)")
-        if fields.text("requires_onnxruntime_extensions", default="false") != "false":
-            raise ArtifactError(f"{path}: needs onnxruntime-extensions, which OnnxPredictor does not load")
+        requires = fields.text("requires_onnxruntime_extensions", default="false")
+        if requires not in ("false", "true"):
+            raise fields.problem("requires_onnxruntime_extensions", f"is {requires!r}, not true or false")
         self.task = fields.text("task")
         #: the graph's string inputs, in order: ``["text"]``, or a pair's two (``["text_a", "text_b"]``)
         self.inputs: list[str] = fields.input_names()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
-from nlpkit.training.optim import build_optimizer, build_scheduler
+from nlpkit.training.optim import build_optimizer, build_scheduler, parameter_groups
 
 STAGES = ("train", "val", "test")
 
@@ -171,7 +171,7 @@ class TaskModule(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        optimizer = build_optimizer(parameter_groups(self, self.optim_cfg), self.optim_cfg)
         total_steps = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
         scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps, self.monitor, self.monitor_mode)
         if scheduler is None:

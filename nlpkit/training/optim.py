@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
+from torch import nn
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 SCHEDULERS = ("none", "cosine", "linear", "plateau")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def parameter_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
+    """The trainable parameters as optimizer groups: with ``cfg.encoder_lr`` set, the parameters of
+    every pretrained component (a module whose class sets ``pretrained = True``: the transformer
+    embedding) in a group at that rate and the rest (the head) at ``cfg.lr``; else one group."""
+    encoder_lr = cfg.get("encoder_lr") if hasattr(cfg, "get") else getattr(cfg, "encoder_lr", None)
+    pretrained: set[int] = set()
+    if encoder_lr is not None:
+        for module in model.modules():
+            if getattr(type(module), "pretrained", False):
+                pretrained.update(id(p) for p in module.parameters())
+    encoder = [p for p in model.parameters() if p.requires_grad and id(p) in pretrained]
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in pretrained]
+    groups = [{"params": head, "lr": float(cfg.lr)}] if head else []
+    if encoder:
+        groups.append({"params": encoder, "lr": float(encoder_lr)})
+    return groups
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter] | list[dict], cfg) -> torch.optim.Optimizer:
+    """``params``: parameters, or groups from :func:`parameter_groups` (each keeps its own ``lr``)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in params]
+    else:
+        params = [p for p in params if p.requires_grad]
     name = cfg.name
     if name == "adam":
         return torch.optim.Adam(
@@ -32,9 +57,11 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Op
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg, total_steps: int, monitor: str, mode: str
 ) -> dict | None:
-    """A Lightning ``lr_scheduler`` dict, or ``None`` for a constant rate. Warmup is linear."""
+    """A Lightning ``lr_scheduler`` dict, or ``None`` for a constant rate. Warmup is linear, over
+    ``warmup_steps`` or ``warmup_ratio`` of ``total_steps``, whichever is longer."""
     name = cfg.scheduler
-    warmup = int(cfg.warmup_steps)
+    ratio = float(cfg.get("warmup_ratio", 0.0) if hasattr(cfg, "get") else getattr(cfg, "warmup_ratio", 0.0))
+    warmup = max(int(cfg.warmup_steps), round(ratio * total_steps))
     if name == "none" and warmup == 0:
         return None
     if name == "plateau":

@@ -18,6 +18,7 @@ from nlpkit.data.featurizers.base import (
 )
 from nlpkit.data.featurizers.subword import SubwordConfig, SubwordFeaturizer
 from nlpkit.data.featurizers.word import WordConfig, WordFeaturizer
+from nlpkit.data.featurizers.wordpiece import WordPieceConfig, WordPieceFeaturizer
 
 __all__ = [
     "Features",
@@ -26,6 +27,8 @@ __all__ = [
     "TextFeaturizer",
     "WordConfig",
     "WordFeaturizer",
+    "WordPieceConfig",
+    "WordPieceFeaturizer",
     "featurizer_class",
     "featurizer_name",
     "featurizer_options",

@@ -89,3 +89,14 @@ def make_pooling(
     if name == "self_attention":
         return SelfAttentionPooling(input_dim, attention_dim, n_hops, dropout)
     raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+
+
+class ClsPooling(Seq2VecEncoder):
+    """The first position's state (a transformer's ``[CLS]`` piece): ``[B, T, D] -> [B, D]``."""
+
+    def __init__(self, input_dim: int):
+        super().__init__()
+        self.input_dim = self.output_dim = input_dim
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return states[:, 0]  # [B, D]
