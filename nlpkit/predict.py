@@ -89,7 +89,9 @@ def predict_file(
     predictions = predictor.predict(texts, batch_size=batch_size)
     with atomic_open(output_path) as handle:
         for text, prediction in zip(texts, predictions):
-            handle.write(json.dumps({"text": text, **prediction}, ensure_ascii=False) + "\n")
+            # a task whose prediction is one value (semantic_parse: a tree string) has it under "prediction"
+            fields = prediction if isinstance(prediction, dict) else {"prediction": prediction}
+            handle.write(json.dumps({"text": text, **fields}, ensure_ascii=False) + "\n")
     log.info("wrote %d predictions to %s", len(predictions), output_path)
     return len(predictions)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import nlpkit
 from nlpkit.data.readers import BadRowPolicy
 from nlpkit.errors import DataError
 from nlpkit.tasks.semantic_parse.data import ActionVocab, read_top
@@ -24,6 +25,7 @@ from nlpkit.tasks.semantic_parse.tree import (
     parse_tree,
 )
 from tests.conftest import SHARED_DATA
+from tests.task_case import TaskCase
 
 TOP = SHARED_DATA / "top_v1"
 needs_top = pytest.mark.skipif(not (TOP / "train.tsv").is_file(), reason=f"TOP v1 not found at {TOP}")
@@ -233,3 +235,130 @@ def test_tree_metrics_match_a_hand_count():
     assert values["bracket_precision"] == pytest.approx(2 / 4)
     assert values["bracket_recall"] == pytest.approx(2 / 4)
     assert values["bracket_f1"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- the task contract, on generated TOP data
+def generated_top(seed: int, size: int) -> list[tuple[str, str]]:
+    """TOP rows from templates: flat intents, two slots, and a slot holding a nested intent."""
+    rng = random.Random(seed)
+    places, days, things = (
+        ["paris", "rome", "oslo", "lima"],
+        ["today", "tomorrow", "tonight"],
+        ["beach", "mall", "gym"],
+    )
+    rows = []
+    for _ in range(size):
+        place, day, thing = rng.choice(places), rng.choice(days), rng.choice(things)
+        kind = rng.randrange(4)
+        if kind == 0:
+            rows.append(
+                (
+                    f"weather in {place} {day}",
+                    f"[IN:GET_WEATHER weather in [SL:LOCATION {place} ] [SL:DATE {day} ] ]",
+                )
+            )
+        elif kind == 1:
+            rows.append((f"is it cold {day}", f"[IN:GET_WEATHER is it cold [SL:DATE {day} ] ]"))
+        elif kind == 2:
+            tree = (
+                f"[IN:GET_ETA how long to [SL:DESTINATION [IN:GET_LOCATION the [SL:CATEGORY {thing} ] ] ] ]"
+            )
+            rows.append((f"how long to the {thing}", tree))
+        else:
+            rows.append((f"tell me a joke {day}", "[IN:UNSUPPORTED tell me a joke " + day + " ]"))
+    return rows
+
+
+class TestSemanticParseTask(TaskCase):
+    overrides = (
+        "task=semantic_parse",
+        "model.embedding.components.word.embed_dim=8",
+        "model.embedding.components.char.char_dim=4",
+        "model.embedding.components.char.kernel_sizes=[2]",
+        "model.embedding.components.char.num_filters=4",
+        "model.embedding.components.shape.embed_dim=2",
+        "model.representation.hidden_dim=8",
+        "model.stack_dim=8",
+        "model.action_dim=4",
+        "model.hidden_dim=8",
+        "data.batch_size=8",
+    )
+    texts = (
+        "weather in paris today",
+        "how long to the gym",
+        "is it cold tonight and will it rain in oslo",
+        "hello",
+    )
+    test_metrics = tuple(
+        f"test/{name}"
+        for name in (
+            "exact_match",
+            "bracket_precision",
+            "bracket_recall",
+            "bracket_f1",
+            "intent_accuracy",
+            "well_formed",
+        )
+    )
+
+    @pytest.fixture(scope="class")
+    def run(self, tmp_path_factory, builtin_dir):
+        data = tmp_path_factory.mktemp("top_data")
+        files = {
+            split: write_top(data / f"{split}.tsv", generated_top(i, n))
+            for i, (split, n) in enumerate([("train", 48), ("eval", 12), ("test", 12)])
+        }
+        paths = [
+            f"data.{key}_path={files[split]}"
+            for key, split in (("train", "train"), ("val", "eval"), ("test", "test"))
+        ]
+        cfg = nlpkit.compose([*self.overrides, *paths, *self.trainer], output_dir=str(data / "run"))
+        return {**nlpkit.train(cfg), "cfg": cfg, "files": files}
+
+    def test_every_prediction_is_a_well_formed_tree_over_the_tokens(self, run):
+        trees = nlpkit.load(run["run_dir"]).predict(list(self.texts))
+        for text, tree in zip(self.texts, trees):
+            assert parse_tree(tree).tokens() == text.split()
+        assert run["metrics"]["test/well_formed"] == 1.0
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, capsys):
+        """Not exportable yet: ``python -m nlpkit.export`` says so, and writes nothing."""
+        from nlpkit.export.__main__ import main
+
+        assert main([f"run_dir={run['run_dir']}"]) == 1
+        assert "task=semantic_parse is not exportable yet" in capsys.readouterr().err
+        assert not (Path(run["run_dir"]) / "export" / "model.onnx").exists()
+
+
+def test_the_cli_trains_on_a_top_file_and_predicts_trees(tmp_path):
+    """``python -m nlpkit.train task=semantic_parse`` on a file by overrides alone, then the predict CLI's
+    file path (one JSON line per text, the tree under ``prediction``)."""
+    import json
+
+    from nlpkit.predict import predict_file
+    from tests.conftest import run_module
+
+    train = write_top(tmp_path / "train.tsv", generated_top(5, 32))
+    run_dir = tmp_path / "run"
+    run_module(
+        "nlpkit.train",
+        [
+            *TestSemanticParseTask.overrides,
+            f"data.train_path={train}",
+            "data.val_path=null",  # held out of train instead
+            "data.test_path=null",
+            "data.val_fraction=0.25",
+            "debug=fast",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val/well_formed"] == 1.0 and "test/exact_match" not in metrics  # no test file given
+    texts = tmp_path / "texts.txt"
+    texts.write_text("weather in rome tonight\nhow long to the mall\n")
+    assert predict_file(run_dir, texts, tmp_path / "out.jsonl") == 2
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [parse_tree(line["prediction"]).tokens() for line in lines] == [
+        t.split() for t in texts.read_text().splitlines()
+    ]

@@ -5,7 +5,7 @@ Tokens are embedded by the shared word components and encoded by the representat
 one score per action (masked to the valid ones, ``valid_actions``):
 
 - the **buffer**: the BiLSTM state of the next unshifted token (its backward half reads the rest of
-  the buffer right to left, as RNNG's buffer LSTM does), a learned vector once the buffer is empty;
+  the buffer right to left, as RNNG's buffer LSTM does), zeros once the buffer is empty;
 - the **stack**: a stack-LSTM (``LSTMCell``) whose state at each stack position is kept, so a pop is
   a pointer move; a learned vector while the stack is empty;
 - the **history**: an ``LSTMCell`` over the embeddings of the actions taken so far.
@@ -78,8 +78,8 @@ class ParserStacks:
     the top element, ``open_pos`` at the innermost open non-terminal (0 when none is open)."""
 
     def __init__(self, batch: int, depth: int, dim: int, device: torch.device):
-        zeros = torch.zeros(batch, depth, dim, device=device)
-        self.h, self.c, self.x = zeros, zeros, zeros  # stack-LSTM states and each element's input
+        # stack-LSTM states and each element's input, written in place (``RNNGParser._take``)
+        self.h, self.c, self.x = (torch.zeros(batch, depth, dim, device=device) for _ in range(3))
         self.open = torch.zeros(batch, depth, dtype=torch.bool, device=device)
         self.label = torch.zeros(batch, depth, dtype=torch.long, device=device)  # NT action id
         self.top = torch.zeros(batch, dtype=torch.long, device=device)
@@ -165,7 +165,6 @@ class RNNGParser(TokenEncoderModel):
         self.stack_cell = nn.LSTMCell(stack_dim, stack_dim)
         self.history_cell = nn.LSTMCell(action_dim, action_dim)
         self.compose = COMPOSITIONS[compose](stack_dim)
-        self.empty_buffer = nn.Parameter(torch.zeros(token_dim))
         self.empty_stack = nn.Parameter(torch.zeros(stack_dim))
         self.scorer = nn.Sequential(
             nn.Dropout(dropout),
@@ -179,11 +178,8 @@ class RNNGParser(TokenEncoderModel):
     def _scores(self, states, lengths, stacks: ParserStacks, history: torch.Tensor) -> torch.Tensor:
         """Masked action scores ``[B, A]`` of the current states."""
         index = stacks.ptr.clamp(max=states.size(1) - 1)
-        buffer = torch.where(
-            (stacks.ptr < lengths).unsqueeze(1),
-            states[stacks.rows, index],
-            self.empty_buffer.expand_as(states[:, 0]),
-        )
+        # zeros once the buffer is empty: then only REDUCE is ever valid, so nothing could learn a vector
+        buffer = states[stacks.rows, index] * (stacks.ptr < lengths).unsqueeze(1).to(states.dtype)
         stack = torch.where(
             (stacks.top > 0).unsqueeze(1),
             stacks.h[stacks.rows, stacks.top],
@@ -209,13 +205,15 @@ class RNNGParser(TokenEncoderModel):
         pos = torch.where(is_reduce, open_pos, stacks.top + 1)
         below = (pos - 1).clamp(min=0)
         h, c = self.stack_cell(x, (stacks.h[stacks.rows, below], stacks.c[stacks.rows, below]))
-        write = (stacks.positions.unsqueeze(0) == pos.unsqueeze(1)) & active.unsqueeze(1)  # [B, S]
-        w = write.unsqueeze(-1)
-        stacks.h = torch.where(w, h.unsqueeze(1), stacks.h)
-        stacks.c = torch.where(w, c.unsqueeze(1), stacks.c)
-        stacks.x = torch.where(w, x.unsqueeze(1), stacks.x)
-        stacks.open = torch.where(write, is_nt.unsqueeze(1), stacks.open)
-        stacks.label = torch.where(write, action.unsqueeze(1), stacks.label)
+        # in-place writes of the active rows only: reads of the stacks are indexing ops, whose backward
+        # needs the indices, not the values, so autograd allows overwriting the buffers afterwards
+        rows = active.nonzero().squeeze(1)
+        at = (rows, pos[rows])
+        stacks.h.index_put_(at, h[rows])
+        stacks.c.index_put_(at, c[rows])
+        stacks.x.index_put_(at, x[rows])
+        stacks.open.index_put_(at, is_nt[rows])
+        stacks.label.index_put_(at, action[rows])
         stacks.top = torch.where(active, pos, stacks.top)
         stacks.ptr = stacks.ptr + is_shift.long()
         stacks.n_open = stacks.n_open + is_nt.long() - is_reduce.long()
