@@ -115,7 +115,9 @@ def predict_file(
     with atomic_open(output_path) as handle:
         for text, prediction in zip(texts, predictions):
             given = dict(zip(pair_fields, text)) if pair_fields else {"text": text}
-            handle.write(json.dumps({**given, **prediction}, ensure_ascii=False) + "\n")
+            # a task whose prediction is one value (semantic_parse: a tree string) has it under "prediction"
+            fields = prediction if isinstance(prediction, dict) else {"prediction": prediction}
+            handle.write(json.dumps({**given, **fields}, ensure_ascii=False) + "\n")
     log.info("wrote %d predictions to %s", len(predictions), output_path)
     return len(predictions)
 

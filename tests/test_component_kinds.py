@@ -84,12 +84,18 @@ def test_tasks_declare_known_kinds_and_the_conf_tree_is_the_configs():
         assert set(task.component_kinds.values()) <= set(KINDS), name
     assert TASKS["doc_cls"].component_kinds["representation"] == "seq2vec"
     assert TASKS["tagging"].component_kinds["representation"] == "seq2seq"
+    assert TASKS["semantic_parse"].component_kinds == {"embedding": "embedding", "representation": "seq2seq"}
     assert TASKS["multitask"].component_kinds == {}  # each sub-task is checked with its own task's kinds
     assert Path(CONF_DIR) == kinds_module.CONF_DIR
 
 
 # (overrides, the whole message): the wrong kind in a slot, and what to choose instead.
 WRONG_KINDS = [
+    (
+        ["task=semantic_parse", "representation=bag"],
+        "model.representation: BagOfEmbeddings is a seq2vec encoder; task=semantic_parse needs a "
+        "seq2seq encoder here: choose representation=bseqcnn, lstm_lm or token_bilstm",
+    ),
     (
         ["task=doc_cls", "representation=token_bilstm"],
         "model.representation: TokenBiLSTMRepresentation is a seq2seq encoder; task=doc_cls needs a "

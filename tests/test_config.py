@@ -16,8 +16,8 @@ from tests.conftest import run_module
 CONF = Path(CONF_DIR)
 # Snapshot of the shipped choices: a config that silently vanishes fails here.
 EXPECTED_GROUPS = {
-    "task": {"doc_cls", "tagging", "intent_slot", "multitask"},
-    "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm", "pooled_bilstm"},
+    "task": {"doc_cls", "tagging", "intent_slot", "multitask", "semantic_parse"},
+    "model": {"bilstm", "cnn", "bilstm_tagger", "bilstm_crf_tagger", "joint_bilstm", "pooled_bilstm", "rnng"},
     "featurizer": {"subword", "word"},
     "embedding": {"word", "char_cnn", "shape", "word_char_shape"},
     "representation": {"bilstm", "docnn", "bag", "token_bilstm", "bseqcnn"},
@@ -36,12 +36,13 @@ EXPECTED_GROUPS = {
         "builtin_intent_slot",
         "parallel_intent_slot",
         "multitask",
+        "top",
     },  # fmt: skip
     "optim": {"adam", "adamw", "sgd"},
     "trainer": {"default", "ddp"},
     "callbacks": {"default", "none"},
     "logger": {"default", "csv"},
-    "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips", "atis_snips"},
+    "experiment": {"sst2", "conll03", "atis_slots", "atis", "snips", "atis_snips", "top"},
     "multitask": {"builtin", "atis_snips"},
     "hparams_search": {"optuna"},
     "debug": {"fast"},

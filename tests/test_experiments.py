@@ -54,6 +54,7 @@ TEST_METRICS = {
     "pair": ["accuracy", "f1"],  # a score (data.label_type=score): PAIR_SCORE_METRICS
     "ranking": ["map", "mrr"],
     "lm": ["perplexity"],
+    "semantic_parse": ["exact_match", "bracket_f1", "intent_accuracy", "well_formed"],
 }
 PAIR_SCORE_METRICS = ["pearson", "spearman"]
 CORRELATIONS = {"pearson", "spearman"}  # in [-1, 1]; every other promised metric is in [0, 1]

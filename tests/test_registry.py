@@ -96,7 +96,17 @@ def test_an_unimported_run_is_refused_in_process(user_run, tmp_path, monkeypatch
 
 # What nlpkit ships. A component or task that disappears (renamed, moved, its module no longer
 # imported) fails here, not in a user's run; one that is added is added here on purpose.
-SHIPPED_TASKS = {"doc_cls", "doc_regression", "tagging", "intent_slot", "multitask", "pair", "ranking", "lm"}
+SHIPPED_TASKS = {
+    "doc_cls",
+    "doc_regression",
+    "tagging",
+    "intent_slot",
+    "multitask",
+    "pair",
+    "ranking",
+    "lm",
+    "semantic_parse",
+}
 SHIPPED_FEATURIZERS = {"subword", "word", "wordpiece"}
 SHIPPED_COMPONENTS = {
     "nlpkit.modules.decoder.composed.ComposedLabelDecoder",

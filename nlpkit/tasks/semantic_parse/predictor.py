@@ -1,0 +1,39 @@
+"""RNNG predictor: tokenized text in (whitespace tokens, as TOP's second column), tree strings out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nlpkit.data.featurizers import WordFeaturizer
+from nlpkit.data.inputs import check_texts
+from nlpkit.tasks.semantic_parse.data import ActionVocab
+from nlpkit.tasks.semantic_parse.model import RNNGParser
+from nlpkit.tasks.semantic_parse.module import actions_to_tree
+
+
+class SemanticParsePredictor:
+    """``predict(["what is the weather"]) -> ["[IN:GET_WEATHER what is the weather ]"]``.
+
+    The text is split on whitespace (tokenize it as TOP's tokenized column does: ``what 's``); the
+    decoder is greedy under the valid-action mask, so every result is a well-formed TOP tree.
+    """
+
+    def __init__(self, model: RNNGParser, features: WordFeaturizer, actions: ActionVocab):
+        self.model = model.eval()
+        self.features = features
+        self.actions = actions
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        check_texts(texts)  # a list, no blank text: the rule every predictor keeps
+        sentences = [text.split() for text in texts]
+        results: list[str] = [""] * len(sentences)
+        for chunk, batch in self.features.batches(sentences, batch_size):
+            for row, ids in zip(chunk, self.model.decode(batch)):
+                tree = actions_to_tree(ids, self.actions.names, sentences[row], self.model.max_open)
+                if tree is None:  # the mask makes this unreachable; say so loudly if it is not
+                    raise RuntimeError(f"the decoder built an ill-formed tree for {texts[row]!r}")
+                results[row] = str(tree)
+        return results
