@@ -136,7 +136,7 @@ def test_slots_without_a_config_group_and_nested_components_name_the_classes():
     message = str(err.value)
     assert message.startswith(
         "model.pooling must be a component config with a _target_: task=intent_slot needs a seq2vec "
-        "encoder here; use model=joint_bilstm or pooled_bilstm or set model.pooling._target_ to "
+        "encoder here; use model=joint_bilstm, pooled_bilstm or pooled_lstm_lm or set model.pooling._target_ to "
     )
     assert "pooling.SelfAttentionPooling" in message and "TokenBiLSTM" not in message
 

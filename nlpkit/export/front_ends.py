@@ -520,11 +520,12 @@ class WordPieceFrontEnd(FrontEnd):
     def python_featurizer(self):
         return self.featurizer
 
-    def build(self, b, text, reads):
+    def build(self, b, text, reads, suffix=""):
         from nlpkit.export.wordpiece_graph import build_wordpiece_nodes
 
         self.check_reads(reads)
-        build_wordpiece_nodes(b, self.tokenizer, text, G.MODEL_PREFIX + "tokens", G.MODEL_PREFIX + "lengths")
+        tokens, lengths = (G.MODEL_PREFIX + name + suffix for name in ("tokens", "lengths"))
+        build_wordpiece_nodes(b, self.tokenizer, text, tokens, lengths)
         return FrontEndValues()
 
     def edge_cases(self):
