@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,6 +18,31 @@ def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int) -> tuple[to
     for row, seq in enumerate(sequences):
         tokens[row, : len(seq)] = seq
     return tokens, lengths
+
+
+class EncodedSplit(Dataset):
+    """A split encoded once: ``items`` for the collator and each item's length for the bucketing
+    sampler (``lengths``); subclasses keep the source examples the items came from."""
+
+    def __init__(self, items: list[Any], lengths: Sequence[int]):
+        self.items = items
+        self.lengths = list(lengths)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index]
+
+
+def replace_singletons(
+    tokens: torch.Tensor, singletons: torch.Tensor, prob: float, unk_id: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``tokens [B, T]`` with each training-singleton word replaced by ``unk_id`` with probability
+    ``prob`` (Lample et al., 2016), so the ``<unk>`` vector is trained for the unknown words of test
+    time. ``singletons [vocab]`` is a bool mask over the word ids."""
+    draw = torch.rand(tokens.shape, generator=generator) < prob
+    return tokens.masked_fill(draw & singletons[tokens], unk_id)
 
 
 class _EpochSetter:

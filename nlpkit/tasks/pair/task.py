@@ -37,12 +37,43 @@ def output_kind(model_cfg) -> str | None:
     return kind_of(resolve_target(str(node._target_), "model.output"))
 
 
+class TwoTowerTask(Task):
+    """What ``task=pair`` and ``task=ranking`` share: the two-tower model (no decoder under
+    ``model.combine=cosine``), an embedding fed only what the featurizer makes, and the two-file export
+    (``model.onnx`` for pairs, ``embedding.onnx`` per tower)."""
+
+    component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder"}
+
+    @classmethod
+    def model_kinds(cls, model_cfg):
+        kinds = dict(cls.component_kinds)
+        if str(model_cfg.get("combine", "mlp")) == "cosine":
+            kinds.pop("decoder")
+        return kinds
+
+    @classmethod
+    def check_config(cls, cfg):
+        featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
+        check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
+        return cfg
+
+    @classmethod
+    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
+        """``model.onnx`` (two string inputs) and ``embedding.onnx`` (one tower), each behind its own
+        parity gate (``nlpkit.tasks.pair.export``)."""
+        if subtask is not None:
+            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
+        from nlpkit.tasks.pair.export import export_pair  # onnx is imported only when exporting
+
+        return export_pair(run_dir, cfg, quantize, exporter)
+
+
 @register_task
-class PairTask(Task):
+class PairTask(TwoTowerTask):
     name = "pair"
     data_schema = PairDataConfig
     distributed_metrics = True  # torchmetrics reduces accuracy/F1 counts and Pearson/Spearman states
-    component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder", "output": "doc_output"}  # fmt: skip
+    component_kinds = {**TwoTowerTask.component_kinds, "output": "doc_output"}
     target_metric = "accuracy"
     metric_names = ("accuracy", "f1", "pearson", "spearman", "mse", "loss")
 
@@ -50,11 +81,9 @@ class PairTask(Task):
     def model_kinds(cls, model_cfg):
         """A class label (``output=softmax``) or a score (``output=regression``); no decoder under
         ``model.combine=cosine``."""
-        kinds = dict(cls.component_kinds)
+        kinds = super().model_kinds(model_cfg)
         if output_kind(model_cfg) == "value_output":
             kinds["output"] = "value_output"
-        if str(model_cfg.get("combine", "mlp")) == "cosine":
-            kinds.pop("decoder")
         return kinds
 
     @classmethod
@@ -62,8 +91,7 @@ class PairTask(Task):
         """The label type follows the output layer (``data.label_type=auto``); a stated one must agree;
         a score's run must not follow a class metric (``task.monitor=val/pearson``);
         the embedding reads only inputs the featurizer makes."""
-        featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
-        check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
+        super().check_config(cfg)
         wanted = "score" if output_kind(cfg.model) == "value_output" else "class"
         stated = str(cfg.data.label_type)
         if stated == "auto":
@@ -110,16 +138,6 @@ class PairTask(Task):
         datamodule.featurizer.save(run_dir)
         if not datamodule.regression:
             datamodule.labels.save(Path(run_dir) / LABELS_FILE)
-
-    @classmethod
-    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
-        """``model.onnx`` (two string inputs) and ``embedding.onnx`` (one tower), each behind its own
-        parity gate (``nlpkit.tasks.pair.export``)."""
-        if subtask is not None:
-            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
-        from nlpkit.tasks.pair.export import export_pair  # onnx is imported only when exporting
-
-        return export_pair(run_dir, cfg, quantize, exporter)
 
     @classmethod
     def make_predictor(cls, model, datamodule):

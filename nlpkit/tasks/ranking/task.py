@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 import torch
 
 from nlpkit.data.config import at_least, choices
-from nlpkit.data.featurizers import featurizer_class, load_featurizer
+from nlpkit.data.featurizers import load_featurizer
 from nlpkit.registry import register_task
-from nlpkit.tasks.base import Task
-from nlpkit.tasks.doc_cls.model import check_embedding_inputs
 from nlpkit.tasks.pair.data import DEFAULT_FEATURIZER, RankingDataConfig, RankingDataModule
 from nlpkit.tasks.pair.model import build_pair_model
+from nlpkit.tasks.pair.task import TwoTowerTask
 from nlpkit.tasks.ranking.module import LOSS_DEFAULTS, RankingModule
 from nlpkit.tasks.ranking.predictor import RankingPredictor
 
@@ -55,27 +54,13 @@ def fix_score_offset(model) -> None:
 
 
 @register_task
-class RankingTask(Task):
+class RankingTask(TwoTowerTask):
     name = "ranking"
     data_schema = RankingDataConfig
     task_schema = RankingTaskConfig
     distributed_metrics = True  # MAP/MRR are sums over whole queries (a query is one batch item)
-    component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder"}
     target_metric = "map"
     metric_names = ("map", "mrr", "queries", "excluded_queries", "loss")
-
-    @classmethod
-    def model_kinds(cls, model_cfg):
-        kinds = dict(cls.component_kinds)
-        if str(model_cfg.get("combine", "mlp")) == "cosine":
-            kinds.pop("decoder")
-        return kinds
-
-    @classmethod
-    def check_config(cls, cfg):
-        featurizer = featurizer_class(cfg.data, DEFAULT_FEATURIZER)
-        check_embedding_inputs(cfg.model, featurizer.size_names, featurizer.name)
-        return cfg
 
     @classmethod
     def datamodule(cls, data_cfg, run_dir=None):
@@ -95,16 +80,6 @@ class RankingTask(Task):
     @classmethod
     def save_vocabularies(cls, datamodule, run_dir):
         datamodule.featurizer.save(run_dir)
-
-    @classmethod
-    def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
-        """``model.onnx`` (two string inputs) and ``embedding.onnx`` (one tower), each behind its own
-        parity gate (``nlpkit.tasks.pair.export``)."""
-        if subtask is not None:
-            return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
-        from nlpkit.tasks.pair.export import export_pair  # onnx is imported only when exporting
-
-        return export_pair(run_dir, cfg, quantize, exporter)
 
     @classmethod
     def make_predictor(cls, model, datamodule):

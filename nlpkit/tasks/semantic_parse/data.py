@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from nlpkit.data.batching import pad_sequences
+from nlpkit.data.batching import EncodedSplit, pad_sequences, replace_singletons
 from nlpkit.data.config import SplitsConfig, choices, featurizer_field
 from nlpkit.data.constraints import at_least, between
 from nlpkit.data.featurizers import Features, TextFeaturizer, train_featurizer
@@ -128,20 +127,12 @@ def read_top(path: str | Path, max_open: int, policy) -> list[ParseExample]:
     return out
 
 
-class EncodedParses(Dataset):
+class EncodedParses(EncodedSplit):
+    """Encoded parses (bucketed by oracle action count) and the examples they came from."""
+
     def __init__(self, items: list[EncodedParse], examples: list[ParseExample]):
-        self.items = items
+        super().__init__(items, [len(item.actions) for item in items])
         self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> EncodedParse:
-        return self.items[index]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(item.actions) for item in self.items]
 
 
 class ParseCollator:
@@ -161,11 +152,9 @@ class ParseCollator:
         batch["forced"], _ = pad_sequences([it.forced for it in items], 0)
         batch["gold"] = [it.gold for it in items]
         if self.singletons is not None and self.unk_replace_prob > 0:
-            tokens = batch["tokens"]
-            replace = (
-                torch.rand(tokens.shape, generator=self.generator) < self.unk_replace_prob
-            ) & self.singletons[tokens]
-            batch["tokens"] = tokens.masked_fill(replace, self.features.unk_id)
+            batch["tokens"] = replace_singletons(
+                batch["tokens"], self.singletons, self.unk_replace_prob, self.features.unk_id, self.generator
+            )
         return batch
 
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from nlpkit.data.batching import pad_sequences
+from nlpkit.data.batching import EncodedSplit, pad_sequences, replace_singletons
 from nlpkit.data.config import SplitsConfig, choices, featurizer_field
 from nlpkit.data.constraints import between, non_empty
 from nlpkit.data.featurizers import (
@@ -81,20 +80,12 @@ class EncodedSentence:
     gold: tuple[str, ...]
 
 
-class EncodedTagged(Dataset):
+class EncodedTagged(EncodedSplit):
+    """Encoded sentences (bucketed by token count) and the sentences they came from."""
+
     def __init__(self, items: list[EncodedSentence], sentences: list[TaggedSentence]):
-        self.items = items
+        super().__init__(items, [len(item.features["tokens"]) for item in items])
         self.sentences = sentences
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> EncodedSentence:
-        return self.items[index]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(item.features["tokens"]) for item in self.items]
 
 
 def warn_unseen(counts: dict[str, int], what: str) -> None:
@@ -124,10 +115,9 @@ class TaggingCollator:
         batch["tags"], _ = pad_sequences([it.tags for it in items], 0)
         batch["gold"] = [it.gold for it in items]
         if self.singletons is not None and self.unk_replace_prob > 0:
-            tokens = batch["tokens"]
-            draw = torch.rand(tokens.shape, generator=self.generator) < self.unk_replace_prob
-            replace = draw & self.singletons[tokens]
-            batch["tokens"] = tokens.masked_fill(replace, self.features.unk_id)
+            batch["tokens"] = replace_singletons(
+                batch["tokens"], self.singletons, self.unk_replace_prob, self.features.unk_id, self.generator
+            )
         return batch
 
 
