@@ -255,6 +255,20 @@ def build_component(node: Any, available: Mapping[str, Any], where: str = "model
         }
         rest = {k: node[k] for k in node if k not in RESERVED_KEYS and k != "components"}
         return cls(components=children, **rest, **kwargs)
+    missing = [
+        name
+        for name, param in params.items()
+        if param.default is inspect.Parameter.empty
+        and param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and name not in node
+        and name not in kwargs
+    ]
+    if missing:  # e.g. decoder=composed where the task offers no label names: say so, not a TypeError
+        raise ConfigError(
+            f"{where}: {cls.__name__} needs {', '.join(missing)}, which this task does not provide there "
+            f"(it offers {', '.join(sorted(available)) or 'nothing'}): set {where}.{missing[0]} or choose "
+            "another component"
+        )
     if not node.get("pretrained_path"):
         kwargs.pop("vocab", None)  # only pretrained vectors need the vocabulary
     elif available.get("vocab") is None:

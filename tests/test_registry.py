@@ -183,3 +183,19 @@ def test_every_target_in_the_conf_tree_is_allowed():
             {"callbacks": "callbacks", "logger": "logger"}.get(group, "model"),
         )
     assert checked >= 20
+
+
+def test_a_component_missing_a_value_the_task_does_not_inject_is_a_config_error():
+    """``decoder=composed`` reads the label names; a task that has none to offer (ranking scores, a
+    regression) gets one error naming the slot, the class and what was offered, not a TypeError."""
+    from omegaconf import OmegaConf
+
+    from nlpkit.registry import build_component
+
+    node = OmegaConf.load(Path(__file__).parents[1] / "conf" / "decoder" / "composed.yaml")
+    with pytest.raises(ConfigError, match=r"model.decoder: ComposedLabelDecoder needs label_names.*offers input_dim, output_dim"):  # fmt: skip
+        build_component(node, {"input_dim": 4, "output_dim": 1}, "model.decoder")
+    decoder = build_component(
+        node, {"input_dim": 4, "output_dim": 2, "label_names": ["a", "a#b"]}, "model.decoder"
+    )
+    assert decoder.parts == ["a", "b"]

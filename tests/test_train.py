@@ -83,6 +83,7 @@ def test_every_model_trains_on_every_format(make_cfg, format_files, model, data_
         ["optim=adamw", "optim.scheduler=cosine", "optim.warmup_steps=2"],
         ["optim=sgd", "optim.scheduler=linear"],
         ["decoder=mlp", "model.decoder.hidden_dims=[]", "model.decoder.activation=tanh"],
+        ["decoder=composed"],  # reads the label names doc_cls offers its decoder
         ["model=cnn", "representation=bilstm"],  # a preset with one component swapped
         ["representation=bag", "model.representation.hidden_dim=8"],  # the README's worked example
     ],

@@ -119,13 +119,20 @@ def check_embedding_inputs(model_cfg, provided: Sequence[str], featurizer: str) 
 
 
 def build_doc_classifier(
-    model_cfg, *, num_labels: int, featurizer: str = "subword", **sizes: Any
+    model_cfg,
+    *,
+    num_labels: int,
+    featurizer: str = "subword",
+    label_names: Sequence[str] | None = None,
+    **sizes: Any,
 ) -> DocClassifier:
     """Build each component from its config node, sizing each from the previous ``output_dim``.
 
     ``sizes``: the featurizer's (``TextFeaturizer.sizes``: ``vocab_size``, ``padding_idx``, ``unk_idx``,
     ``num_chars`` ...; ``vocab`` only initialises pretrained embeddings and is ``None`` when the weights
     come from a checkpoint). ``featurizer`` names it in the error for an embedding it cannot feed.
+    ``label_names`` (the label vocabulary, in id order) is offered to the decoder, for one that reads
+    the labels themselves (``decoder=composed``).
     """
     check_embedding_inputs(model_cfg, list(sizes), featurizer)
     vocab = sizes.get("vocab")
@@ -141,8 +148,9 @@ def build_doc_classifier(
             model_cfg.pooling, {"input_dim": representation.output_dim}, "model.pooling"
         )
     document_dim = (pooling or representation).output_dim
-    decoder = build_component(
-        model_cfg.decoder, {"input_dim": document_dim, "output_dim": num_labels}, "model.decoder"
-    )
+    decoder_sizes = {"input_dim": document_dim, "output_dim": num_labels}
+    if label_names is not None:
+        decoder_sizes["label_names"] = list(label_names)
+    decoder = build_component(model_cfg.decoder, decoder_sizes, "model.decoder")
     output = build_component(model_cfg.output, {"num_labels": num_labels}, "model.output")
     return DocClassifier(embedding, representation, decoder, output, pooling)

@@ -62,6 +62,7 @@ class DocClassificationTask(Task):
             cfg.model,
             num_labels=len(dm.labels),
             featurizer=dm.featurizer.name,
+            label_names=dm.labels.names,
             **{**dm.featurizer.sizes(), "vocab": vocab},
         )
         if bool(getattr(model.output, "multilabel", False)) != dm.multilabel:
