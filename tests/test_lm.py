@@ -224,6 +224,7 @@ def test_lm_and_doc_cls_multitask_share_the_encoder_trains_and_reloads(tmp_path,
     result = nlpkit.train(cfg)
     metrics = result["metrics"]
     assert math.isfinite(metrics["test/lm/perplexity"]) and metrics["test/lm/tokens_per_second"] > 0
+    assert "test/mean_target" not in metrics  # a mean of an accuracy and a perplexity means nothing
     models = result["model"]
     assert models["lm"].representation is models["intents"].representation  # one LSTM
     assert models["lm"].embedding is models["intents"].embedding
@@ -231,6 +232,17 @@ def test_lm_and_doc_cls_multitask_share_the_encoder_trains_and_reloads(tmp_path,
     scores = reloaded.predict(["play some jazz"], task="lm")[0]
     assert scores["tokens"] == ["play", "some", "jazz"] and scores["log_prob"] < 0
     assert "label" in reloaded.predict(["play some jazz"], task="intents")[0]
+
+
+def test_a_multitask_lm_run_must_not_select_on_the_mean_of_accuracy_and_perplexity(tmp_path, builtin_dir):
+    """``val/mean_target`` (the default monitor, maximized) would pick the epoch with the worst
+    perplexity: validation refuses it and names a sub-task metric to select on."""
+    from nlpkit.config import validate
+    from nlpkit.errors import ConfigError
+
+    cfg = nlpkit.compose(["task=multitask", "multitask=builtin_lm"], output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"task.tasks.lm.metric=perplexity is lower-is-better.*task.monitor=val/intents/accuracy"):  # fmt: skip
+        validate(cfg)
 
 
 def test_bad_input_names_the_file_and_line(tmp_path):

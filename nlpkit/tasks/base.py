@@ -36,6 +36,9 @@ class Task:
     #: every validation metric the task logs (without ``val/``): what a multi-task sub-task's ``metric``
     #: and a ``val/<sub-task>/<metric>`` monitor are checked against (empty: the task cannot be a sub-task)
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: those of ``metric_names`` where lower is better (a multi-task run cannot average them with
+    #: accuracies into ``mean_target``)
+    minimized_metrics: ClassVar[frozenset[str]] = frozenset({"loss"})
     #: model part -> the data module attribute holding the label vocabulary that part is sized for
     #: (``{"output": "labels"}``): a multi-task run shares such a head only between sub-tasks whose
     #: labels are the same, in the same order

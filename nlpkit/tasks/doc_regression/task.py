@@ -25,6 +25,7 @@ class DocRegressionTask(Task):
     component_kinds = {"embedding": "embedding", "representation": "seq2vec", "decoder": "decoder", "output": "value_output"}  # fmt: skip
     target_metric = "mse"
     metric_names = ("mse", "mae", "pearson", "loss")
+    minimized_metrics = frozenset({"mse", "mae", "loss"})
     head_labels = {}
 
     @classmethod

@@ -27,6 +27,7 @@ class LMTask(Task):
     component_kinds = {"embedding": "embedding", "representation": "seq2seq", "output": "lm_output"}
     target_metric = "perplexity"
     metric_names = ("perplexity", "tokens_per_second", "loss")
+    minimized_metrics = frozenset({"perplexity", "loss"})
     head_labels = {}
 
     @classmethod

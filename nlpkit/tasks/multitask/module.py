@@ -35,6 +35,7 @@ class MultiTaskModule(TaskModule):
         kinds: sub-task name -> its task name (``doc_cls``, ``tagging``, ...).
         loss_weights: sub-task name -> weight of its loss in training.
         target_metrics: sub-task name -> the metric (without stage) its ``mean_target`` share comes from.
+        mean_target: whether to log ``mean_target`` (not when a target is lower-is-better).
     """
 
     def __init__(
@@ -46,6 +47,8 @@ class MultiTaskModule(TaskModule):
         optim_cfg,
         monitor: str = f"val/{MEAN_TARGET}",
         monitor_mode: str = "max",
+        *,
+        mean_target: bool = True,
     ):
         models = nn.ModuleDict({name: module.model for name, module in subtasks.items()})
         super().__init__(models, [], optim_cfg, monitor, monitor_mode)
@@ -53,6 +56,7 @@ class MultiTaskModule(TaskModule):
         self.kinds = dict(kinds)
         self.loss_weights = {name: float(loss_weights[name]) for name in subtasks}
         self.target_metrics = {name: str(target_metrics[name]) for name in subtasks}
+        self.mean_target = mean_target
         self._targets: dict[str, dict[str, float]] = {"val": {}, "test": {}}
         self._evaluated: dict[str, set[str]] = {"val": set(), "test": set()}
         for name, module in subtasks.items():
@@ -116,7 +120,7 @@ class MultiTaskModule(TaskModule):
         for name in self._scored(stage):
             getattr(self.subtasks[name], hook)()
         values = list(self._targets[stage].values())
-        if values:
+        if values and self.mean_target:
             self.log(f"{stage}/{MEAN_TARGET}", sum(values) / len(values), prog_bar=stage == "val")
 
     def on_validation_epoch_start(self) -> None:

@@ -215,6 +215,16 @@ class MultiTaskPredictor:
         return [{name: per_task[name][i] for name in per_task} for i in range(len(texts))]
 
 
+def minimized_targets(cfg: DictConfig) -> dict[str, str]:
+    """Sub-task name -> its ``metric`` where that metric is lower-is-better (a perplexity, an MSE):
+    such runs have no ``mean_target`` (a mean of an accuracy and a perplexity means nothing)."""
+    return {
+        name: str(node.metric)
+        for name, node in cfg.task.tasks.items()
+        if str(node.metric) in get_task(str(node.task)).minimized_metrics
+    }
+
+
 @register_task
 class MultiTaskTask(Task):
     name = "multitask"
@@ -253,6 +263,19 @@ class MultiTaskTask(Task):
         if rest != MEAN_TARGET:
             kind = get_task(str(cfg.task.tasks[task_name].task))
             _check_metric(rest.split("/", 1)[1], kind, "task.monitor metric")
+        elif minimized_targets(cfg):
+            name, metric = next(iter(minimized_targets(cfg).items()))
+            maximized = [n for n in cfg.task.tasks if n not in minimized_targets(cfg)]
+            example = (
+                f"val/{maximized[0]}/{cfg.task.tasks[maximized[0]].metric}"
+                if maximized
+                else f"val/{name}/{metric}"
+            )
+            raise ConfigError(
+                f"task.monitor=val/{MEAN_TARGET} averages the sub-tasks' metrics, but task.tasks.{name}.metric="
+                f"{metric} is lower-is-better: select on one sub-task's metric instead, e.g. task.monitor={example}"
+                + ("" if maximized else " task.monitor_mode=min")
+            )
         return cfg
 
     @staticmethod
@@ -335,6 +358,7 @@ class MultiTaskTask(Task):
             cfg.optim,
             str(cfg.task.monitor),
             str(cfg.task.monitor_mode),
+            mean_target=not minimized_targets(cfg),
         )
 
     @classmethod

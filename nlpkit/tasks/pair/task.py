@@ -76,6 +76,7 @@ class PairTask(TwoTowerTask):
     component_kinds = {**TwoTowerTask.component_kinds, "output": "doc_output"}
     target_metric = "accuracy"
     metric_names = ("accuracy", "f1", "pearson", "spearman", "mse", "loss")
+    minimized_metrics = frozenset({"mse", "loss"})
 
     @classmethod
     def model_kinds(cls, model_cfg):
