@@ -3,6 +3,7 @@ bad-row handling, the metrics, and the shared task contract (train -> save -> lo
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -221,6 +222,78 @@ def test_the_batched_mask_equals_the_rules_at_every_step_of_random_valid_parses(
     assert bool(stacks.finished.all())
 
 
+# ---------------------------------------------------------------- beam search
+def _valid_sequences(n_tokens: int, max_open: int) -> list[list[int]]:
+    """Every valid action-id sequence over ``n_tokens`` tokens (depth-first over ``ParserState``)."""
+    found: list[list[int]] = []
+
+    def extend(prefix: list[int]) -> None:
+        state = ParserState(n_tokens, max_open)
+        for action in prefix:
+            state.apply(ACTIONS.names[action])
+        if state.finished:
+            found.append(prefix)
+            return
+        for action, ok in enumerate(_state_mask(state)):
+            if ok:
+                extend([*prefix, action])
+
+    extend([])
+    return found
+
+
+def _log_prob(parser: RNNGParser, tokens: torch.Tensor, sequences: list[list[int]]) -> list[float]:
+    """Each sequence's log-probability under the parser (teacher forcing: the training objective)."""
+    n = len(sequences)
+    width = max(map(len, sequences))
+    forced = torch.tensor([seq + [0] * (width - len(seq)) for seq in sequences])
+    batch = {
+        "tokens": tokens.expand(n, -1),
+        "lengths": torch.full((n,), tokens.size(1)),
+        "forced": forced,
+        "action_lengths": torch.tensor([len(seq) for seq in sequences]),
+    }
+    with torch.no_grad():
+        log_probs = parser(batch)["action_scores"].log_softmax(-1).gather(2, forced.unsqueeze(2)).squeeze(2)
+    steps = torch.arange(width).unsqueeze(0) < batch["action_lengths"].unsqueeze(1)
+    return (log_probs * steps).sum(1).tolist()
+
+
+@pytest.mark.parametrize("n_tokens", [1, 2, 3])  # 6, 22, 82 valid parses; greedy misses the best of 2
+def test_a_beam_wide_enough_to_keep_every_hypothesis_finds_the_most_probable_parse(n_tokens):
+    """Exhaustive check: with a beam as wide as the number of valid sequences, beam search returns the
+    argmax over every valid parse (scored by teacher forcing) and its log-probability."""
+    parser = _tiny_parser(max_open=2, seed=n_tokens)
+    tokens = torch.randint(1, 20, (1, n_tokens), generator=torch.Generator().manual_seed(n_tokens))
+    sequences = _valid_sequences(n_tokens, 2)
+    scores = _log_prob(parser, tokens, sequences)
+    best = max(range(len(sequences)), key=scores.__getitem__)
+    batch = {"tokens": tokens, "lengths": torch.tensor([n_tokens])}
+    (found,), (found_score,) = parser.beam_decode(batch, beam_size=len(sequences))
+    assert found == sequences[best]
+    assert math.isclose(found_score, scores[best], abs_tol=1e-4)
+    greedy = parser.decode(batch, beam_size=1)[0]
+    assert scores[best] >= _log_prob(parser, tokens, [greedy])[0] - 1e-6
+
+
+def test_beam_of_one_is_greedy_and_every_beam_builds_well_formed_trees():
+    """``beam_decode`` with one hypothesis reproduces greedy decoding; with more, under random score
+    vectors (dead hypotheses, finished ones carried along, batch rows of other lengths), every result
+    is still a valid tree over the input tokens."""
+    rng = random.Random(0)
+    parser = _tiny_parser(3, seed=1)
+    lengths = torch.tensor([rng.randint(1, 7) for _ in range(6)])
+    batch = {"tokens": torch.randint(1, 20, (6, int(lengths.max()))), "lengths": lengths}
+    assert parser.beam_decode(batch, 1)[0] == parser.decode(batch)
+    for trial in range(10):
+        parser.scorer = RandomScores(len(ACTIONS), seed=trial)
+        for beam in (2, 5):
+            for row, ids in enumerate(parser.decode(batch, beam_size=beam)):
+                words = [f"w{i}" for i in range(int(lengths[row]))]
+                tree = build_tree([ACTIONS.names[i] for i in ids], words, 3)
+                assert tree.tokens() == words and tree.is_intent
+
+
 # ---------------------------------------------------------------- metrics
 def test_tree_metrics_match_a_hand_count():
     metric = TreeMetrics()
@@ -320,6 +393,18 @@ class TestSemanticParseTask(TaskCase):
         for text, tree in zip(self.texts, trees):
             assert parse_tree(tree).tokens() == text.split()
         assert run["metrics"]["test/well_formed"] == 1.0
+
+    def test_beam_search_through_the_loaded_run(self, run):
+        """``predict(texts, beam_size=K)`` on a reloaded run: K = 1 is greedy, K = 4 gives well-formed
+        trees over the tokens, K = 0 is refused (optimality is the exhaustive test's, above)."""
+        predictor = nlpkit.load(run["run_dir"])
+        greedy = predictor.predict(list(self.texts))
+        assert predictor.predict(list(self.texts), beam_size=1) == greedy
+        beam = predictor.predict(list(self.texts), beam_size=4)
+        for text, tree in zip(self.texts, beam):
+            assert parse_tree(tree).tokens() == text.split()
+        with pytest.raises(ValueError, match="beam_size=0: must be >= 1"):
+            predictor.predict(list(self.texts), beam_size=0)
 
     def test_export_passes_the_gate_and_serves_the_same_labels(self, run, capsys):
         """Not exportable yet: ``python -m nlpkit.export`` says so, and writes nothing."""

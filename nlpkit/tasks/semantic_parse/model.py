@@ -88,6 +88,12 @@ class ParserStacks:
         self.rows = torch.arange(batch, device=device)
         self.positions = torch.arange(depth, device=device)
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the states of ``rows [R]`` (in that order, repeats allowed): beam search's reordering
+        of hypotheses after each step."""
+        for name in ("h", "c", "x", "open", "label", "top", "ptr", "n_open"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
+
     @property
     def open_pos(self) -> torch.Tensor:
         """``[B]``: the position of the innermost open non-terminal (0 when none)."""
@@ -124,7 +130,7 @@ def valid_actions(
 
 class RNNGParser(TokenEncoderModel):
     """``forward(batch) -> {"action_scores": [B, L, A]}`` (teacher-forced on ``batch["forced"]``, masked);
-    ``decode(batch) -> list of action-id lists`` (greedy, masked).
+    ``decode(batch) -> list of action-id lists`` (masked; greedy, or beam search with ``beam_size`` > 1).
 
     Args:
         embedding, representation: the shared token encoder (``representation`` per token).
@@ -135,6 +141,7 @@ class RNNGParser(TokenEncoderModel):
         compose: ``bilstm`` or ``sum``.
         max_open: the most non-terminals open at once.
         dropout: on the scorer's input.
+        beam_size: hypotheses ``decode`` keeps per sentence (1: greedy).
     """
 
     def __init__(
@@ -148,8 +155,12 @@ class RNNGParser(TokenEncoderModel):
         compose: str = "bilstm",
         max_open: int = 10,
         dropout: float = 0.2,
+        beam_size: int = 1,
     ):
         super().__init__(embedding, representation)
+        if beam_size < 1:
+            raise ConfigError(f"model.beam_size={beam_size}: must be >= 1 (1 is greedy decoding)")
+        self.beam_size = int(beam_size)
         if compose not in COMPOSITIONS:
             raise ConfigError(f"model.compose={compose!r}: choose one of {', '.join(COMPOSITIONS)}")
         token_dim = representation.output_dim
@@ -259,8 +270,12 @@ class RNNGParser(TokenEncoderModel):
         return length * (2 * self.max_open + 1) + 2
 
     @torch.no_grad()
-    def decode(self, batch: Mapping[str, torch.Tensor]) -> list[list[int]]:
-        """Greedy masked decoding, batched: each example's action ids, up to its root's REDUCE."""
+    def decode(self, batch: Mapping[str, torch.Tensor], beam_size: int | None = None) -> list[list[int]]:
+        """Masked decoding, batched: each example's action ids, up to its root's REDUCE. Greedy when
+        ``beam_size`` (default: the model's ``beam_size``) is 1, else :meth:`beam_decode`."""
+        beam_size = self.beam_size if beam_size is None else int(beam_size)
+        if beam_size > 1:
+            return self.beam_decode(batch, beam_size)[0]
         states, _ = self.encode(batch)
         lengths = batch["lengths"]
         stacks, history = self._start(states)
@@ -278,6 +293,55 @@ class RNNGParser(TokenEncoderModel):
         columns = torch.stack(taken, 1).tolist()  # [B, steps]
         return [[a for a in row if a >= 0] for row in columns]
 
+    @torch.no_grad()
+    def beam_decode(
+        self, batch: Mapping[str, torch.Tensor], beam_size: int
+    ) -> tuple[list[list[int]], list[float]]:
+        """Beam search under the mask, batched: ``(action ids, log-probability)`` of each example's best
+        complete parse among the ``beam_size`` hypotheses kept per step (a hypothesis' score: the sum
+        of its actions' log-softmax over the valid actions, as training's cross-entropy scores them).
+
+        The ``B x K`` hypotheses are the rows of one batched parser state; each step scores every row,
+        takes each example's ``K`` best (row, action) extensions and reorders the rows to them. A
+        finished hypothesis stays in the beam with its score (its only extension: itself), so the loop
+        ends when every kept hypothesis is finished; one that ran out of valid extensions (fewer
+        than ``K`` exist early on) is dead: score ``-inf``, never extended.
+        """
+        states, _ = self.encode(batch)
+        batch_size, k = states.size(0), beam_size
+        states = states.repeat_interleave(k, 0)  # [B*K, T, R]: K copies of each example
+        lengths = batch["lengths"].repeat_interleave(k, 0)
+        stacks, history = self._start(states)
+        score = torch.full((batch_size, k), float("-inf"), device=states.device)
+        score[:, 0] = 0.0  # one live hypothesis per example to start from
+        taken = torch.zeros(batch_size * k, 0, dtype=torch.long, device=states.device)
+        base = torch.arange(batch_size, device=states.device).unsqueeze(1) * k  # [B, 1] first row
+        n_actions = self.n_actions
+        for _ in range(self.max_steps(states.size(1))):
+            done = stacks.finished.view(batch_size, k)
+            if bool((done | torch.isinf(score)).all()):
+                break
+            log_probs = self._scores(states, lengths, stacks, history[0]).log_softmax(-1)  # [B*K, A]
+            log_probs = log_probs.masked_fill(log_probs <= MASKED / 2, float("-inf"))  # invalid: never
+            stay = torch.full_like(log_probs, float("-inf"))
+            stay[:, 0] = 0.0  # a finished hypothesis' only extension is itself, at no cost
+            log_probs = torch.where(stacks.finished.unsqueeze(1), stay, log_probs)
+            candidates = (score.view(-1, 1) + log_probs).view(batch_size, k * n_actions)
+            score, index = candidates.topk(k, dim=1)  # [B, K]
+            rows = (base + index // n_actions).view(-1)  # the parent row of each kept hypothesis
+            action = (index % n_actions).view(-1)
+            stacks.select(rows)
+            history = (history[0].index_select(0, rows), history[1].index_select(0, rows))
+            active = ~stacks.finished & torch.isfinite(score.view(-1))
+            action = torch.where(active, action, torch.full_like(action, -1))
+            taken = torch.cat([taken.index_select(0, rows), action.unsqueeze(1)], 1)
+            self._take(states, stacks, action, active)
+            history = self._advance_history(history, action, active)
+        score = score.masked_fill(~stacks.finished.view(batch_size, k), float("-inf"))
+        best_score, best = score.max(1)  # [B]
+        columns = taken.view(batch_size, k, -1)[torch.arange(batch_size), best].tolist()
+        return [[a for a in row if a >= 0] for row in columns], best_score.tolist()
+
 
 def build_rnng_parser(model_cfg, *, nt_kinds: Sequence[str], max_open: int, **encoder_sizes) -> RNNGParser:
     """The token encoder (see ``build_token_encoder``) and the parser sized from its ``output_dim``."""
@@ -292,4 +356,5 @@ def build_rnng_parser(model_cfg, *, nt_kinds: Sequence[str], max_open: int, **en
         compose=str(model_cfg.compose),
         max_open=max_open,
         dropout=float(model_cfg.dropout),
+        beam_size=int(model_cfg.get("beam_size", 1)),
     )

@@ -26,7 +26,7 @@ def actions_to_tree(
 
 class SemanticParseModule(TaskModule):
     """Loss: cross-entropy over the oracle actions (teacher forcing, invalid actions masked), averaged
-    over the batch's actions. For val/test, greedy-decodes each batch and logs ``{stage}/exact_match``,
+    over the batch's actions. For val/test, decodes each batch (greedy, or ``model.beam_size``) and logs ``{stage}/exact_match``,
     ``bracket_precision``, ``bracket_recall``, ``bracket_f1``, ``intent_accuracy``, ``well_formed``."""
 
     def __init__(
