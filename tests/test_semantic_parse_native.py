@@ -163,3 +163,41 @@ def test_the_cli_answers_every_line_and_flushes_each(run, binary):
         assert [parser.parse("weather in rome") for _ in range(3)] == [answers[0]] * 3
     refused = subprocess.run([str(binary), str(run["native"].parent)], capture_output=True, timeout=60)
     assert refused.returncode == 2 and b"model.txt: cannot be read" in refused.stderr
+
+
+def test_nlpkit_serve_serves_the_parser_through_the_binary(run, tmp_path):
+    """``nlpkit.serve model=RUN`` on a semantic_parse run: the native folder behind a pipe, one ``tree``
+    per text, the Python parser's trees; ``/metadata`` names the task and the served manifest."""
+    import asyncio
+
+    import httpx
+
+    from nlpkit.serving.app import create_app
+    from nlpkit.serving.config import ServeConfig
+    from nlpkit.serving.native_parser import NativeParserPredictor
+
+    texts = ["weather in paris today", "how long to the gym", "İstanbul café ?"]
+    app = create_app(ServeConfig(model=str(run["run_dir"]), max_wait_ms=1))
+
+    async def main() -> list:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+                return [
+                    await client.post("/predict", json={"texts": texts}),
+                    await client.post("/predict", json={"texts": ["  "]}),
+                    await client.get("/metadata"),
+                ]
+
+    predicted, blank, metadata = asyncio.run(main())
+    assert predicted.status_code == 200
+    want = nlpkit.load(run["run_dir"]).predict(texts)
+    assert predicted.json()["predictions"] == [{"tree": tree} for tree in want]
+    assert blank.status_code == 422
+    assert metadata.json()["task"] == "semantic_parse" and metadata.json()["model_file"] == "model.txt"
+    failed = tmp_path / "native"  # a folder whose metadata says the gate failed is refused
+    shutil.copytree(run["native"], failed)
+    meta = json.loads((failed / "metadata.json").read_text())
+    (failed / "metadata.json").write_text(json.dumps({**meta, "parity": {**meta["parity"], "passed": False}}))
+    with pytest.raises(ArtifactError, match="did not pass the export's parity gate"):
+        NativeParserPredictor(failed)

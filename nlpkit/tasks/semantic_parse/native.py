@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -52,15 +51,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlpkit.errors import ArtifactError, ExportError
+from nlpkit.errors import ExportError
+from nlpkit.serving.native_parser import (  # the torch-free half: the binary and its pipe
+    BINARY_ENV,
+    BUILD_DIR,
+    METADATA,
+    NATIVE_DIR,
+    SOURCE_DIR,
+    NativeParser,
+    native_binary,
+)
 
 FORMAT = "format nlpkit-rnng 1"
-NATIVE_DIR = "native"
-MANIFEST, BLOB, WORDS, METADATA = "model.txt", "weights.bin", "words.txt", "metadata.json"
-#: where ``make native`` puts the binary (``NLPKIT_RNNG_BINARY`` overrides it)
-SOURCE_DIR = Path(__file__).resolve().parents[3] / "native"
-BUILD_DIR = SOURCE_DIR / "build"
-BINARY_ENV = "NLPKIT_RNNG_BINARY"
+MANIFEST, BLOB, WORDS = "model.txt", "weights.bin", "words.txt"
+__all__ = [
+    "BINARY_ENV",
+    "NativeParser",
+    "build_native",
+    "export_native",
+    "native_binary",
+    "write_native_model",
+]
 #: casing bits of ``casing`` lines, in the order of ``_CASING_TESTS``
 _CASING_TESTS = (str.isdigit, str.isalnum, str.isalpha, str.islower, str.isupper)
 
@@ -235,18 +246,6 @@ def write_native_model(predictor, out_dir: str | Path, metadata: dict[str, Any] 
 
 
 # ---------------------------------------------------------------- the binary
-def native_binary() -> Path:
-    """The ``nlpkit-rnng`` binary (``$NLPKIT_RNNG_BINARY`` or ``native/build/nlpkit-rnng``); a clear error
-    saying ``make native`` when it is not built."""
-    binary = Path(os.environ.get(BINARY_ENV) or BUILD_DIR / "nlpkit-rnng")
-    if not binary.is_file():
-        raise ExportError(
-            f"the native RNNG binary {binary} is not built: run `make native` (CMake + g++ against the "
-            "torch wheel's libtorch) and export again"
-        )
-    return binary
-
-
 def build_native(jobs: int = 2, quiet: bool = True) -> Path:
     """Configure and build ``native/`` with CMake against the venv's torch (what ``make native`` runs)."""
     if shutil.which("cmake") is None:
@@ -262,74 +261,6 @@ def build_native(jobs: int = 2, quiet: bool = True) -> Path:
         if done.returncode:
             raise ExportError(f"`{' '.join(command)}` failed:\n{done.stderr[-4000:]}")
     return BUILD_DIR / "nlpkit-rnng"
-
-
-class NativeParser:
-    """The binary as a long-running process behind a pipe: ``predict(texts) -> trees``.
-
-    A text goes as one line (its newlines become spaces: the same ``str.split()`` tokens); a text the
-    binary cannot parse (blank) raises ``ValueError``; a model directory it refuses, ``ArtifactError``
-    with the binary's reason."""
-
-    def __init__(self, model_dir: str | Path, threads: int = 1, binary: str | Path | None = None):
-        self.model_dir = Path(model_dir)
-        command = [str(binary or native_binary()), str(self.model_dir), "--threads", str(int(threads))]
-        env = {**os.environ, "OMP_NUM_THREADS": str(int(threads))}
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-        )
-
-    def _line(self, text: str) -> bytes:
-        return (text.replace("\n", " ") + "\n").encode("utf-8")
-
-    def _answer(self, text: str) -> str:
-        raw = self.process.stdout.readline()
-        if not raw:
-            self.process.wait()
-            reason = self.process.stderr.read().decode("utf-8", "replace").strip()
-            raise ArtifactError(f"{self.model_dir}: the native parser stopped: {reason or 'no reason given'}")
-        answer = raw.decode("utf-8").rstrip("\n")
-        if answer.startswith("ERROR: "):
-            raise ValueError(f"{text!r}: {answer[len('ERROR: ') :]}")
-        return answer
-
-    def parse(self, text: str) -> str:
-        """One text's tree (a round trip: what a latency measurement times)."""
-        try:
-            self.process.stdin.write(self._line(text))
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass  # the reason is on stderr: _answer reports it
-        return self._answer(text)
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        """Every text's tree, the lines written by a thread while the answers are read (no pipe deadlock)."""
-
-        def write() -> None:
-            try:
-                for text in texts:
-                    self.process.stdin.write(self._line(text))
-                self.process.stdin.flush()
-            except BrokenPipeError:
-                pass
-
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
-        try:
-            return [self._answer(text) for text in texts]
-        finally:
-            writer.join()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.wait(timeout=30)
-
-    def __enter__(self) -> NativeParser:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- the export and its parity gate
