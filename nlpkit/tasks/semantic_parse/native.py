@@ -5,6 +5,7 @@
 the edge cases into exactly the Python parser's trees. Serve it with::
 
     native/build/nlpkit-rnng DIR/export/native [--threads N]   # a sentence a line in, a tree a line out
+    python -m nlpkit.serve model=DIR                           # HTTP, through the binary's pipe
 
 Why C++ against libtorch, not ONNX: the transition loop's control flow depends on its own predictions
 (which action, hence which stack entries are read next), and libtorch runs the same kernels as the
