@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench bench-serve clean
+.PHONY: help install train test test-fast lint format bench bench-serve native clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: $(STAMP) ## ruff lint and format check
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix nlpkit tests scripts
 	$(VENV)/bin/ruff format nlpkit tests scripts
+
+native: $(STAMP) ## build the C++ RNNG parser native/build/nlpkit-rnng (CMake, g++, the torch wheel's libtorch)
+	$(PY) -m nlpkit.tasks.semantic_parse.native build
 
 bench: $(STAMP) ## training-loop overhead benchmark (nlpkit vs a hand-written loop)
 	$(PY) scripts/bench_train_overhead.py

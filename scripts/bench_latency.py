@@ -19,6 +19,11 @@ labels out.
 
     python scripts/bench_latency.py --run-dir outputs/runs/DIR [--requests 1000] [--repeats 3]
         [--baseline old=/path/model.onnx] [--no-eager]
+
+A ``task=semantic_parse`` run (the RNNG parser) has no ONNX file: its mode compares the Python parser
+(``nlpkit.load``) with the native binary (``export/native/``, exported first if missing; ``make native``),
+one thread each, batch 1, the TOP test sentences, interleaved request by request as above, printed
+beside the paper's Table 2 RNNG rows (``parser_main``).
 """
 
 from __future__ import annotations
@@ -147,6 +152,65 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
     return {"median": statistics.median(runs), "min": min(runs), "max": max(runs)}
 
 
+#: the PyText paper's Table 2, RNNG latency (ms): P50, P90, P99
+PAPER_RNNG = {"paper PyTorch": (19.74, 28.53, 36.37), "paper C++": (18.73, 25.47, 32.63)}
+
+
+def parser_main(args, cfg) -> None:
+    """The RNNG parser: Python (``nlpkit.load``) vs the native binary over a pipe, one thread, batch 1."""
+    from nlpkit.data.readers import BadRowPolicy
+    from nlpkit.tasks.semantic_parse.data import read_top
+    from nlpkit.tasks.semantic_parse.native import NATIVE_DIR, NativeParser
+
+    split_path = cfg.data.test_path or cfg.data.val_path
+    texts = [" ".join(e.tokens) for e in read_top(split_path, int(cfg.data.max_open), BadRowPolicy("skip"))]
+    requests = (texts * (args.requests // len(texts) + 1))[: args.requests]
+    native_dir = args.run_dir / "export" / NATIVE_DIR
+    if not (native_dir / "model.txt").is_file():
+        from nlpkit.export import export_run
+
+        export_run(args.run_dir)
+    torch.set_num_threads(1)
+    python = nlpkit.load(args.run_dir)
+    with NativeParser(native_dir, threads=1) as native:
+        backends: dict[str, Predict] = {
+            "python": python.predict,
+            "native": lambda batch: [native.parse(text) for text in batch],
+        }
+        checked = requests[:200]
+        agree = sum(python.predict([t]) == backends["native"]([t]) for t in checked)
+        for predict in backends.values():  # warm-up
+            for text in requests[:50]:
+                predict([text])
+        repeats = [
+            {name: percentiles(samples) for name, samples in interleaved_single(backends, requests).items()}
+            for _ in range(args.repeats)
+        ]
+    rows = {
+        name: tuple(statistics.median(r[name][q] for r in repeats) for q in ("p50", "p90", "p99"))
+        for name in backends
+    }
+    ratio = [r["native"]["p50"] / r["python"]["p50"] for r in repeats]
+    print(
+        f"run: {args.run_dir}  (semantic_parse RNNG; {len(requests)} requests x {args.repeats} repeats, "
+        f"interleaved, one thread, batch 1, {split_path}); trees identical on the first {len(checked)}: {agree}"
+    )
+    print(f"{'':16} {'P50 ms':>8} {'P90 ms':>8} {'P99 ms':>8}")
+    for name, (p50, p90, p99) in {**PAPER_RNNG, **{f"nlpkit {k}": v for k, v in rows.items()}}.items():
+        print(f"{name:16} {p50:8.2f} {p90:8.2f} {p99:8.2f}")
+    print(f"native/python P50: min {min(ratio):.2f}, median {statistics.median(ratio):.2f} over repeats")
+    summary = {
+        "run_dir": str(args.run_dir),
+        "task": "semantic_parse",
+        "requests": len(requests),
+        "repeats": args.repeats,
+        "identical_trees_checked": [agree, len(checked)],
+        "backends": {name: dict(zip(("p50", "p90", "p99"), v)) for name, v in rows.items()},
+        "native_p50_ratio": summarize(ratio),
+    }
+    print(json.dumps(summary))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,6 +228,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_run_config(args.run_dir)
+    if str(cfg.task.name) == "semantic_parse":
+        parser_main(args, cfg)
+        return
     texts = split_texts(args.run_dir, cfg)
     requests = (texts * (args.requests // len(texts) + 1))[: args.requests]
     export_dir = args.run_dir / "export"

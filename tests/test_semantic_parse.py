@@ -406,13 +406,16 @@ class TestSemanticParseTask(TaskCase):
         with pytest.raises(ValueError, match="beam_size=0: must be >= 1"):
             predictor.predict(list(self.texts), beam_size=0)
 
-    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, capsys):
-        """Not exportable yet: ``python -m nlpkit.export`` says so, and writes nothing."""
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, capsys, monkeypatch):
+        """No ONNX file: the export is the C++ parser's folder (tests/test_semantic_parse_native.py builds
+        the binary and checks its trees); without the binary ``python -m nlpkit.export`` says to build it."""
         from nlpkit.export.__main__ import main
 
+        monkeypatch.setenv("NLPKIT_RNNG_BINARY", str(Path(run["run_dir"]) / "no-such-binary"))
         assert main([f"run_dir={run['run_dir']}"]) == 1
-        assert "task=semantic_parse is not exportable yet" in capsys.readouterr().err
+        assert "is not built: run `make native`" in capsys.readouterr().err
         assert not (Path(run["run_dir"]) / "export" / "model.onnx").exists()
+        assert not (Path(run["run_dir"]) / "export" / "native").exists()
 
 
 def test_the_cli_trains_on_a_top_file_and_predicts_trees(tmp_path):

@@ -450,7 +450,8 @@ def export_run(
         written = files if report["passed"] else {}
         for name, payload in written.items():
             write_bytes(out_dir / name, payload)  # temp file + rename: never a half-written model
-        report["files_written"] = sorted(written)
+        # a task that writes a whole folder itself (task=semantic_parse's native/) names it in the report
+        report["files_written"] = sorted(written) + list(report.pop("directories_written", []))
         report["files_removed"] = [path.name for path in _remove_stale(out_dir, keep=set(written))]
         write_json(out_dir / REPORT_FILE, report)
     if not report["passed"]:
@@ -461,7 +462,7 @@ def export_run(
             for example in report["checks"][name].get("first_mismatches", [report["checks"][name]])[:2]
         ]
         raise ExportError(
-            f"parity gate failed ({', '.join(failed)}); no model.onnx written. First differences: {examples}. "
+            f"parity gate failed ({', '.join(failed)}); no model written. First differences: {examples}. "
             f"Full report: {out_dir / REPORT_FILE}"
         )
     return report

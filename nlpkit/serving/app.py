@@ -54,9 +54,15 @@ ERRORS = {
 
 def load_predictor(config: ServeConfig):
     """The torch-free ``OnnxPredictor`` for ``config.model``: a missing, foreign or tampered file is an
-    ArtifactError naming the file and what is wrong with it."""
+    ArtifactError naming the file and what is wrong with it. A ``task=semantic_parse`` export (its
+    ``native/`` folder, or the run or export folder holding it, and no ONNX file) is served by the C++
+    parser behind a pipe (``NativeParserPredictor``: ``ort_threads`` is its thread count)."""
+    from nlpkit.serving.native_parser import NativeParserPredictor, find_native_dir
     from nlpkit.serving.onnx_predictor import OnnxPredictor
 
+    native = find_native_dir(Path(config.model))
+    if native is not None:
+        return NativeParserPredictor(native, threads=config.ort_threads or 1)
     return OnnxPredictor(config.model, threads=config.ort_threads)
 
 

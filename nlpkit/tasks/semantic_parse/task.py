@@ -4,8 +4,9 @@
 ``python -m nlpkit.train experiment=top`` (``../shared/data/top_v1``), or any file in TOP's format by
 ``data.train_path=... data.val_path=... data.test_path=...``. The run directory holds the word
 featurizer's files (``tokenizer.json``, ``chars.json``) and ``actions.json`` (SHIFT, REDUCE and the
-non-terminal labels, in action-id order). There is no ONNX export yet: the decoder's control flow
-depends on its own predictions (``python -m nlpkit.export`` says so).
+non-terminal labels, in action-id order). ``python -m nlpkit.export`` writes no ONNX file: the decoder's
+control flow depends on its own predictions, so the export is the C++/libtorch parser's model directory
+(``export/native/``), parity-gated against this parser (``nlpkit.tasks.semantic_parse.native``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from nlpkit.data.featurizers import load_featurizer
-from nlpkit.errors import ExportError
 from nlpkit.registry import register_task
 from nlpkit.tasks.base import Task
 from nlpkit.tasks.semantic_parse.data import (
@@ -26,13 +26,6 @@ from nlpkit.tasks.semantic_parse.data import (
 from nlpkit.tasks.semantic_parse.model import build_rnng_parser
 from nlpkit.tasks.semantic_parse.module import SemanticParseModule
 from nlpkit.tasks.semantic_parse.predictor import SemanticParsePredictor
-
-#: what ``python -m nlpkit.export`` answers for this task
-NOT_EXPORTABLE = (
-    "task=semantic_parse is not exportable yet: the RNNG decoder's transition loop depends on its own "
-    "predictions, and neither the ONNX Loop graph nor the libtorch path of issue 16 exists yet; "
-    "serve it with nlpkit.load(run).predict"
-)
 
 
 @register_task
@@ -86,4 +79,6 @@ class SemanticParseTask(Task):
     def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
         if subtask is not None:
             return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
-        raise ExportError(NOT_EXPORTABLE)
+        from nlpkit.tasks.semantic_parse.native import export_native
+
+        return export_native(Path(run_dir), cfg, Path(out_dir), quantize)

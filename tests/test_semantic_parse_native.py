@@ -1,0 +1,203 @@
+"""The RNNG parser without Python (nlpkit/tasks/semantic_parse/native.py, native/): the binary is built
+here (what ``make native`` runs, so a clean clone needs only cmake and g++), a tiny parser is trained
+through ``nlpkit.train``, exported through ``python -m nlpkit.export``'s entry point, and the binary's
+trees are the Python parser's; damaged model directories are clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import nlpkit
+from nlpkit.api import load_run_config
+from nlpkit.errors import ArtifactError
+from nlpkit.registry import get_task
+from nlpkit.tasks.semantic_parse import native
+from nlpkit.tasks.semantic_parse.native import NativeParser, edge_texts, write_native_model
+from nlpkit.tasks.semantic_parse.predictor import SemanticParsePredictor
+from nlpkit.tasks.semantic_parse.tree import parse_tree
+from tests import test_semantic_parse as sp
+from tests.task_case import TaskCase
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    """The binary, built (or brought up to date) by the same CMake steps as ``make native``."""
+    return native.build_native()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, builtin_dir, binary) -> dict:
+    """A tiny parser trained on generated TOP rows, exported by ``python -m nlpkit.export``'s ``main``."""
+    from nlpkit.export.__main__ import main
+
+    data = tmp_path_factory.mktemp("native_top")
+    files = {
+        split: sp.write_top(data / f"{split}.tsv", sp.generated_top(i, n))
+        for i, (split, n) in enumerate([("train", 48), ("eval", 12), ("test", 12)])
+    }
+    paths = [f"data.{k}_path={files[s]}" for k, s in (("train", "train"), ("val", "eval"), ("test", "test"))]
+    cfg = nlpkit.compose(
+        [*sp.TestSemanticParseTask.overrides, *paths, *TaskCase.trainer], output_dir=str(data / "run")
+    )
+    run_dir = Path(nlpkit.train(cfg)["run_dir"])
+    assert main([f"run_dir={run_dir}"]) == 0
+    return {"run_dir": run_dir, "native": run_dir / "export" / "native", "files": files}
+
+
+def random_predictor(run_dir: Path, compose: str, seed: int = 3) -> SemanticParsePredictor:
+    """The run's vocabularies under random weights: deep, slot-filled trees that exercise every REDUCE
+    path the tiny trained parser never takes (the padding rows stay zero, as training keeps them)."""
+    task = get_task("semantic_parse")
+    cfg = OmegaConf.create(OmegaConf.to_container(load_run_config(run_dir)))
+    cfg.model.compose = compose
+    dm = task.datamodule(cfg.data, run_dir)
+    model = task.module(cfg, dm, vocab=None).model.eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)
+        model.embedding.components.char.embedding.weight[0].zero_()
+    return SemanticParsePredictor(model, dm.featurizer, dm.actions)
+
+
+def test_the_export_passes_its_gate_and_the_binary_gives_the_python_trees(run):
+    report = json.loads((run["run_dir"] / "export" / "export_report.json").read_text())
+    assert report["passed"] and report["files_written"] == ["native"]
+    parity = json.loads((run["native"] / "metadata.json").read_text())["parity"]
+    assert parity["passed"] and parity["split"] == "test" and parity["split_trees"] == 12
+    assert parity["identical_trees"] == parity["of"] == 12 + parity["edge_cases"]
+    assert sorted(p.name for p in run["native"].iterdir()) == [
+        "metadata.json", "model.txt", "weights.bin", "words.txt"
+    ]  # fmt: skip
+    texts = ["weather in paris today", "how long to the gym", "hello", "Ünïcode   İstanbul\tcafé ?!"]
+    with NativeParser(run["native"]) as parser:
+        assert parser.predict(texts) == nlpkit.load(run["run_dir"]).predict(texts)
+
+
+@pytest.mark.parametrize("compose", ["bilstm", "sum"])
+def test_random_weights_deep_trees_are_identical(run, tmp_path, compose):
+    predictor = random_predictor(run["run_dir"], compose)
+    texts = [
+        "weather in paris today and tomorrow in rome",
+        "how long to the gym beach mall",
+        " ".join("abcdefghijklmnop"),
+        *edge_texts(predictor.features),
+    ]
+    want = predictor.predict(texts)
+    assert sum("[SL:" in tree for tree in want) > len(texts) // 2  # slots, so REDUCE composes children
+    assert max(tree.count("[SL:") for tree in want) > 10  # many slots in one tree: deep, wide stacks
+    with NativeParser(write_native_model(predictor, tmp_path / "native")) as parser:
+        assert parser.predict(texts) == want
+
+
+def test_the_gate_refuses_weights_that_disagree_and_removes_the_old_folder(run, monkeypatch):
+    """A model directory whose trees differ from the Python parser's (here: another seed's weights) is
+    never written, and the earlier passing folder goes: no artifact disagrees with the run."""
+    from nlpkit.export import ExportError, export_run
+
+    real = native.native_files
+    other = random_predictor(run["run_dir"], "bilstm", seed=11)
+    monkeypatch.setattr(
+        native, "native_files", lambda model, *args: real(other.model, *args)
+    )  # what the gate sees
+    try:
+        with pytest.raises(ExportError, match="parity gate failed \\(trees\\)"):
+            export_run(run["run_dir"])
+        assert not run["native"].exists()
+        assert not any(p.name.startswith(".native") for p in run["native"].parent.iterdir())
+    finally:
+        monkeypatch.undo()
+        export_run(run["run_dir"])  # the other tests' folder back
+    assert run["native"].is_dir()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "weights.bin").unlink(), "weights.bin: cannot be read"),
+        (lambda d: (d / "weights.bin").write_bytes((d / "weights.bin").read_bytes()[:-4]), "truncated"),
+        (
+            lambda d: (d / "weights.bin").write_bytes(b"\x01" + (d / "weights.bin").read_bytes()[1:]),
+            "checksum",
+        ),
+        (lambda d: (d / "words.txt").write_text("<pad>\n"), "words.txt: checksum mismatch"),
+        (lambda d: (d / "model.txt").write_text((d / "model.txt").read_text()[:-5]), "no 'end' line"),
+        (lambda d: (d / "model.txt").write_text("hello\nend\n"), "not an nlpkit-rnng model manifest"),
+    ],
+    ids=[
+        "missing-weights",
+        "truncated-weights",
+        "flipped-byte",
+        "other-words",
+        "cut-manifest",
+        "not-a-manifest",
+    ],
+)
+def test_a_damaged_model_directory_is_a_clear_error_naming_the_file(run, tmp_path, damage, message):
+    broken = tmp_path / "native"
+    shutil.copytree(run["native"], broken)
+    damage(broken)
+    with pytest.raises(ArtifactError, match=message), NativeParser(broken) as parser:
+        parser.predict(["weather in paris today"])
+
+
+def test_the_cli_answers_every_line_and_flushes_each(run, binary):
+    """One answer a line, in step with the input: a blank or non-UTF-8 line answers ``ERROR: ...``."""
+    lines = b"weather in rome\n\n\xff\xfe\nhow long to the mall\n"
+    done = subprocess.run(
+        [str(binary), str(run["native"]), "--threads", "2"], input=lines, capture_output=True, timeout=60
+    )
+    answers = done.stdout.decode().splitlines()
+    assert done.returncode == 0 and len(answers) == 4
+    assert answers[1] == "ERROR: blank text: no token to parse"
+    assert answers[2] == "ERROR: the text is not valid UTF-8"
+    assert parse_tree(answers[3]).tokens() == ["how", "long", "to", "the", "mall"]
+    with NativeParser(run["native"]) as parser:  # a long-running process: one round trip at a time
+        assert [parser.parse("weather in rome") for _ in range(3)] == [answers[0]] * 3
+    refused = subprocess.run([str(binary), str(run["native"].parent)], capture_output=True, timeout=60)
+    assert refused.returncode == 2 and b"model.txt: cannot be read" in refused.stderr
+
+
+def test_nlpkit_serve_serves_the_parser_through_the_binary(run, tmp_path):
+    """``nlpkit.serve model=RUN`` on a semantic_parse run: the native folder behind a pipe, one ``tree``
+    per text, the Python parser's trees; ``/metadata`` names the task and the served manifest."""
+    import asyncio
+
+    import httpx
+
+    from nlpkit.serving.app import create_app
+    from nlpkit.serving.config import ServeConfig
+    from nlpkit.serving.native_parser import NativeParserPredictor
+
+    texts = ["weather in paris today", "how long to the gym", "İstanbul café ?"]
+    app = create_app(ServeConfig(model=str(run["run_dir"]), max_wait_ms=1))
+
+    async def main() -> list:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+                return [
+                    await client.post("/predict", json={"texts": texts}),
+                    await client.post("/predict", json={"texts": ["  "]}),
+                    await client.get("/metadata"),
+                ]
+
+    predicted, blank, metadata = asyncio.run(main())
+    assert predicted.status_code == 200
+    want = nlpkit.load(run["run_dir"]).predict(texts)
+    assert predicted.json()["predictions"] == [{"tree": tree} for tree in want]
+    assert blank.status_code == 422
+    assert metadata.json()["task"] == "semantic_parse" and metadata.json()["model_file"] == "model.txt"
+    failed = tmp_path / "native"  # a folder whose metadata says the gate failed is refused
+    shutil.copytree(run["native"], failed)
+    meta = json.loads((failed / "metadata.json").read_text())
+    (failed / "metadata.json").write_text(json.dumps({**meta, "parity": {**meta["parity"], "passed": False}}))
+    with pytest.raises(ArtifactError, match="did not pass the export's parity gate"):
+        NativeParserPredictor(failed)
