@@ -501,3 +501,17 @@ def test_figure4_relevance_with_query_and_document_classification_share_one_embe
     assert len(embeddings) == 1, "the three sub-tasks reload with one shared embedding"
     assert set(relevance.predict([("play some jazz", "play rock music")])[0]) == {"score"}
     assert "label" in predictor.predict(["play some jazz"], task="queries")[0]
+
+    # the relevance sub-task exports on its own: two string inputs -> score, and its tower's vectors
+    from nlpkit.export import export_run
+    from nlpkit.serving import OnnxPredictor
+
+    report = export_run(result["run_dir"], task="relevance")
+    assert report["passed"] and report["subtask"] == "relevance"
+    export_dir = Path(result["run_dir"]) / "export" / "relevance"
+    served = OnnxPredictor(export_dir / "model.onnx")
+    assert served.metadata["task"] == "ranking" and served.metadata["subtask"] == "relevance"
+    pairs = [("play some jazz", "play rock music"), ("wake me up at seven", "what is the weather")]
+    assert_same_predictions(served.predict(pairs), relevance.predict(pairs), tol=1e-4)
+    vectors = OnnxPredictor(export_dir / "embedding.onnx").embed([b for _, b in pairs])
+    assert np.abs(vectors - relevance.embed([b for _, b in pairs])).max() < 1e-4

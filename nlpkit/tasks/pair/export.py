@@ -29,7 +29,7 @@ import numpy as np
 from nlpkit.export.front_ends import TOKENIZER_FILE, front_end
 from nlpkit.export.heads import LabelHead, ValueHead, VectorHead
 from nlpkit.export.parity import INT8_SCORE_TOLERANCE, MIXED_BATCH
-from nlpkit.export.pipeline import ExportSpec, run_export
+from nlpkit.export.pipeline import ExportSource, ExportSpec, run_export
 from nlpkit.export.text_graph import read_tokenizer_spec
 
 #: the embedding file's int8 variant is skipped when the int8 gate's absolute tolerance is more than
@@ -89,30 +89,33 @@ def _metrics(task: str, regression: bool, truth: Any):
     return pearson if regression else accuracy
 
 
-def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSpec, dict[str, Any]]]]:
+def pair_specs(
+    run_dir: Path, cfg, subtask: str | None = None
+) -> tuple[ExportSpec, dict[str, tuple[ExportSpec, dict[str, Any]]]]:
     """The spec of ``model.onnx``, and per embedding file (``embedding``, with separate encoders also
-    ``embedding_a``) its spec and vector statistics."""
+    ``embedding_a``) its spec and vector statistics. ``subtask``: a pair or ranking sub-task of a
+    multi-task run (Figure 4's relevance task), from its own vocabularies and the shared modules."""
     from nlpkit.data.featurizers import featurizer_name
-    from nlpkit.registry import get_task
     from nlpkit.tasks.pair.data import DEFAULT_FEATURIZER, PairDataModule, RankingDataModule
 
-    task = str(cfg.task.name)
-    tokenizer = read_tokenizer_spec(Path(run_dir) / TOKENIZER_FILE)  # refuses before any heavy work
-    kind = featurizer_name(cfg.data, DEFAULT_FEATURIZER)
-    predictor = get_task(task).predictor(cfg, run_dir)
-    front = front_end(kind, tokenizer, predictor.featurizer, Path(run_dir))
+    source = ExportSource.of(run_dir, cfg, subtask)
+    task = source.task
+    tokenizer = read_tokenizer_spec(source.vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
+    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)
+    predictor = source.predictor(run_dir, cfg)
+    front = front_end(kind, tokenizer, predictor.featurizer, source.vocab_dir)
     model = predictor.model
-    regression = predictor.labels is None
+    regression = getattr(predictor, "labels", None) is None  # a ranking predictor has no labels
     if task == "ranking":
-        dm = RankingDataModule(cfg.data, predictor.featurizer)
+        dm = RankingDataModule(source.data_cfg, predictor.featurizer)
     else:
-        dm = PairDataModule(cfg.data, regression, predictor.featurizer, predictor.labels)
+        dm = PairDataModule(source.data_cfg, regression, predictor.featurizer, predictor.labels)
     dm.load()
     split, pairs, truth = _examples(task, dm)
     first, second = predictor.inputs
     inputs = {first: "_a", second: "_b"}
     texts = list(dict.fromkeys(text for pair in pairs for text in pair))  # each once, in order
-    metadata = {"task": task, "featurizer": kind, "combine": model.combine}
+    metadata = {**source.metadata, "featurizer": kind, "combine": model.combine}
 
     if regression:
         noun = "relevance score" if task == "ranking" else "score"
@@ -146,6 +149,7 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSp
         inputs=inputs,
         edge=_edge_pairs,
         feature_texts=texts,
+        subtask=source.subtask,
     )
 
     shared = model.representation_b is None
@@ -153,14 +157,21 @@ def pair_specs(run_dir: Path, cfg) -> tuple[ExportSpec, dict[str, tuple[ExportSp
     if not shared:  # and the first text's, for queries
         towers["embedding_a"] = (False, [a for a, _ in pairs])
     embeddings = {
-        stem: _embedding_spec(predictor, front, task, kind, split, second, texts, shared)
+        stem: _embedding_spec(predictor, front, source, kind, split, second, texts, shared)
         for stem, (second, texts) in towers.items()
     }
     return pair_spec, embeddings
 
 
 def _embedding_spec(
-    predictor, front, task: str, kind: str, split: str, second: bool, texts: list[str], shared: bool
+    predictor,
+    front,
+    source: ExportSource,
+    kind: str,
+    split: str,
+    second: bool,
+    texts: list[str],
+    shared: bool,
 ) -> tuple[ExportSpec, dict[str, Any]]:
     """One tower's file: ``text`` -> ``embedding``, gated against ``predictor.embed``; and the split's
     vector statistics (what the int8 decision reads)."""
@@ -179,13 +190,14 @@ def _embedding_spec(
         return {"mean_norm": sum(values) / len(values) if values else float("nan")}
 
     which = "shared" if shared else name
+    task = source.task
     spec = ExportSpec(
         task=task,
         model=tower,
         front_end=front,
         heads=[VectorHead(tower.output_dim)],
         metadata={
-            "task": task,
+            **source.metadata,
             "featurizer": kind,
             "file_kind": "embedding",
             "tower": which,
@@ -201,15 +213,18 @@ def _embedding_spec(
         metrics=norms,
         edge=lambda edge: [text for text in edge if text.strip()],  # blank texts are refused
         check_front_end=False,  # the same front end as model.onnx's, checked there
+        subtask=source.subtask,
     )
     return spec, {"vector_rms": rms, "vectors": len(texts), "dim": tower.output_dim}
 
 
-def export_pair(run_dir: Path, cfg, quantize: bool, exporter: str) -> tuple[dict, dict[str, bytes]]:
+def export_pair(
+    run_dir: Path, cfg, quantize: bool, exporter: str, subtask: str | None = None
+) -> tuple[dict, dict[str, bytes]]:
     """Both files of a pair or ranking run: ``(report, files)``; the files only when both gates passed.
     The embedding file's report is ``report["embedding"]``; its checks are also in ``report["checks"]``
     as ``embedding/<name>``, so a failure names them."""
-    pair_spec, embeddings = pair_specs(run_dir, cfg)
+    pair_spec, embeddings = pair_specs(run_dir, cfg, subtask)
     report, files = run_export(pair_spec, run_dir, quantize, exporter)
     for stem, (spec, stats) in embeddings.items():
         entry, written = _export_embedding(spec, stats, stem, run_dir, quantize, exporter)

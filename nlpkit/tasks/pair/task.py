@@ -60,12 +60,12 @@ class TwoTowerTask(Task):
     @classmethod
     def export_onnx(cls, run_dir, cfg, out_dir, quantize, exporter, subtask=None):
         """``model.onnx`` (two string inputs) and ``embedding.onnx`` (one tower), each behind its own
-        parity gate (``nlpkit.tasks.pair.export``)."""
-        if subtask is not None:
+        parity gate (``nlpkit.tasks.pair.export``); also for a sub-task of a multi-task run."""
+        if subtask is not None and cfg.task.get("tasks") is None:  # not a run made of sub-tasks
             return super().export_onnx(run_dir, cfg, out_dir, quantize, exporter, subtask)
         from nlpkit.tasks.pair.export import export_pair  # onnx is imported only when exporting
 
-        return export_pair(run_dir, cfg, quantize, exporter)
+        return export_pair(run_dir, cfg, quantize, exporter, subtask)
 
 
 @register_task
