@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlpkit.export.front_ends import TOKENIZER_FILE, front_end
+from nlpkit.export.front_ends import front_end, read_front_end_spec
 from nlpkit.export.heads import ValueHead
 from nlpkit.export.parity import MIXED_BATCH
 from nlpkit.export.pipeline import ExportSource, ExportSpec
-from nlpkit.export.text_graph import read_tokenizer_spec
 
 
 def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
@@ -22,8 +21,8 @@ def export_spec(run_dir: Path, cfg, subtask: str | None = None) -> ExportSpec:
     from nlpkit.tasks.doc_regression.data import DEFAULT_FEATURIZER, DocRegressionDataModule
 
     source = ExportSource.of(run_dir, cfg, subtask)
-    tokenizer = read_tokenizer_spec(source.vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
-    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)
+    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)  # the front end: subword, word or wordpiece
+    tokenizer = read_front_end_spec(kind, source.vocab_dir)  # refuses before any heavy work
     predictor = source.predictor(run_dir, cfg)
     front = front_end(kind, tokenizer, predictor.featurizer, source.vocab_dir)
     head = ValueHead(predictor.model.output, network="scores", output="score")

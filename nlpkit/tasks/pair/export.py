@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from nlpkit.export.front_ends import TOKENIZER_FILE, front_end
+from nlpkit.export.front_ends import front_end, read_front_end_spec
 from nlpkit.export.heads import LabelHead, ValueHead, VectorHead
 from nlpkit.export.parity import INT8_SCORE_TOLERANCE, MIXED_BATCH
 from nlpkit.export.pipeline import ExportSource, ExportSpec, run_export
-from nlpkit.export.text_graph import read_tokenizer_spec
 
 #: the embedding file's int8 variant is skipped when the int8 gate's absolute tolerance is more than
 #: this share of the vectors' RMS component: the gate could not tell a changed vector from a kept one
@@ -100,8 +99,8 @@ def pair_specs(
 
     source = ExportSource.of(run_dir, cfg, subtask)
     task = source.task
-    tokenizer = read_tokenizer_spec(source.vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
-    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)
+    kind = featurizer_name(source.data_cfg, DEFAULT_FEATURIZER)  # the front end: subword, word or wordpiece
+    tokenizer = read_front_end_spec(kind, source.vocab_dir)  # refuses before any heavy work
     predictor = source.predictor(run_dir, cfg)
     front = front_end(kind, tokenizer, predictor.featurizer, source.vocab_dir)
     model = predictor.model
