@@ -12,15 +12,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from nlpkit.data.tag_schemes import allowed_transitions
+from nlpkit.data.tag_schemes import OUTSIDE, allowed_transitions
 from nlpkit.errors import ConfigError
 from nlpkit.modules.base import embed_inputs
 from nlpkit.modules.exportable import EXAMPLE_LENGTHS, Exportable, embedding_example
 from nlpkit.modules.masking import sequence_mask
 from nlpkit.registry import build_component
-
-#: the tag a word the model did not see (past a piece featurizer's cut) is answered with
-OUTSIDE = "O"
 
 
 def word_tags(names: Sequence[str], ids: Sequence[int], scored: int, words: int) -> list[str]:
