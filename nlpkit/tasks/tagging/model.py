@@ -68,8 +68,8 @@ class TokenEncoderModel(Exportable, nn.Module):
         return [*names, "word_starts", "word_lengths"] if self.word_pieces else names
 
     def text_example(self) -> dict[str, torch.Tensor]:
-        """``Exportable.text_example``; with ``word_pieces``, each example row's pieces as words of one or
-        two pieces (``word_starts``), the last row's last word cut (``word_lengths``)."""
+        """``Exportable.text_example``; with ``word_pieces``, rows of ``EXAMPLE_LENGTHS`` pieces between
+        ``[CLS]`` and ``[SEP]``: the full row's words of two pieces each, the padded row's of one."""
         if not self.word_pieces:
             return super().text_example()
         lengths = torch.tensor(EXAMPLE_LENGTHS, dtype=torch.long) + 2  # [CLS] ... [SEP]
