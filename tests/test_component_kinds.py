@@ -58,6 +58,7 @@ SHIPPED_KINDS = {
     "BiLSTM": "seq2seq",
     "BSeqCNNRepresentation": "seq2seq",
     "TokenBiLSTMRepresentation": "seq2seq",
+    "PassThroughRepresentation": "seq2seq",
     "StackedLSTMLanguageEncoder": "seq2seq",
     "AdaptiveSoftmaxOutput": "lm_output",
 }
@@ -94,7 +95,7 @@ WRONG_KINDS = [
     (
         ["task=semantic_parse", "representation=bag"],
         "model.representation: BagOfEmbeddings is a seq2vec encoder; task=semantic_parse needs a "
-        "seq2seq encoder here: choose representation=bseqcnn, lstm_lm or token_bilstm",
+        "seq2seq encoder here: choose representation=bseqcnn, lstm_lm, passthrough or token_bilstm",
     ),
     (
         ["task=doc_cls", "representation=token_bilstm"],
@@ -104,7 +105,7 @@ WRONG_KINDS = [
     (
         ["task=tagging", "representation=bag"],
         "model.representation: BagOfEmbeddings is a seq2vec encoder; task=tagging needs a seq2seq "
-        "encoder here: choose representation=bseqcnn, lstm_lm or token_bilstm",
+        "encoder here: choose representation=bseqcnn, lstm_lm, passthrough or token_bilstm",
     ),
     (
         ["task=tagging", "output=softmax"],
@@ -136,7 +137,7 @@ def test_slots_without_a_config_group_and_nested_components_name_the_classes():
     message = str(err.value)
     assert message.startswith(
         "model.pooling must be a component config with a _target_: task=intent_slot needs a seq2vec "
-        "encoder here; use model=joint_bilstm, pooled_bilstm or pooled_lstm_lm or set model.pooling._target_ to "
+        "encoder here; use model=joint_bilstm, minilm_joint, pooled_bilstm or pooled_lstm_lm or set model.pooling._target_ to "
     )
     assert "pooling.SelfAttentionPooling" in message and "TokenBiLSTM" not in message
 
@@ -162,7 +163,8 @@ def test_each_sub_task_of_a_multi_task_run_is_checked_with_its_own_kinds():
         "task.tasks.slots.model.representation: BagOfEmbeddings is a seq2vec encoder; task=tagging needs a "
         "seq2seq encoder here: set task.tasks.slots.model.representation._target_ to "
         "nlpkit.modules.representation.bseqcnn.BSeqCNNRepresentation, "
-        "nlpkit.modules.representation.lstm_lm.StackedLSTMLanguageEncoder or "
+        "nlpkit.modules.representation.lstm_lm.StackedLSTMLanguageEncoder, "
+        "nlpkit.modules.representation.passthrough.PassThroughRepresentation or "
         "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation"
     )
 

@@ -135,6 +135,7 @@ SHIPPED_COMPONENTS = {
     "nlpkit.modules.representation.pooling.MeanPooling",
     "nlpkit.modules.representation.pooling.SelfAttentionPooling",
     "nlpkit.modules.representation.token_bilstm.TokenBiLSTMRepresentation",
+    "nlpkit.modules.representation.passthrough.PassThroughRepresentation",
     "nlpkit.modules.representation.lstm_lm.StackedLSTMLanguageEncoder",
 }
 

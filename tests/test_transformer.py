@@ -63,17 +63,12 @@ def tiny_bert(builtin_dir, tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), texts)
 
 
-class TestTinyBertDocClassification(TaskCase):
-    """doc_cls with ``model=minilm`` over the tiny BERT: train -> save -> load -> same predictions ->
-    export parity (the WordPiece tokenizer inside the ONNX graph)."""
-
-    overrides = ("task=doc_cls", "model=minilm", "data.featurizer.max_length=24")
-    test_metrics = ("test/accuracy",)
-    label_keys = ("label",)
+class TinyBertCase(TaskCase):
+    """A ``TaskCase`` whose run reads the tiny BERT checkpoint (``data.featurizer.path``)."""
 
     @pytest.fixture(scope="class")
     def run(self, tmp_path_factory, builtin_dir, tiny_bert) -> dict[str, Any]:
-        run_dir = tmp_path_factory.mktemp("case_tiny_bert") / "run"
+        run_dir = tmp_path_factory.mktemp(f"case_{type(self).__name__}") / "run"
         cfg = nlpkit.compose(
             [
                 f"paths.builtin_dir={builtin_dir}",
@@ -99,7 +94,17 @@ class TestTinyBertDocClassification(TaskCase):
         assert exported["passed"] and "model.onnx" in exported["files_written"]
         served = OnnxPredictor(Path(run["run_dir"]) / "export" / "model.onnx").predict(list(self.texts))
         torch_side = nlpkit.load(run["run_dir"]).predict(list(self.texts))
-        assert [p["label"] for p in served] == [p["label"] for p in torch_side]
+        for key in self.label_keys:
+            assert [p[key] for p in served] == [p[key] for p in torch_side], key
+
+
+class TestTinyBertDocClassification(TinyBertCase):
+    """doc_cls with ``model=minilm`` over the tiny BERT: train -> save -> load -> same predictions ->
+    export parity (the WordPiece tokenizer inside the ONNX graph)."""
+
+    overrides = ("task=doc_cls", "model=minilm", "data.featurizer.max_length=24")
+    test_metrics = ("test/accuracy",)
+    label_keys = ("label",)
 
     def test_the_file_holds_the_wordpiece_tokenizer_and_says_it_needs_the_extensions(self, run, exported):
         import onnx
@@ -134,6 +139,118 @@ class TestTinyBertDocClassification(TaskCase):
         predictor = nlpkit.load(run_dir)
         pieces = predictor.featurizer.tokenize("Wake me up [SEP]")
         assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]" and pieces.count("[SEP]") == 1
+
+
+# ------------------------------------------------------------------ word-level tasks: first-piece alignment
+#: more words than the tagging case's 12 pieces hold: the words past the cut are answered O
+LONG_TEXT = "please wake me up at seven tomorrow morning and then play some jazz in the kitchen for mom"
+
+
+class TestTinyBertTagging(TinyBertCase):
+    """``task=tagging model=minilm_tagger`` (a CRF on top) over the tiny BERT, pieces cut at 12 so the
+    cut is exercised: train -> save -> load -> same tags -> export (each word WordPiece'd and located in
+    the graph) -> the same tags served."""
+
+    overrides = ("task=tagging", "model=minilm_tagger", "output=crf", "data.featurizer.max_length=12")
+    texts = (*TaskCase.texts, LONG_TEXT)
+    test_metrics = ("test/span_f1", "test/token_accuracy")
+    label_keys = ("tokens", "tags")
+
+    def test_every_word_gets_a_tag_and_the_words_past_the_cut_are_outside(self, run):
+        predictor = nlpkit.load(run["run_dir"])
+        (long,) = predictor.predict([LONG_TEXT])
+        features = predictor.features.encode(LONG_TEXT.split())
+        kept = int(features["word_lengths"])
+        assert len(long["tags"]) == len(LONG_TEXT.split()) and 0 < kept < len(long["tags"])
+        assert set(long["tags"][kept:]) == {"O"}
+        assert int(features["tokens"].numel()) == 12  # [CLS] + 10 pieces + [SEP]
+
+    def test_the_gate_checks_the_pieces_and_first_pieces_of_the_words(self, exported):
+        report = exported
+        checks = report["checks"]
+        assert report["passed"] and checks["word_pieces"]["passed"] and checks["tags"]["passed"]
+        assert checks["word_pieces"]["examples"]["edge_cases"] >= 25
+        assert checks["tokenizer_all_codepoints"]["passed"]
+
+
+class TestTinyBertIntentSlot(TinyBertCase):
+    """``task=intent_slot model=minilm_joint`` over the tiny BERT: the same contract, the intent from
+    the mean of the words' first-piece states, the slots per word."""
+
+    overrides = ("task=intent_slot", "model=minilm_joint", "data.featurizer.max_length=32")
+    test_metrics = ("test/intent_accuracy", "test/slot_f1", "test/frame_accuracy")
+    label_keys = ("intent", "tokens", "slots")
+
+
+@pytest.fixture(scope="module")
+def minilm_words():
+    """The built-in package's tokenizer as a word-level featurizer, pieces cut at 10."""
+    from nlpkit.data.featurizers import WordPieceConfig, WordPieceFeaturizer
+
+    return WordPieceFeaturizer.train([], WordPieceConfig(max_length=10))
+
+
+def _aligned(featurizer, words: list[str]) -> tuple[list[str], list[int], int]:
+    features = featurizer.encode_batch([words])[0]
+    pieces = [featurizer.vocab[i] for i in features["tokens"].tolist()]
+    return pieces, features["word_starts"].tolist(), int(features["word_lengths"])
+
+
+@pytest.mark.parametrize(
+    ("words", "pieces", "starts"),
+    [
+        # several pieces a word; accents stripped: each word starts at its first piece
+        (["unbelievably", "naïve"], ["un", "##bel", "##ie", "##va", "##bly", "naive"], [1, 6]),
+        # punctuation inside a whitespace word: its HF words are its pieces, it starts at the first
+        (["don't", "go"], ["don", "'", "t", "go"], [1, 4]),
+        # a word WordPiece cannot cover is one [UNK]; so is a word of [UNK]s only
+        (["☃", "x", "☃☃☃", "a☃b"], ["[UNK]", "x", "[UNK]", "[UNK]"], [1, 2, 3, 4]),
+        # a word the normalizer empties (format / control characters) still gets a position: [UNK]
+        (["\u200b", "hi", "\x00"], ["[UNK]", "hi", "[UNK]"], [1, 2, 3]),
+    ],
+)
+def test_each_word_is_read_at_its_first_piece(minilm_words, words, pieces, starts):
+    got_pieces, got_starts, kept = _aligned(minilm_words, words)
+    assert got_pieces == ["[CLS]", *pieces, "[SEP]"] and got_starts == starts and kept == len(words)
+
+
+def test_words_past_the_cut_are_counted_not_dropped(minilm_words):
+    """10 pieces hold [CLS] + 8 + [SEP]: words 9 and 10 are not seen (start 0, not counted), a word
+    cut inside (its first piece kept) is."""
+    pieces, starts, kept = _aligned(minilm_words, list("abcdefghij"))
+    assert pieces[-1] == "[SEP]" and len(pieces) == 10
+    assert starts == [1, 2, 3, 4, 5, 6, 7, 8, 0, 0] and kept == 8
+    _, starts, kept = _aligned(minilm_words, ["a", "b", "c", "unbelievably"])
+    assert starts == [1, 2, 3, 4] and kept == 4  # its first 5 pieces fit, the rest are cut
+
+
+def test_a_text_and_its_word_list_encode_alike(minilm_words):
+    """On plain text the word-level encoding (each word on its own) is the text's encoding."""
+    text = "book a table at café rouge for two , please"
+    by_text = minilm_words.encode(text)["tokens"].tolist()
+    by_words = minilm_words.encode_batch([text.split()])[0]["tokens"].tolist()
+    assert by_words == by_text[: len(by_words)]
+
+
+def test_minilm_word_pieces_in_the_graph_equal_the_featurizer(minilm_words, tmp_path):
+    """The word-level front end over the real MiniLM tokenizer: pieces, first pieces and word counts
+    equal the featurizer's on the edge cases (accents, CJK, emoji, cut sentences) at batch 1 and 64."""
+    from nlpkit.export import graph as G
+    from nlpkit.export.front_ends import WordPieceWordFrontEnd, read_front_end_spec
+
+    minilm_words.save(tmp_path)
+    front = WordPieceWordFrontEnd(read_front_end_spec("wordpiece_words", tmp_path), minilm_words, tmp_path)
+    session = G.session(front.features_model())
+    result = front.check_word_pieces(session, {"edge_cases": front.edge_cases()}, [1, 64])
+    assert result["passed"], result["first_mismatches"]
+
+
+def test_a_piece_featurizer_is_refused_where_no_model_reads_words_at_pieces():
+    """A word-level task without alignment (the language model) still refuses featurizer=wordpiece."""
+    from nlpkit.config import validate
+
+    with pytest.raises(ConfigError, match="re-splits"):
+        validate(nlpkit.compose(["task=lm", "featurizer=wordpiece"]))
 
 
 def test_warmup_ratio_sets_the_warmup_length():

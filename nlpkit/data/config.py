@@ -14,10 +14,11 @@ __all__ = ["DocDataConfig", "SplitsConfig", "UNSEEN_LABELS", "choices", "featuri
 UNSEEN_LABELS = ("bad_row", "scored_wrong")
 
 
-def featurizer_field(default: str, per_token: bool = False) -> Any:
+def featurizer_field(default: str, per_token: bool = False, aligned: bool = False) -> Any:
     """The ``data.featurizer`` field: the options of the featurizer its ``name`` picks (``featurizer=...``),
-    ``default`` when it names none; ``per_token``: only featurizers with one position per dataset token."""
-    return field(default=None, metadata={"schema_of": schema_for(default, per_token)})
+    ``default`` when it names none; ``per_token``: only featurizers with one position per dataset token
+    (``aligned``: or pieces aligned to the tokens, ``TextFeaturizer.aligns_words``)."""
+    return field(default=None, metadata={"schema_of": schema_for(default, per_token, aligned)})
 
 
 @dataclass

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 SCHEMES = ("BIO", "IOB1", "BIOES")
+#: the outside tag of every scheme: what a word no model scored (past a piece featurizer's cut) gets
+OUTSIDE = "O"
 PREFIXES = {"BIO": ("B", "I"), "IOB1": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
 
 Span = tuple[str, int, int]  # (type, first token, last token) inclusive, like seqeval

@@ -58,6 +58,9 @@ class FrontEndValues:
     tokens: str | None = None  # string [B, T]: the text's tokens, "" at padding
     mask: str | None = None  # bool [B, T]: true at real tokens
     count: str | None = None  # int64 [B]: real tokens per text (0 for an empty text)
+    #: bool [B, T]: the tokens the network scored (None: every real token); a tag head answers the
+    #: others (past a piece featurizer's cut) with the outside tag, as the predictors do
+    scored: str | None = None
 
 
 class FrontEnd:
@@ -658,12 +661,128 @@ class WordPieceFrontEnd(FrontEnd):
         return check_result(mismatches, counts, batch_sizes)
 
 
+class WordPieceWordFrontEnd(WordPieceFrontEnd):
+    """``featurizer=wordpiece`` in a word-level task: ``text [B]`` -> whitespace words (as
+    :class:`WordFrontEnd` splits them), each word WordPiece'd on its own, ``tokens [B, T]`` (``[CLS]
+    pieces [SEP]``), ``lengths [B]``, ``word_starts [B, W]`` (each word's first piece) and ``word_lengths
+    [B]`` (the words not cut by ``max_length``), as ``WordPieceFeaturizer.encode_batch`` of
+    ``text.split()`` (:func:`nlpkit.export.wordpiece_graph.build_word_alignment_nodes`). A word past the
+    cut is answered with the outside tag; a text without words gets "" and zeros, as the predictors."""
+
+    kind = "wordpiece_words"
+    provides = ("tokens", "lengths", "word_starts", "word_lengths")
+    counts_tokens = True
+
+    def build(self, b, text, reads, suffix=""):
+        from nlpkit.export.wordpiece_graph import build_word_alignment_nodes
+
+        self.check_reads(reads)
+        names = build_word_alignment_nodes(b, self.tokenizer, text)
+        for name, value in [
+            ("tokens", names.pieces),
+            ("lengths", names.lengths),
+            ("word_starts", names.word_starts),
+            ("word_lengths", names.word_lengths),
+        ]:
+            if name in reads:
+                b.op("Identity", [value], outputs=[G.MODEL_PREFIX + name + suffix])
+        return FrontEndValues(tokens=names.tokens, mask=names.mask, count=names.count, scored=names.scored)
+
+    def edge_cases(self):
+        vocab = [w for w in self.featurizer.vocab if w.isalpha()] or ["word"]
+        many_words = " ".join(
+            vocab[(i * 7919) % len(vocab)] for i in range((self.tokenizer.max_length or 64) + 9)
+        )
+        return [
+            *super().edge_cases(),
+            many_words,  # more words than pieces kept: the words past the cut are answered O
+            "don't U.S.A. e-mail (parens) $5.00 3:30pm #tag @user",  # punctuation inside a word
+            "\u200b \x00 \ufffd a\x00b soft\u00ad",  # words the normalizer empties: one [UNK] each
+            "☃☃☃ ☃x x☃ ☃",  # words that are all [UNK]
+            "unbelievably antidisestablishmentarianism Donaudampfschifffahrt",  # several pieces each
+        ]
+
+    @property
+    def description(self) -> str:
+        return (
+            "Input 'text': string [batch] of raw UTF-8, split on whitespace like str.split(); each word "
+            "WordPiece'd in the graph (needs onnxruntime-extensions: SessionOptions."
+            "register_custom_ops_library(onnxruntime_extensions.get_library_path())), read at its first "
+            "piece: " + self.tokenizer.description
+        )
+
+    def features_model(self) -> onnx.ModelProto:
+        """The featurizer part of the graph alone (same builder): pieces, lengths, word starts and
+        lengths, the word count."""
+        from nlpkit.export.wordpiece_graph import build_word_alignment_nodes
+
+        keys = ("pieces", "lengths", "word_starts", "word_lengths", "count")
+
+        def build(b):
+            names = build_word_alignment_nodes(b, self.tokenizer, "text")
+            for key in keys:
+                b.op("Identity", [getattr(names, key)], outputs=[key])
+            return names
+
+        ranks = {"pieces": 2, "word_starts": 2}
+        outputs = [(lambda _, k=k: k, TensorProto.INT64, ranks.get(k, 1)) for k in keys]
+        return self._model(build, outputs)
+
+    def checks(self, model, reads, split, texts, edge, timed):
+        vocab = [w for w in self.featurizer.vocab]
+        groups = {split: texts, "edge_cases": edge, "vocabulary": [" ".join(vocab[i : i + 50]) for i in range(0, len(vocab), 50)]}  # fmt: skip
+        return {
+            "tokenizer_all_codepoints": timed("tokenizer_all_codepoints", self.check_all_codepoints),
+            "word_pieces": timed(
+                "word_pieces",
+                lambda: self.check_word_pieces(G.session(self.features_model()), groups, [1, MIXED_BATCH]),
+            ),
+        }
+
+    def check_word_pieces(self, session, groups: dict[str, list[str]], batch_sizes) -> dict:
+        """Graph pieces (``[PAD]``-padded), word starts (0-padded) and word lengths ==
+        ``WordPieceFeaturizer.encode_batch`` of each text's ``text.split()``, per group and batch size."""
+        mismatches: list[dict] = []
+        counts = {}
+        pad = self.featurizer.pad_id
+        outputs = ["pieces", "lengths", "word_starts", "word_lengths", "count"]
+        for group, texts in groups.items():
+            counts[group] = len(texts)
+            expected = self.featurizer.encode_batch([text.split() for text in texts]) if texts else []
+            for batch_size in batch_sizes if group != "vocabulary" else [64]:
+                offset = 0
+                for pieces, lengths, starts, kept, count in G.run_batched(
+                    session, texts, batch_size, outputs
+                ):
+                    for row in range(pieces.shape[0]):
+                        want, n, words = expected[offset + row], int(lengths[row]), int(count[row])
+                        got = {
+                            "tokens": pieces[row, :n].tolist(),
+                            "word_starts": starts[row, :words].tolist(),
+                            "word_lengths": int(kept[row]),
+                        }
+                        wanted = {
+                            "tokens": want["tokens"].tolist(),
+                            "word_starts": want["word_starts"].tolist(),
+                            "word_lengths": max(int(want["word_lengths"]), 1),  # the graph's floor
+                        }
+                        padded = bool(np.all(pieces[row, n:] == pad)) and not starts[row, words:].any()
+                        if got != wanted or not padded:
+                            field = next((k for k in got if got[k] != wanted[k]), "padding")
+                            mismatches.append({"group": group, "batch_size": batch_size, "field": field,
+                                               "text": texts[offset + row][:200], "python": str(wanted.get(field, ""))[:300],
+                                               "onnx": str(got.get(field, ""))[:300]})  # fmt: skip
+                    offset += pieces.shape[0]
+        return check_result(mismatches, counts, batch_sizes)
+
+
 # ------------------------------------------------------------------------------------ registry
-#: featurizer kind -> its front end
+#: featurizer kind -> its front end (``wordpiece_words``: ``featurizer=wordpiece`` in a word-level task)
 FRONT_ENDS: dict[str, type[FrontEnd]] = {
     "subword": SubwordFrontEnd,
     "word": WordFrontEnd,
     "wordpiece": WordPieceFrontEnd,
+    "wordpiece_words": WordPieceWordFrontEnd,
 }
 
 
@@ -672,7 +791,7 @@ def read_front_end_spec(kind: str, vocab_dir: Path):
     (refusing what it cannot reproduce, before any heavy work)."""
     from nlpkit.export.text_graph import read_tokenizer_spec
 
-    if kind != "wordpiece":
+    if kind not in ("wordpiece", "wordpiece_words"):
         return read_tokenizer_spec(Path(vocab_dir) / TOKENIZER_FILE)
     from nlpkit.data.featurizers.wordpiece import PRETRAINED_FILE
     from nlpkit.export.wordpiece_graph import read_wordpiece_spec

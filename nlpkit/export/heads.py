@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
+from nlpkit.data.tag_schemes import OUTSIDE
 from nlpkit.errors import ExportError
 from nlpkit.export.decoding import LABEL_DECODINGS, TAG_DECODINGS, decoding_of
 from nlpkit.export.front_ends import FrontEndValues
@@ -255,8 +256,11 @@ class TagHead:
                 "refused: a tagging head needs the word featurizer's tokens (featurizer kind 'word')"
             )
         recipe = TAG_DECODINGS[self.decoding.kind]
-        ids = recipe(b, MODEL_PREFIX + self.network, values.mask, **self.decoding.params)
+        scored = values.scored or values.mask  # the tokens the network scored
+        ids = recipe(b, MODEL_PREFIX + self.network, scored, **self.decoding.params)
         tags = b.names_of(ids, self.names, "tag_names")
+        if values.scored is not None:  # a token past a piece featurizer's cut: the outside tag
+            tags = b.op("Where", [values.scored, tags, b.const([OUTSIDE])], "tags_or_outside")
         b.op("Where", [values.mask, tags, b.const([""])], outputs=[self.tags])
         b.op("Identity", [values.tokens], outputs=["tokens"])
 

@@ -121,17 +121,10 @@ def word_lookup_table(spec: TokenizerSpec, divergent: dict[str, str]) -> tuple[l
     return keys, [spec.unk_id if v == spec.pad_id else v for v in values]
 
 
-def build_word_nodes(
-    b: GraphBuilder, spec: WordFeatureSpec, text: str, chars: bool = True, shapes: bool = True
-) -> WordFeatureNames:
-    """Add the front end reading ``text [B]``; returns the names of what it computes. ``chars`` /
-    ``shapes``: whether the model reads those features (the names are ``""`` when not built)."""
-    tok = spec.tokenizer
-    if tok.split_punctuation:
-        raise ExportError(
-            "refused: the word tokenizer splits punctuation (pre-tokenizer Whitespace); word-level tasks "
-            "look tokens up whole (WhitespaceSplit)"
-        )
+def build_whitespace_tokens(b: GraphBuilder, text: str) -> tuple[str, str, str, str]:
+    """``text [B]`` -> ``(tokens [B, T] string ("" at padding), mask [B, T] bool, count [B], lengths [B])``:
+    ``text.split()``, ``lengths = max(count, 1)`` and ``T = max(lengths) >= 1``. The word-level front ends
+    (this one's and the WordPiece word front end) split text this way."""
     i64 = np.int64
     pieces = b.op(
         "Tokenizer",
@@ -155,6 +148,22 @@ def build_word_nodes(
     pieces = b.op("Slice", [pieces, b.const([0]), steps, b.const([1])], "pieces_t")  # [B, T]
     mask = b.op("Slice", [is_token, b.const([0]), steps, b.const([1])], "mask")  # [B, T]
     tokens = b.op("Where", [mask, pieces, b.const([""])], "tokens")  # [B, T], "" at padding
+    return tokens, mask, count, lengths
+
+
+def build_word_nodes(
+    b: GraphBuilder, spec: WordFeatureSpec, text: str, chars: bool = True, shapes: bool = True
+) -> WordFeatureNames:
+    """Add the front end reading ``text [B]``; returns the names of what it computes. ``chars`` /
+    ``shapes``: whether the model reads those features (the names are ``""`` when not built)."""
+    tok = spec.tokenizer
+    if tok.split_punctuation:
+        raise ExportError(
+            "refused: the word tokenizer splits punctuation (pre-tokenizer Whitespace); word-level tasks "
+            "look tokens up whole (WhitespaceSplit)"
+        )
+    i64 = np.int64
+    tokens, mask, count, lengths = build_whitespace_tokens(b, text)
 
     # word ids
     shape_bt = b.op("Shape", [tokens], "shape_bt")

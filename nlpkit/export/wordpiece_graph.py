@@ -313,10 +313,21 @@ def build_word_nodes(b: GraphBuilder, spec: WordPieceSpec, text: str) -> str:
     )  # fmt: skip  [B, W]
 
 
-def build_wordpiece_nodes(
-    b: GraphBuilder, spec: WordPieceSpec, text: str, tokens_out: str, lengths_out: str
-) -> WordPieceNames:
-    """``text [B]`` string -> ``tokens_out [B, T]`` int64, ``lengths_out [B]`` int64, as the featurizer."""
+@dataclass
+class FlatPieces:
+    """The WordPiece ids of a batch of texts, flat: piece ``k`` is ``values[k]``, the ``position[k]``-th
+    piece of text ``row[k]``; ``per_text [B]`` pieces per text (before any truncation)."""
+
+    values: str  # int64 [K]
+    row: str  # int64 [K]
+    position: str  # int64 [K]
+    per_text: str  # int64 [B]
+    batch: str  # int64 [1] = B
+    words: str  # string [B, W]: the normalized, pre-tokenized words (PAD_WORD-padded)
+
+
+def build_flat_pieces(b: GraphBuilder, spec: WordPieceSpec, text: str) -> FlatPieces:
+    """``text [B]`` string -> the HF pieces of each text (normalize, pre-tokenize, WordPiece), flat."""
     i64 = functools.partial(b.const, dtype=np.int64)
     words = build_word_nodes(b, spec, text)
 
@@ -397,6 +408,16 @@ def build_wordpiece_nodes(
         ],
         "kept_position",
     )  # fmt: skip  [K]
+    return FlatPieces(values, row, position, per_text, batch, words)
+
+
+def build_wordpiece_nodes(
+    b: GraphBuilder, spec: WordPieceSpec, text: str, tokens_out: str, lengths_out: str
+) -> WordPieceNames:
+    """``text [B]`` string -> ``tokens_out [B, T]`` int64, ``lengths_out [B]`` int64, as the featurizer."""
+    i64 = functools.partial(b.const, dtype=np.int64)
+    flat = build_flat_pieces(b, spec, text)
+    values, row, position, per_text, batch = flat.values, flat.row, flat.position, flat.per_text, flat.batch
     limit = np.iinfo(np.int64).max if spec.max_length is None else spec.max_length - 2
     n_pieces = b.op("Min", [per_text, i64(limit)], "n_pieces")  # [B]
     fits = b.op("Reshape", [b.op("NonZero", [b.op("Less", [position, i64(limit)])]), i64([-1])])
@@ -420,4 +441,81 @@ def build_wordpiece_nodes(
     grid = b.op("Where", [b.op("Equal", [column, i64(0)]), i64(spec.cls_id), grid], "with_cls")
     at_sep = b.op("Equal", [column, b.op("Unsqueeze", [b.op("Sub", [lengths, i64(1)]), i64([1])])])
     b.op("Where", [at_sep, i64(spec.sep_id), grid], outputs=[tokens_out])
-    return WordPieceNames(tokens=tokens_out, lengths=lengths, words=words)
+    return WordPieceNames(tokens=tokens_out, lengths=lengths, words=flat.words)
+
+
+# ------------------------------------------------------------------------ words -> first pieces
+@dataclass
+class WordAlignmentNames:
+    """Graph values of the WordPiece word front end (word-level tasks)."""
+
+    tokens: str  # string [B, W]: the text's whitespace words, "" at padding
+    mask: str  # bool [B, W]: true at real words
+    count: str  # int64 [B]: words per text (0 for an empty text)
+    scored: str  # bool [B, W]: the words the model sees (not cut by max_length)
+    pieces: str  # int64 [B, T]: [CLS] pieces of the words [SEP], [PAD] after
+    lengths: str  # int64 [B]
+    word_starts: str  # int64 [B, W]: each word's first piece (0 for a word cut or padding)
+    word_lengths: str  # int64 [B]: words not cut, at least 1
+
+
+def build_word_alignment_nodes(b: GraphBuilder, spec: WordPieceSpec, text: str) -> WordAlignmentNames:
+    """``text [B]`` -> ``WordPieceFeaturizer.encode_batch`` of ``text.split()``: each whitespace word
+    WordPiece'd on its own (one flat row per word through :func:`build_flat_pieces`), a word without
+    pieces one ``[UNK]``, the pieces cut at ``max_length - 2``, and each word's first-piece index from
+    the exclusive cumulative sum of the per-word piece counts."""
+    from nlpkit.export.word_graph import build_whitespace_tokens
+
+    i64 = functools.partial(b.const, dtype=np.int64)
+    words, mask, count, _ = build_whitespace_tokens(b, text)  # [B, W], [B, W], [B]
+    shape_bw = b.op("Shape", [words], "shape_bw")
+    width = b.op("Slice", [shape_bw, i64([1]), i64([2])], "words_width")  # [1] = W >= 1
+    flat = build_flat_pieces(b, spec, b.op("Reshape", [words, i64([-1])], "flat_word_texts"))  # B*W rows
+
+    # pieces per word: a real word without pieces is one [UNK]; padding words none
+    per_word = b.op("Reshape", [flat.per_text, shape_bw], "pieces_of_word")  # [B, W]
+    per_word = b.op("Where", [mask, b.op("Max", [per_word, i64(1)]), i64(0)], "pieces_or_unk")  # [B, W]
+    starts = b.op("Add", [b.op("CumSum", [per_word, i64(1)], exclusive=1), i64(1)], "first_piece")  # [B, W]
+    total = b.op("ReduceSum", [per_word, i64([1])], "pieces_per_text", keepdims=0)  # [B]
+    limit = np.iinfo(np.int64).max - 2 if spec.max_length is None else spec.max_length - 2
+    scored = b.op("And", [mask, b.op("LessOrEqual", [starts, i64(limit)])], "scored_words")  # [B, W]
+    word_starts = b.op("Where", [scored, starts, i64(0)], "word_starts")
+    kept = b.op("ReduceSum", [b.op("Cast", [scored], to=TensorProto.INT64), i64([1])], keepdims=0)
+    word_lengths = b.op("Max", [kept, i64(1)], "word_lengths")  # [B]: the model always sees one
+    n_pieces = b.op("Min", [total, i64(limit)], "n_pieces")  # [B]
+    lengths = b.op("Add", [n_pieces, i64(2)], "piece_lengths")  # [B]
+
+    # the [B, T] grid: [CLS], [UNK] where a piece goes (kept for the words without any), [SEP], [PAD]
+    steps = b.op("ReduceMax", [lengths], "piece_steps", keepdims=1)  # [1]
+    column = b.op(
+        "Unsqueeze", [b.op("Range", [i64(0), b.op("Squeeze", [steps, i64([0])]), i64(1)]), i64([0])]
+    )  # [1, T]
+    last = b.op("Unsqueeze", [b.op("Sub", [lengths, i64(1)]), i64([1])])  # [B, 1]
+    grid = b.op("Where", [b.op("Less", [column, last]), i64(spec.unk_id), i64(spec.pad_id)])
+    grid = b.op("Where", [b.op("Equal", [column, last]), i64(spec.sep_id), grid])
+    grid = b.op("Where", [b.op("Equal", [column, i64(0)]), i64(spec.cls_id), grid], "piece_grid")  # [B, T]
+    # each flat piece k (word row f = b * W + w, position p) goes to column starts[f] + p of text b
+    text_of = b.op("Div", [flat.row, width], "text_of_piece")  # [K]
+    target = b.op(
+        "Add", [b.op("Gather", [b.op("Reshape", [starts, i64([-1])]), flat.row]), flat.position], "column_of"
+    )  # [K]
+    fits = b.op("Reshape", [b.op("NonZero", [b.op("LessOrEqual", [target, i64(limit)])]), i64([-1])])
+    where = b.op(
+        "Concat",
+        [
+            b.op("Unsqueeze", [b.op("Gather", [text_of, fits]), i64([1])]),
+            b.op("Unsqueeze", [b.op("Gather", [target, fits]), i64([1])]),
+        ],
+        axis=1,
+    )  # [K', 2]
+    pieces = b.op("ScatterND", [grid, where, b.op("Gather", [flat.values, fits])], "word_pieces_grid")
+    return WordAlignmentNames(
+        tokens=words,
+        mask=mask,
+        count=count,
+        scored=scored,
+        pieces=pieces,
+        lengths=lengths,
+        word_starts=word_starts,
+        word_lengths=word_lengths,
+    )

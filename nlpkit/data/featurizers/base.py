@@ -29,6 +29,9 @@ class TextFeaturizer:
     files: the files ``save`` writes into a run directory (what ``load`` reads back).
     per_token: encodes a given token list to exactly one position per token (what word tagging needs:
         one tag per dataset token); a featurizer that re-splits text cannot.
+    aligns_words: encodes a token list to sub-word pieces plus each token's first piece
+        (``word_starts [W]``, ``word_lengths``): what a word-level model over a pretrained encoder reads
+        (``tagging``, ``intent_slot``; ``nlpkit.tasks.tagging.model.TokenEncoderModel``).
     size_names: the keys of ``sizes()`` (known before training: config validation checks that the
         embedding reads only inputs the featurizer makes).
     """
@@ -37,6 +40,7 @@ class TextFeaturizer:
     config_class: ClassVar[type]
     files: ClassVar[tuple[str, ...]]
     per_token: ClassVar[bool] = False
+    aligns_words: ClassVar[bool] = False
     size_names: ClassVar[tuple[str, ...]] = ("vocab_size", "padding_idx", "unk_idx", "vocab")
 
     @classmethod
@@ -115,13 +119,16 @@ def featurizer_options(data_cfg: Any) -> dict[str, Any]:
     return values
 
 
-def featurizer_class(data_cfg: Any, default: str, per_token: bool = False) -> type[TextFeaturizer]:
+def featurizer_class(
+    data_cfg: Any, default: str, per_token: bool = False, aligned: bool = False
+) -> type[TextFeaturizer]:
     """The featurizer class ``data_cfg`` names; ``per_token``: the task needs one position per dataset
-    token (word tagging), which a re-splitting featurizer is refused for."""
+    token (word tagging), which a re-splitting featurizer is refused for unless ``aligned`` (the task
+    also reads pieces aligned to words, ``aligns_words``)."""
     name = featurizer_name(data_cfg, default)
     cls = get_featurizer(name)
-    if per_token and not cls.per_token:
-        able = _per_token_names()
+    if per_token and not (cls.per_token or (aligned and cls.aligns_words)):
+        able = _per_token_names(aligned)
         raise ConfigError(
             f"data.featurizer.name={name!r} (featurizer={name}) cannot featurize this task's data: it re-splits "
             f"text, and a word-level task needs one feature per dataset token (its tag's token); use "
@@ -130,31 +137,39 @@ def featurizer_class(data_cfg: Any, default: str, per_token: bool = False) -> ty
     return cls
 
 
-def _per_token_names() -> list[str]:
+def _per_token_names(aligned: bool = False) -> list[str]:
     from nlpkit.registry import FEATURIZERS
 
-    return sorted(name for name, cls in FEATURIZERS.items() if cls.per_token)
+    return sorted(
+        name for name, cls in FEATURIZERS.items() if cls.per_token or (aligned and cls.aligns_words)
+    )
 
 
 def train_featurizer(
-    data_cfg: Any, inputs: Iterable[str | Sequence[str]], default: str, per_token: bool = False
+    data_cfg: Any,
+    inputs: Iterable[str | Sequence[str]],
+    default: str,
+    per_token: bool = False,
+    aligned: bool = False,
 ):
     """A featurizer of the kind ``data_cfg`` names, trained on ``inputs`` with its options."""
-    cls = featurizer_class(data_cfg, default, per_token)
+    cls = featurizer_class(data_cfg, default, per_token, aligned)
     return cls.train(inputs, cls.config_class(**featurizer_options(data_cfg)))
 
 
-def load_featurizer(data_cfg: Any, directory: str | Path, default: str, per_token: bool = False):
+def load_featurizer(
+    data_cfg: Any, directory: str | Path, default: str, per_token: bool = False, aligned: bool = False
+):
     """The featurizer of the kind ``data_cfg`` names, as saved in ``directory`` (a run directory)."""
-    return featurizer_class(data_cfg, default, per_token).load(Path(directory))
+    return featurizer_class(data_cfg, default, per_token, aligned).load(Path(directory))
 
 
-def schema_for(default: str, per_token: bool = False):
+def schema_for(default: str, per_token: bool = False, aligned: bool = False):
     """``data.featurizer``'s schema chooser for ``nlpkit.config`` (``metadata={"schema_of": ...}``): the
     options dataclass of the featurizer the node names (``default`` when it names none)."""
 
     def choose(node: Any) -> type:
-        return featurizer_class({"featurizer": node}, default, per_token).config_class
+        return featurizer_class({"featurizer": node}, default, per_token, aligned).config_class
 
     return choose
 

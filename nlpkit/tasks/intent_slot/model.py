@@ -33,8 +33,9 @@ class IntentSlotModel(WordTagger):
         pooling: nn.Module,
         doc_decoder: nn.Module,
         doc_output: nn.Module,
+        word_pieces: bool = False,
     ):
-        super().__init__(embedding, representation, decoder, output)
+        super().__init__(embedding, representation, decoder, output, word_pieces)
         self.pooling = pooling
         self.doc_decoder = doc_decoder
         self.doc_output = doc_output
@@ -71,4 +72,6 @@ def build_intent_slot_model(
     ``output_dim``; ``encoder_sizes`` as for :func:`~nlpkit.tasks.tagging.model.build_token_encoder`."""
     tagger = build_word_tagger(model_cfg, label_names=label_names, tag_scheme=tag_scheme, **encoder_sizes)
     head = build_document_head(model_cfg, tagger.representation.output_dim, intent_names, "intent_slot")
-    return IntentSlotModel(tagger.embedding, tagger.representation, tagger.decoder, tagger.output, *head)
+    return IntentSlotModel(
+        tagger.embedding, tagger.representation, tagger.decoder, tagger.output, *head, tagger.word_pieces
+    )

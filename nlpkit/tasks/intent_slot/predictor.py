@@ -11,6 +11,7 @@ from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
 from nlpkit.tasks.intent_slot.model import IntentSlotModel
+from nlpkit.tasks.tagging.model import word_tags
 
 
 class IntentSlotPredictor:
@@ -42,9 +43,10 @@ class IntentSlotPredictor:
         ]
         for chunk, batch in self.features.batches(sentences, batch_size):
             probabilities, tags = self.model.decode(batch)
+            scored, tags = self.model.scored_words(batch), tags.tolist()
             for row, i in enumerate(chunk):
                 tokens = sentences[i]
-                slots = [self.labels.names[t] for t in tags[row, : len(tokens)].tolist()]
+                slots = word_tags(self.labels.names, tags[row], scored[row], len(tokens))
                 scores = {name: float(p) for name, p in zip(self.intents.names, probabilities[row].tolist())}
                 results[i] = {
                     "intent": self.intents.names[int(probabilities[row].argmax())],

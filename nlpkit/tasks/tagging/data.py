@@ -52,8 +52,8 @@ class TaggingDataConfig(SplitsConfig):
     tokens_field/tags_field: JSONL field names.
     unk_replace_prob: in training, replace each word seen once in train by ``<unk>`` with this probability.
     on_bad_row: ``error`` stops at the first bad sentence naming file and line; ``skip`` counts and reports.
-    featurizer: ``featurizer=word`` (one position per dataset token; the only built-in one that keeps
-        the tokens the tags belong to).
+    featurizer: ``featurizer=word`` (one position per dataset token), or ``featurizer=wordpiece`` (a
+        pretrained encoder's pieces, each token read at its first piece: ``model=minilm_tagger``).
     """
 
     format: str = field(default="builtin", metadata=choices("builtin", "jsonl", "conll", "parallel"))
@@ -66,7 +66,7 @@ class TaggingDataConfig(SplitsConfig):
     tokens_field: str = "tokens"
     tags_field: str = "slots"
     unk_replace_prob: float = field(default=0.0, metadata=between(0, 1))
-    featurizer: Any = featurizer_field("word", per_token=True)
+    featurizer: Any = featurizer_field("word", per_token=True, aligned=True)
 
 
 #: the featurizer a word-level task uses when its data section names none
@@ -143,6 +143,8 @@ class TaggingDataModule(SplitDataModule):
         self.labels = labels
         self.splits: dict[str, EncodedTagged] = {}
         self.unseen_tags: dict[str, int] = {}
+        #: split -> (sentences, words) cut by a piece featurizer's ``max_length`` (``word_lengths``)
+        self.cut_words: dict[str, tuple[int, int]] = {}
         self._raw: dict[str, list[TaggedSentence]] | None = None
 
     def read_split(self, path: str) -> list[TaggedSentence]:
@@ -168,7 +170,7 @@ class TaggingDataModule(SplitDataModule):
     def train_featurizer(self, texts: list) -> TextFeaturizer:
         """The featurizer ``data.featurizer`` names, trained on ``texts`` (token lists, or texts of
         another sub-task) with this module's options."""
-        return train_featurizer(self.config, texts, DEFAULT_FEATURIZER, per_token=True)
+        return train_featurizer(self.config, texts, DEFAULT_FEATURIZER, per_token=True, aligned=True)
 
     def use_featurizer(self, featurizer: TextFeaturizer) -> None:
         """Encode with ``featurizer`` (from ``train_featurizer``) instead of building one from train."""
@@ -183,6 +185,7 @@ class TaggingDataModule(SplitDataModule):
         self._build_vocabularies(raw.get("train", []))
         for split, sentences in raw.items():
             self.splits[split] = self._encode(sentences)
+            self._count_cut(split, self.splits[split])
         self._report_unseen()
         if self.policy.total_skipped:
             log.warning("data: %s", self.policy.report())
@@ -190,26 +193,42 @@ class TaggingDataModule(SplitDataModule):
 
     def _report_unseen(self) -> None:
         warn_unseen(self.unseen_tags, "gold tags not seen in training (scored as missed spans, trained as O)")
+        if self.cut_words:
+            log.warning(
+                "data: %s: words past data.featurizer.max_length pieces: the model does not see them; "
+                "they are predicted O (and scored so), their gold tags are not trained on",
+                ", ".join(f"{split} {n} words in {s} sentences" for split, (s, n) in self.cut_words.items()),
+            )
 
     def _build_vocabularies(self, train: list[TaggedSentence]) -> None:
         """Build from the training sentences whichever vocabularies were not given."""
         if self.featurizer is None:
             self.featurizer = train_featurizer(
-                self.config, (s.tokens for s in train), DEFAULT_FEATURIZER, per_token=True
+                self.config, (s.tokens for s in train), DEFAULT_FEATURIZER, per_token=True, aligned=True
             )
         if self.labels is None:
             self.labels = LabelVocab.build(s.tags for s in train)
 
+    def _count_cut(self, split: str, encoded: EncodedTagged) -> None:
+        """Count the words a piece featurizer cut (``word_lengths`` below the sentence's words)."""
+        cut = [
+            len(item.gold) - int(item.features["word_lengths"])
+            for item in encoded.items
+            if "word_lengths" in item.features and int(item.features["word_lengths"]) < len(item.gold)
+        ]
+        if cut:
+            self.cut_words[split] = (len(cut), sum(cut))
+
     def _encode(self, sentences: list[TaggedSentence]) -> EncodedTagged:
         fallback = self.labels.index.get("O", 0)
         items = []
-        for sentence in sentences:
+        encoded = self.featurizer.encode_batch([s.tokens for s in sentences]) if sentences else []
+        for sentence, features in zip(sentences, encoded):
             tag_ids = []
             for tag in sentence.tags:
                 if tag not in self.labels:
                     self.unseen_tags[tag] = self.unseen_tags.get(tag, 0) + 1
                 tag_ids.append(self.labels.index.get(tag, fallback))
-            features = self.featurizer.encode(sentence.tokens)
             items.append(EncodedSentence(features, torch.tensor(tag_ids), sentence.tags))
         return EncodedTagged(items, sentences)
 

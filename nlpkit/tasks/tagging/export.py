@@ -10,7 +10,8 @@ task of its kind: its model (the shared modules + its own heads) and its vocabul
 ``tasks/<name>/``, checked on its own test split.
 
 In the graph: the word front end (``featurizer kind 'word'``: whitespace tokens, word/character/casing
-features), the network, the tag head's decoding (argmax or CRF Viterbi, as the output layer's
+features; with ``featurizer=wordpiece`` each whitespace word WordPiece'd and its first piece located,
+``WordPieceWordFrontEnd``), the network, the tag head's decoding (argmax or CRF Viterbi, as the output layer's
 ``onnx_decoding()`` says) and the label names; see :mod:`nlpkit.export.pipeline` for the steps and
 the gate.
 """
@@ -23,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlpkit.export.front_ends import TOKENIZER_FILE, WordFrontEnd, front_end
+from nlpkit.data.featurizers import featurizer_name
+from nlpkit.export.front_ends import FrontEnd, front_end, read_front_end_spec
 from nlpkit.export.heads import LabelHead, TagHead
 from nlpkit.export.parity import MIXED_BATCH
 from nlpkit.export.pipeline import ExportSource, ExportSpec
-from nlpkit.export.text_graph import read_tokenizer_spec
 
 #: what the word-level models are called in the graph's doc string
 KIND_NAMES = {"tagging": "word tagger", "intent_slot": "joint intent-slot model"}
@@ -39,15 +40,17 @@ class WordRun:
 
     source: ExportSource  # its task ("tagging" or "intent_slot"), data config, vocabularies
     predictor: Any  # TaggingPredictor or IntentSlotPredictor (``features``: its WordFeaturizer)
-    front: WordFrontEnd
+    front: FrontEnd  # WordFrontEnd, or WordPieceWordFrontEnd (featurizer=wordpiece)
 
 
 def word_run(run_dir: Path, cfg, subtask: str | None = None) -> WordRun:
     """The predictor and the word front end of ``run_dir`` (``subtask``: of a multi-task run)."""
     source = ExportSource.of(run_dir, cfg, subtask)
-    tokenizer = read_tokenizer_spec(source.vocab_dir / TOKENIZER_FILE)  # refuses before any heavy work
+    # featurizer=word, or wordpiece: each word WordPiece'd and read at its first piece
+    kind = "wordpiece_words" if featurizer_name(source.data_cfg, "word") == "wordpiece" else "word"
+    tokenizer = read_front_end_spec(kind, source.vocab_dir)  # refuses before any heavy work
     predictor = source.predictor(run_dir, cfg)
-    front = front_end("word", tokenizer, predictor.features, source.vocab_dir)
+    front = front_end(kind, tokenizer, predictor.features, source.vocab_dir)
     return WordRun(source, predictor, front)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from nlpkit.metrics import SpanF1
-from nlpkit.tasks.tagging.model import WordTagger
+from nlpkit.tasks.tagging.model import WordTagger, word_tags
 from nlpkit.training.module import TaskModule
 
 
@@ -35,10 +35,13 @@ class TaggingModule(TaskModule):
         return {"loss": self.model.output.loss(outputs["emissions"], batch["tags"], outputs["mask"])}
 
     def predicted_tags(self, outputs, batch) -> list[list[str]]:
-        """The decoded tag names of each sentence (its real tokens only)."""
+        """The decoded tag names of each sentence, one per gold word (a word past a piece featurizer's
+        cut: ``O``, see ``TokenEncoderModel.scored_words``)."""
         predicted = self.model.output.decode(outputs["emissions"], outputs["mask"]).cpu().tolist()
+        scored = self.model.scored_words(batch)
         return [
-            [self.label_names[i] for i in row[:n]] for row, n in zip(predicted, batch["lengths"].tolist())
+            word_tags(self.label_names, row, n, len(gold))
+            for row, n, gold in zip(predicted, scored, batch["gold"])
         ]
 
     def update_metrics(self, outputs, batch, stage):

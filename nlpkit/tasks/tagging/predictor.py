@@ -10,13 +10,14 @@ from nlpkit.data.featurizers import WordFeaturizer
 from nlpkit.data.inputs import check_texts
 from nlpkit.data.labels import LabelVocab
 from nlpkit.data.tag_schemes import span_dicts
-from nlpkit.tasks.tagging.model import WordTagger
+from nlpkit.tasks.tagging.model import WordTagger, word_tags
 
 
 class TaggingPredictor:
     """``predict(["text ..."]) -> [{"tokens": [...], "tags": [...], "spans": [...]}]``.
 
-    Text is split on whitespace, as the training tokens were (each token gets exactly one tag);
+    Text is split on whitespace, as the training tokens were (each token gets exactly one tag; with
+    ``featurizer=wordpiece``, a token past ``max_length`` pieces gets ``O``);
     ``predict_tokens`` takes already-tokenized sentences. Each span is
     ``{"type", "start", "end", "text"}`` with ``end`` inclusive, computed like conlleval.
     """
@@ -31,9 +32,10 @@ class TaggingPredictor:
         """Tag names per token, in input order; an empty sentence gets no tags."""
         out: list[list[str]] = [[] for _ in sentences]
         for chunk, batch in self.features.batches(sentences, batch_size):
-            predicted = self.model.decode(batch)
+            predicted = self.model.decode(batch).tolist()
+            scored = self.model.scored_words(batch)
             for row, i in enumerate(chunk):
-                out[i] = [self.labels.names[t] for t in predicted[row, : len(sentences[i])].tolist()]
+                out[i] = word_tags(self.labels.names, predicted[row], scored[row], len(sentences[i]))
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:

@@ -49,7 +49,7 @@ class TaggingTask(Task):
         run_dir = Path(run_dir)
         return cls.datamodule_class(
             data_cfg,
-            load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER, per_token=True),
+            load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER, per_token=True, aligned=True),
             *(LabelVocab.load(run_dir / name) for name in cls.label_files),
         )
 
