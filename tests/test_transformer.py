@@ -16,7 +16,7 @@ import torch
 
 import nlpkit
 from nlpkit.errors import ConfigError
-from tests.task_case import TaskCase
+from tests.task_case import TaskCase, assert_same_predictions
 
 TINY_BERT = {
     "hidden_size": 16,
@@ -361,3 +361,28 @@ def test_a_tokenizer_the_graph_cannot_reproduce_is_refused(tmp_path, minilm_fron
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(ExportError, match="only BertNormalizer"):
         read_wordpiece_spec(tmp_path / "tokenizer.json", "[PAD]")
+
+
+class TestTinyBertPairRegression(TinyBertCase):
+    """``task=pair model=minilm`` (one WordPiece tower for both texts, cosine score) over the tiny BERT:
+    the contract, and an export with both string inputs through the WordPiece front end."""
+
+    overrides = (
+        "task=pair", "model=minilm", "output=regression", "data.label_field=score",
+        "task.monitor=val/pearson", "model.combine=cosine", "data.featurizer.max_length=24",
+    )  # fmt: skip
+    texts = (
+        ("wake me up at seven", "set an alarm for seven"),
+        ("play some jazz", "what is the weather like in paris tomorrow morning"),
+        ("remind me to call mom", "remind me to call mom"),
+    )
+    test_metrics = ("test/pearson", "test/spearman", "test/mse")
+    value_keys = ("score",)
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, exported):
+        from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+        assert exported["passed"] and {"model.onnx", "embedding.onnx"} <= set(exported["files_written"])
+        served = OnnxPredictor(Path(run["run_dir"]) / "export" / "model.onnx")
+        assert served.inputs == ["text_a", "text_b"]
+        assert_same_predictions(served.predict(list(self.texts)), nlpkit.load(run["run_dir"]).predict(list(self.texts)), tol=1e-4)  # fmt: skip
