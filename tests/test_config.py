@@ -58,6 +58,10 @@ def test_shipped_choices_are_all_there(group):
     assert EXPECTED_GROUPS[group] <= choices(group)
 
 
+#: multi-task choices with a language-model sub-task -> their classifier (what a run must monitor)
+LM_MULTITASKS = {"builtin_lm": "intents", "sst2_lm": "sst2"}
+
+
 def _all_group_choices():
     for group in sorted(EXPECTED_GROUPS):
         for choice in sorted(choices(group)):
@@ -73,6 +77,8 @@ def test_every_choice_composes_and_validates(make_cfg, group, choice):
         group == "experiment" and choice == "sst2_glue_lm"
     ):  # starts from a pre-trained run (transfer.required)
         overrides.append("transfer.run_dir=somewhere")
+    if group == "multitask" and choice in LM_MULTITASKS:  # mean_target is refused over a perplexity
+        overrides.append(f"task.monitor=val/{LM_MULTITASKS[choice]}/accuracy")
     if group == "hparams_search":
         pytest.skip("a sweeper config only composes in multirun mode (exercised in test_cli.py)")
     # A choice may belong to one task (a tagging data config, say): it must validate with at least one.
