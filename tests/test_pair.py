@@ -515,3 +515,25 @@ def test_figure4_relevance_with_query_and_document_classification_share_one_embe
     assert_same_predictions(served.predict(pairs), relevance.predict(pairs), tol=1e-4)
     vectors = OnnxPredictor(export_dir / "embedding.onnx").embed([b for _, b in pairs])
     assert np.abs(vectors - relevance.embed([b for _, b in pairs])).max() < 1e-4
+
+
+def test_the_cosine_score_starts_at_the_configured_scale_and_bias(tmp_path):
+    """``model.cosine_scale``/``cosine_bias`` initialise ``scale * cos + bias`` (experiment=stsb_minilm
+    starts at 5 * cos: STS-B's 0-5 range), and both stay learnable."""
+    from nlpkit.tasks.pair.model import build_pair_model
+
+    cfg = nlpkit.compose(
+        [
+            "task=pair",
+            "output=regression",
+            "model.combine=cosine",
+            "model.cosine_scale=5",
+            "model.cosine_bias=0.5",
+        ],
+        output_dir=str(tmp_path / "run"),
+    )
+    model = build_pair_model(
+        cfg.model, num_outputs=1, with_output=True, vocab_size=30, padding_idx=0, unk_idx=1
+    )
+    assert float(model.cosine.scale) == 5.0 and float(model.cosine.bias) == 0.5
+    assert model.cosine.scale.requires_grad and model.cosine.bias.requires_grad

@@ -50,12 +50,15 @@ DEFAULT_FEATURES = ("a", "b", "abs_diff", "product")
 
 
 class CosineScore(nn.Module):
-    """``scale * cos(a, b) + bias``: ``[N, H], [N, H] -> [N, 1]``."""
+    """``scale * cos(a, b) + bias``: ``[N, H], [N, H] -> [N, 1]``. Both are learned from their initial
+    values: start them where the target's range is (STS-B's 0-5: scale 5, bias 0, i.e.
+    sentence-transformers' cosine against score / 5), or an MSE far from its minimum pushes a
+    pretrained encoder to move every cosine at once before the two find their place."""
 
-    def __init__(self, scale: float = 1.0):
+    def __init__(self, scale: float = 1.0, bias: float = 0.0):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(float(scale)))
-        self.bias = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (self.scale * nn.functional.cosine_similarity(a, b, dim=-1) + self.bias).unsqueeze(-1)
@@ -110,6 +113,7 @@ class PairModel(Exportable, nn.Module):
         output: nn.Module | None = None,
         representation_b: nn.Module | None = None,
         features: tuple[str, ...] = DEFAULT_FEATURES,
+        cosine_init: tuple[float, float] = (1.0, 0.0),
     ):
         super().__init__()
         self.features = tuple(features)
@@ -118,7 +122,7 @@ class PairModel(Exportable, nn.Module):
         self.representation_b = representation_b
         self.combine = combine
         self.decoder = decoder
-        self.cosine = CosineScore() if combine == "cosine" else None
+        self.cosine = CosineScore(*cosine_init) if combine == "cosine" else None
         self.output = output
 
     def encoder(self, second: bool = False) -> nn.Module:
@@ -219,6 +223,14 @@ def build_pair_model(
         if with_output
         else None
     )
+    cosine_init = (float(model_cfg.get("cosine_scale", 1.0)), float(model_cfg.get("cosine_bias", 0.0)))
     return PairModel(
-        embedding, towers[0], combine, decoder, output, towers[1] if len(towers) > 1 else None, features
+        embedding,
+        towers[0],
+        combine,
+        decoder,
+        output,
+        towers[1] if len(towers) > 1 else None,
+        features,
+        cosine_init,
     )
