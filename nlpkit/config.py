@@ -54,8 +54,8 @@ class OptimConfig:
     scheduler: ``none``, ``cosine`` or ``linear`` decay over all steps, or ``plateau`` on the monitor.
     warmup_steps: linear warmup before the schedule (0 = none).
     warmup_ratio: linear warmup over this share of all training steps (the larger of the two wins).
-    encoder_lr: learning rate of the pretrained components' parameters (a transformer embedding);
-        ``lr`` is then the rest's (the head's). null: ``lr`` for everything.
+    encoder_lr: learning rate of the pretrained components' parameters (a transformer embedding, the
+        modules ``transfer`` copied); ``lr`` is then the rest's (the head's). null: ``lr`` for everything.
     """
 
     name: str = field(default="adam", metadata=choices(*OPTIMIZERS))

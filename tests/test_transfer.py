@@ -128,10 +128,19 @@ def test_a_classifier_trains_from_the_language_model(lm_run, tmp_path, builtin_d
             "model.decoder.hidden_dims=[8]",
             "debug=fast",
             f"transfer.run_dir={lm_run}",
+            "optim.encoder_lr=1e-4",
         ],  # fmt: skip
         output_dir=str(tmp_path / "cls"),
     )
-    nlpkit.train(cfg)
+    result = nlpkit.train(cfg)
+    # optim.encoder_lr trains what was transferred (embedding + LSTM) at its rate, the rest at optim.lr
+    from nlpkit.training.optim import parameter_groups
+
+    head, encoder = parameter_groups(result["model"], cfg.optim)
+    model = result["model"]
+    copied = {id(p) for part in (model.embedding, model.representation) for p in part.parameters()}
+    assert encoder["lr"] == 1e-4 and {id(p) for p in encoder["params"]} == copied
+    assert head["lr"] == cfg.optim.lr and not copied & {id(p) for p in head["params"]}
     record = json.loads((tmp_path / "cls" / "transfer.json").read_text())
     rows = record["vocab_rows"]["embedding.embedding.weight"]
     assert record["run_dir"] == str(lm_run.resolve()) and record["tensors"] > 1

@@ -29,7 +29,7 @@ from nlpkit.training.distributed import stop_all_processes_on_sigterm
 from nlpkit.training.module import TaskModule
 from nlpkit.training.resume import ResumeState, resume_checkpoint
 from nlpkit.training.run_dir import absolute_paths, prepare_run_dir, run_lock
-from nlpkit.training.transfer import initialize_from_run
+from nlpkit.training.transfer import initialize_from_run, mark_pretrained
 from nlpkit.utils.io import sha256_file, write_json, write_text
 from nlpkit.version import __version__
 
@@ -156,6 +156,8 @@ def _fit_and_record(
     if not ckpt_path and transfer.get("run_dir"):  # a resumed run's checkpoint has the weights already
         vocab = getattr(getattr(datamodule, "featurizer", None), "vocab", None)
         transferred = initialize_from_run(module.model, vocab, transfer.run_dir, dict(transfer.modules))
+    if transfer.get("run_dir"):  # fresh or resumed alike, so the optimizer's groups are the same
+        mark_pretrained(module.model, list(transfer.modules))
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         task.save_vocabularies(datamodule, run_dir)

@@ -15,13 +15,14 @@ SCHEDULERS = ("none", "cosine", "linear", "plateau")
 
 def parameter_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
     """The trainable parameters as optimizer groups: with ``cfg.encoder_lr`` set, the parameters of
-    every pretrained component (a module whose class sets ``pretrained = True``: the transformer
-    embedding) in a group at that rate and the rest (the head) at ``cfg.lr``; else one group."""
+    every pretrained component (a module with ``pretrained = True``: the transformer embedding's class
+    says so, and ``transfer`` marks the modules it copies) in a group at that rate and the rest (the
+    head) at ``cfg.lr``; else one group."""
     encoder_lr = cfg.get("encoder_lr") if hasattr(cfg, "get") else getattr(cfg, "encoder_lr", None)
     pretrained: set[int] = set()
     if encoder_lr is not None:
         for module in model.modules():
-            if getattr(type(module), "pretrained", False):
+            if getattr(module, "pretrained", False):
                 pretrained.update(id(p) for p in module.parameters())
     encoder = [p for p in model.parameters() if p.requires_grad and id(p) in pretrained]
     head = [p for p in model.parameters() if p.requires_grad and id(p) not in pretrained]

@@ -52,6 +52,13 @@ def _vocab_rows(model: nn.Module) -> set[str]:
 
 
 @torch.no_grad()
+def mark_pretrained(model: nn.Module, names: Sequence[str]) -> None:
+    """Mark the transferred modules as pretrained: ``optim.encoder_lr`` then trains them at its rate,
+    as it does a pretrained transformer (``nlpkit.training.optim.parameter_groups``)."""
+    for name in names:
+        model.get_submodule(name).pretrained = True
+
+
 def initialize_from_run(
     model: nn.Module,
     vocab: Sequence[str] | None,
