@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import nlpkit
-from nlpkit.errors import ConfigError
+from nlpkit.errors import ConfigError, DataError
 from tests.task_case import TaskCase, assert_same_predictions
 
 TINY_BERT = {
@@ -386,3 +386,73 @@ class TestTinyBertPairRegression(TinyBertCase):
         served = OnnxPredictor(Path(run["run_dir"]) / "export" / "model.onnx")
         assert served.inputs == ["text_a", "text_b"]
         assert_same_predictions(served.predict(list(self.texts)), nlpkit.load(run["run_dir"]).predict(list(self.texts)), tol=1e-4)  # fmt: skip
+
+
+class TestTinyBertSemanticParse(TinyBertCase):
+    """``task=semantic_parse model=rnng_minilm`` over the tiny BERT: the RNNG's buffer is each word's
+    first-piece state; the contract (train, reload, same trees, gradients, batch invariance) on generated
+    TOP rows, and the native export's clear refusal (it reads featurizer=word only)."""
+
+    overrides = (
+        "task=semantic_parse",
+        "model=rnng_minilm",
+        "data.featurizer.max_length=32",
+        "data.batch_size=8",
+    )
+    texts = (
+        "weather in paris today",
+        "how long to the gym",
+        "is it cold tonight and will it rain in oslo",
+        "hello",
+    )
+    test_metrics = ("test/exact_match", "test/bracket_f1", "test/well_formed")
+
+    @pytest.fixture(scope="class")
+    def run(self, tmp_path_factory, builtin_dir, tiny_bert) -> dict[str, Any]:
+        from tests.test_semantic_parse import generated_top, write_top
+
+        data = tmp_path_factory.mktemp("top_data")
+        paths = [
+            f"data.{key}_path={write_top(data / f'{split}.tsv', generated_top(i, n))}"
+            for i, (key, split, n) in enumerate(
+                [("train", "train", 48), ("val", "eval", 12), ("test", "test", 12)]
+            )
+        ]
+        cfg = nlpkit.compose(
+            [*self.overrides, *paths, f"data.featurizer.path={tiny_bert}", *self.trainer],
+            output_dir=str(data / "run"),
+        )
+        return {**nlpkit.train(cfg), "cfg": cfg}
+
+    @pytest.fixture(scope="class")
+    def exported(self, run) -> dict:
+        return {}
+
+    def test_export_passes_the_gate_and_serves_the_same_labels(self, run, exported):
+        from nlpkit.errors import ExportError
+        from nlpkit.export import export_run
+        from nlpkit.tasks.semantic_parse.tree import parse_tree
+
+        trees = nlpkit.load(run["run_dir"]).predict(list(self.texts), beam_size=3)
+        assert [parse_tree(t).tokens() for t in trees] == [t.split() for t in self.texts]
+        assert run["metrics"]["test/well_formed"] == 1.0
+        with pytest.raises(ExportError, match="reads featurizer=word.*featurizer=wordpiece"):
+            export_run(run["run_dir"])
+
+    def test_a_text_with_more_pieces_than_max_length_is_refused_in_data_and_in_predict(self, run, tmp_path):
+        from omegaconf import OmegaConf
+
+        from nlpkit.registry import get_task
+        from tests.test_semantic_parse import write_top
+
+        words = " ".join(["weather"] * 40)
+        with pytest.raises(DataError, match=r"texts\[0\]: its 40 tokens need more word pieces"):
+            nlpkit.load(run["run_dir"]).predict([words])
+        long = write_top(tmp_path / "long.tsv", [(words, f"[IN:GET_WEATHER {words} ]")])
+        data_cfg = OmegaConf.merge(
+            run["cfg"].data, {"train_path": str(long), "val_path": None, "test_path": None}
+        )
+        with pytest.raises(
+            DataError, match=r"long.tsv:1: 40 tokens need more than data.featurizer.max_length=32"
+        ):
+            get_task("semantic_parse").datamodule(data_cfg, run["run_dir"]).load()

@@ -55,7 +55,7 @@ class SemanticParseDataConfig(SplitsConfig):
     format: str = field(default="top", metadata=choices("top"))
     max_open: int = field(default=10, metadata=at_least(1))
     unk_replace_prob: float = field(default=0.0, metadata=between(0, 1))
-    featurizer: Any = featurizer_field(DEFAULT_FEATURIZER, per_token=True)
+    featurizer: Any = featurizer_field(DEFAULT_FEATURIZER, per_token=True, aligned=True)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class SemanticParseDataModule(SplitDataModule):
         train = raw.get("train", [])
         if self.featurizer is None:
             self.featurizer = train_featurizer(
-                self.config, (e.tokens for e in train), DEFAULT_FEATURIZER, per_token=True
+                self.config, (e.tokens for e in train), DEFAULT_FEATURIZER, per_token=True, aligned=True
             )
         if self.actions is None:
             labels = {a for e in train for a in oracle(e.tree) if a not in (SHIFT, REDUCE)}
@@ -213,8 +213,17 @@ class SemanticParseDataModule(SplitDataModule):
     def _encode(self, examples: list[ParseExample]) -> EncodedParses:
         index = self.actions.index
         fallback = self._fallbacks() if examples else {}
-        items = []
+        items, kept = [], []
         for example in examples:
+            features = self.featurizer.encode(example.tokens)
+            seen = int(features["word_lengths"]) if "word_lengths" in features else len(example.tokens)
+            if seen < len(example.tokens):  # a piece featurizer's max_length cut words off: no parse
+                self.policy.bad(
+                    example.origin,
+                    f"{len(example.tokens)} tokens need more than data.featurizer.max_length="
+                    f"{self.config.featurizer.max_length} word pieces (the parser sees {seen}): raise it",
+                )
+                continue
             targets, forced = [], []
             for action in oracle(example.tree):
                 if action in index:
@@ -224,15 +233,16 @@ class SemanticParseDataModule(SplitDataModule):
                     self.unseen_labels[action] = self.unseen_labels.get(action, 0) + 1
                     targets.append(IGNORE)
                     forced.append(fallback[label_kind(action)])
+            kept.append(example)
             items.append(
                 EncodedParse(
-                    self.featurizer.encode(example.tokens),
+                    features,
                     torch.tensor(targets, dtype=torch.long),
                     torch.tensor(forced, dtype=torch.long),
                     str(example.tree),
                 )
             )
-        return EncodedParses(items, examples)
+        return EncodedParses(items, kept)
 
     def _singletons(self) -> torch.Tensor | None:
         if float(self.config.unk_replace_prob) <= 0 or "train" not in self.splits:

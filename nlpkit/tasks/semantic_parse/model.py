@@ -142,6 +142,8 @@ class RNNGParser(TokenEncoderModel):
         max_open: the most non-terminals open at once.
         dropout: on the scorer's input.
         beam_size: hypotheses ``decode`` keeps per sentence (1: greedy).
+        word_pieces: the featurizer gives word pieces (``featurizer=wordpiece``): the buffer is each
+            word's first-piece state (``TokenEncoderModel.encode``).
     """
 
     def __init__(
@@ -156,8 +158,9 @@ class RNNGParser(TokenEncoderModel):
         max_open: int = 10,
         dropout: float = 0.2,
         beam_size: int = 1,
+        word_pieces: bool = False,
     ):
-        super().__init__(embedding, representation)
+        super().__init__(embedding, representation, word_pieces)
         if beam_size < 1:
             raise ConfigError(f"model.beam_size={beam_size}: must be >= 1 (1 is greedy decoding)")
         self.beam_size = int(beam_size)
@@ -252,8 +255,8 @@ class RNNGParser(TokenEncoderModel):
 
     # ------------------------------------------------------------------ teacher forcing and decoding
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        states, _ = self.encode(batch)  # [B, T, R]
-        lengths = batch["lengths"]
+        states, mask = self.encode(batch)  # [B, T, R]: per word (a piece featurizer's: first pieces)
+        lengths = mask.long().sum(1)  # [B] words
         forced, action_lengths = batch["forced"], batch["action_lengths"]
         stacks, history = self._start(states)
         scores = []
@@ -276,8 +279,8 @@ class RNNGParser(TokenEncoderModel):
         beam_size = self.beam_size if beam_size is None else int(beam_size)
         if beam_size > 1:
             return self.beam_decode(batch, beam_size)[0]
-        states, _ = self.encode(batch)
-        lengths = batch["lengths"]
+        states, mask = self.encode(batch)
+        lengths = mask.long().sum(1)
         stacks, history = self._start(states)
         taken: list[torch.Tensor] = []
         active = torch.ones_like(lengths, dtype=torch.bool)
@@ -307,10 +310,10 @@ class RNNGParser(TokenEncoderModel):
         ends when every kept hypothesis is finished; one that ran out of valid extensions (fewer
         than ``K`` exist early on) is dead: score ``-inf``, never extended.
         """
-        states, _ = self.encode(batch)
+        states, mask = self.encode(batch)
         batch_size, k = states.size(0), beam_size
         states = states.repeat_interleave(k, 0)  # [B*K, T, R]: K copies of each example
-        lengths = batch["lengths"].repeat_interleave(k, 0)
+        lengths = mask.long().sum(1).repeat_interleave(k, 0)
         stacks, history = self._start(states)
         score = torch.full((batch_size, k), float("-inf"), device=states.device)
         score[:, 0] = 0.0  # one live hypothesis per example to start from
@@ -345,6 +348,7 @@ class RNNGParser(TokenEncoderModel):
 
 def build_rnng_parser(model_cfg, *, nt_kinds: Sequence[str], max_open: int, **encoder_sizes) -> RNNGParser:
     """The token encoder (see ``build_token_encoder``) and the parser sized from its ``output_dim``."""
+    word_pieces = bool(encoder_sizes.get("word_pieces", False))
     embedding, representation = build_token_encoder(model_cfg, **encoder_sizes)
     return RNNGParser(
         embedding,
@@ -357,4 +361,5 @@ def build_rnng_parser(model_cfg, *, nt_kinds: Sequence[str], max_open: int, **en
         max_open=max_open,
         dropout=float(model_cfg.dropout),
         beam_size=int(model_cfg.get("beam_size", 1)),
+        word_pieces=word_pieces,
     )

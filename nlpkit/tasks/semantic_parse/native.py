@@ -304,6 +304,16 @@ def export_native(run_dir: Path, cfg, out_dir: Path, quantize: bool = False) -> 
 
     if quantize:
         raise ExportError("quantize=true: the native RNNG parser has no int8 path; export without it")
+    from nlpkit.data.featurizers import featurizer_name
+    from nlpkit.tasks.semantic_parse.data import DEFAULT_FEATURIZER
+
+    kind = featurizer_name(cfg.data, DEFAULT_FEATURIZER)
+    if kind != "word":  # checked first: no binary, build or data read can change this answer
+        raise ExportError(
+            f"the native RNNG parser reads featurizer=word (word + char + casing embeddings); this run's "
+            f"featurizer={kind} (a pretrained transformer) has no Python-free path yet: serve it with "
+            "nlpkit.load(run).predict"
+        )
     binary = native_binary()  # before the slow part
     out_dir = Path(out_dir)
     for leftover in out_dir.glob(f".{NATIVE_DIR}.*"):  # a killed export's staging or swap folders

@@ -49,7 +49,7 @@ class SemanticParseTask(Task):
         run_dir = Path(run_dir)
         return SemanticParseDataModule(
             data_cfg,
-            load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER, per_token=True),
+            load_featurizer(data_cfg, run_dir, DEFAULT_FEATURIZER, per_token=True, aligned=True),
             ActionVocab.load(run_dir / ACTIONS_FILE),
         )
 
