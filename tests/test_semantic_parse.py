@@ -342,6 +342,15 @@ def generated_top(seed: int, size: int) -> list[tuple[str, str]]:
     return rows
 
 
+#: texts the parser contracts predict on: flat, nested, a longer one, one word
+PARSE_TEXTS = (
+    "weather in paris today",
+    "how long to the gym",
+    "is it cold tonight and will it rain in oslo",
+    "hello",
+)
+
+
 class TestSemanticParseTask(TaskCase):
     overrides = (
         "task=semantic_parse",
@@ -356,12 +365,7 @@ class TestSemanticParseTask(TaskCase):
         "model.hidden_dim=8",
         "data.batch_size=8",
     )
-    texts = (
-        "weather in paris today",
-        "how long to the gym",
-        "is it cold tonight and will it rain in oslo",
-        "hello",
-    )
+    texts = PARSE_TEXTS
     test_metrics = tuple(
         f"test/{name}"
         for name in (

@@ -17,6 +17,7 @@ import torch
 import nlpkit
 from nlpkit.errors import ConfigError, DataError
 from tests.task_case import TaskCase, assert_same_predictions
+from tests.test_semantic_parse import PARSE_TEXTS
 
 TINY_BERT = {
     "hidden_size": 16,
@@ -399,12 +400,7 @@ class TestTinyBertSemanticParse(TinyBertCase):
         "data.featurizer.max_length=32",
         "data.batch_size=8",
     )
-    texts = (
-        "weather in paris today",
-        "how long to the gym",
-        "is it cold tonight and will it rain in oslo",
-        "hello",
-    )
+    texts = PARSE_TEXTS
     test_metrics = ("test/exact_match", "test/bracket_f1", "test/well_formed")
 
     @pytest.fixture(scope="class")
