@@ -263,9 +263,9 @@ class MultiTaskTask(Task):
         if rest != MEAN_TARGET:
             kind = get_task(str(cfg.task.tasks[task_name].task))
             _check_metric(rest.split("/", 1)[1], kind, "task.monitor metric")
-        elif minimized_targets(cfg):
-            name, metric = next(iter(minimized_targets(cfg).items()))
-            maximized = [n for n in cfg.task.tasks if n not in minimized_targets(cfg)]
+        elif minimized := minimized_targets(cfg):
+            name, metric = next(iter(minimized.items()))
+            maximized = [n for n in cfg.task.tasks if n not in minimized]
             example = (
                 f"val/{maximized[0]}/{cfg.task.tasks[maximized[0]].metric}"
                 if maximized
