@@ -634,6 +634,8 @@ def export_native(run_dir: Path, cfg, out_dir: Path, quantize: bool = False) -> 
         mismatches = [
             {"text": text, "python": w, "native": g} for text, w, g in zip(examples, want, got) if w != g
         ]
+        for mismatch in first_few(mismatches):  # the binary runs one text at a time: is it batching?
+            mismatch["python_alone"] = predictor.predict([mismatch["text"]], beam_size=1)[0]
         checks = {
             "trees": check_result(mismatches, len(examples), [1]),
             "blank_texts_refused": {"passed": not blank, "first_mismatches": first_few(blank)},
