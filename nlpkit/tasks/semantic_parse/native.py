@@ -5,32 +5,56 @@
 the edge cases into exactly the Python parser's trees. Serve it with::
 
     native/build/nlpkit-rnng DIR/export/native [--threads N]   # a sentence a line in, a tree a line out
+    native/build/nlpkit-rnng DIR/export/native --pieces        # wordpiece: the word pieces, no encoder
     python -m nlpkit.serve model=DIR                           # HTTP, through the binary's pipe
+
+Two featurizers: ``featurizer=word`` (word + char-CNN + casing embeddings, a BiLSTM encoder) and
+``featurizer=wordpiece`` + ``embedding=transformer`` + ``representation=passthrough`` (``model=rnng_minilm``:
+the binary WordPieces the text and runs the HF ``BertModel`` encoder itself; the parser reads each
+word's first-piece state). Any other featurizer, encoder or BERT variant is refused with the reason.
 
 Why C++ against libtorch, not ONNX: the transition loop's control flow depends on its own predictions
 (which action, hence which stack entries are read next), and libtorch runs the same kernels as the
 Python model, so the trees are identical rather than close; the torch wheel already ships the headers
 and libraries, so nothing new is installed.
 
-The model directory (format ``nlpkit-rnng 1``, no pickle, read without third-party libraries):
+The model directory (format ``nlpkit-rnng 2``, no pickle, read without third-party libraries; the
+binary still reads format 1, written before the ``featurizer`` line, as ``featurizer=word``):
 
 - ``model.txt``, the manifest: one record a line, ``KEY VALUE ...`` separated by single spaces, ``#``
-  comments, first line ``format nlpkit-rnng 1``, last line ``end`` (a truncated file is refused).
-  Sizes and choices: ``max_open``, ``compose`` (``bilstm``/``sum``), ``encoder_layers``, one
-  ``embedding KIND PREFIX`` per token-embedding part in concatenation order (``word``, ``char``,
-  ``shape``; ``PREFIX`` its state-dict prefix), ``char_kernels K...``, ``char_activation``,
-  ``highway_layers``; the actions in id order (``action NAME``); the featurizer: ``pad_id``,
+  comments, first line ``format nlpkit-rnng 2``, last line ``end`` (a truncated file is refused).
+  Sizes and choices: ``max_open``, ``compose`` (``bilstm``/``sum``), ``featurizer`` (``word`` or
+  ``wordpiece``), the actions in id order (``action NAME``), ``blob FILE FLOATS CRC32`` and
+  ``tensor NAME OFFSET DIM...`` per state-dict entry (``OFFSET`` in floats into the blob). Then
+  ``featurizer word``: ``encoder_layers``, one ``embedding KIND PREFIX`` per token-embedding part in
+  concatenation order (``word``, ``char``, ``shape``; ``PREFIX`` its state-dict prefix),
+  ``char_kernels K...``, ``char_activation``, ``highway_layers``; the featurizer: ``pad_id``,
   ``unk_id``, ``max_word_length``, ``chars CP...`` (code points of character ids 2...), ``space CP...``
   (what ``str.isspace`` holds), ``normalize CP CP...`` (each code point the word tokenizer's normalizer
   changes, and what it becomes), ``casing START END FLAGS`` (code point ranges and their
   ``str.isdigit/isalnum/isalpha/islower/isupper`` bits 1/2/4/8/16, what ``word_shape`` reads);
-  ``words FILE COUNT CRC32``; ``blob FILE FLOATS CRC32``; ``tensor NAME OFFSET DIM...`` per state-dict
-  entry (``OFFSET`` in floats into the blob).
+  ``words FILE COUNT CRC32``. ``featurizer wordpiece``: ``transformer bert PREFIX`` (the ``BertModel``'s
+  state-dict prefix), ``transformer_layers``, ``transformer_heads``, ``transformer_hidden``,
+  ``transformer_intermediate``, ``transformer_eps`` (LayerNorm), ``transformer_activation gelu`` (HF's
+  exact erf GELU), ``transformer_positions``; ``wordpiece_vocab FILE COUNT CRC32``, ``wordpiece_ids CLS
+  SEP UNK PAD``, ``wordpiece_prefix`` (``##``), ``wordpiece_max_chars`` (``max_input_chars_per_word``),
+  ``wordpiece_max_length`` (pieces kept, the two specials included), ``wordpiece_normalizer`` (the
+  settings, for the record: the binary reads the table), ``space CP...`` (``str.isspace``: the words),
+  and HF's ``BertNormalizer`` + ``BertPreTokenizer`` as one per-code-point table read off HF itself
+  (:func:`wordpiece_lines`): ``wordpiece_remove START END`` (dropped: control and format characters),
+  ``wordpiece_alone START END`` (a word of their own: punctuation, CJK ideographs), ``wordpiece_map CP
+  CP...`` (case, accents, whitespace as 32).
 - ``weights.bin``: every tensor of the parser's ``state_dict``, raw little-endian float32, back to back.
-- ``words.txt``: the word vocabulary, one entry a line, in id order.
+- ``words.txt`` (``featurizer=word``): the word vocabulary, one entry a line, in id order;
+  ``pieces.txt`` (``featurizer=wordpiece``): the WordPiece vocabulary, the same way.
 - ``metadata.json``: provenance and the parity result (not read by the binary).
 
 The directory is built in a temporary folder beside its destination and renamed into place.
+
+Measured on ``experiment=top_minilm`` (test exact match 81.60; 2026-12-04, a shared 2-core machine):
+the gate's trees 9,075 / 9,075 identical (9,042 test + 33 edge cases; 2 texts past 128 pieces refused by
+both), pieces 11,482 / 11,482, in 179 s; single requests, one thread (``scripts/bench_latency.py``):
+Python P50 / P90 / P99 24.18 / 43.50 / 100.28 ms, the binary 10.74 / 20.36 / 40.89 ms (README).
 """
 
 from __future__ import annotations
