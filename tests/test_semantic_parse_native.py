@@ -326,6 +326,12 @@ def test_wordpiece_pieces_and_the_max_length_refusal_match_the_featurizer(wp_run
     reason = "its 40 tokens need more word pieces than the featurizer's max_length"
     assert reason in str(binary_side.value)
     assert str(python.value).split(": ", 1)[1] == str(binary_side.value).split(": ", 1)[1]
+    with NativeParser(wp_run["native"]) as parser:  # a refused text in a batch: the pipe stays in step
+        with pytest.raises(ValueError, match=reason):
+            parser.predict(["weather in paris today", long_words, "hello"])
+        assert parser.predict(["how long to the gym"]) == nlpkit.load(wp_run["run_dir"]).predict(
+            ["how long to the gym"]
+        )
 
 
 @pytest.mark.parametrize(

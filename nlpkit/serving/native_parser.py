@@ -95,7 +95,9 @@ class NativeParser:
             return self._answer(text)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        """Every text's tree; a thread writes the lines while the answers are read (no pipe deadlock)."""
+        """Every text's tree; a thread writes the lines while the answers are read (no pipe deadlock).
+        A text the binary refuses raises ``ValueError`` after every answer is read, so the next call's
+        answers stay in step with its questions."""
 
         def write() -> None:
             try:
@@ -108,10 +110,18 @@ class NativeParser:
         with self.lock:
             writer = threading.Thread(target=write, daemon=True)
             writer.start()
+            answers, refused = [], None
             try:
-                return [self._answer(text) for text in texts]
+                for text in texts:
+                    try:
+                        answers.append(self._answer(text))
+                    except ValueError as err:
+                        refused = refused or err
             finally:
                 writer.join()
+            if refused is not None:
+                raise refused
+            return answers
 
     def close(self) -> None:
         if self.process.poll() is None:
