@@ -53,7 +53,7 @@ The directory is built in a temporary folder beside its destination and renamed 
 
 Measured on ``experiment=top_minilm`` (test exact match 81.60; 2026-12-04, a shared 2-core machine):
 the gate's trees 9,075 / 9,075 identical (9,042 test + 33 edge cases; 2 texts past 128 pieces refused by
-both), pieces 11,482 / 11,482, in 179 s; single requests, one thread (``scripts/bench_latency.py``):
+both), pieces 11,482 / 11,482, in 122-179 s; single requests, one thread (``scripts/bench_latency.py``):
 Python P50 / P90 / P99 24.18 / 43.50 / 100.28 ms, the binary 10.74 / 20.36 / 40.89 ms (README).
 """
 
