@@ -201,3 +201,184 @@ def test_nlpkit_serve_serves_the_parser_through_the_binary(run, tmp_path):
     (failed / "metadata.json").write_text(json.dumps({**meta, "parity": {**meta["parity"], "passed": False}}))
     with pytest.raises(ArtifactError, match="did not pass the export's parity gate"):
         NativeParserPredictor(failed)
+
+
+def test_a_format_1_folder_is_still_read(run, tmp_path):
+    """Folders written before format 2 (no ``featurizer`` line: ``featurizer=word``) keep loading."""
+    old = tmp_path / "native"
+    shutil.copytree(run["native"], old)
+    lines = (old / "model.txt").read_text().splitlines()
+    assert lines[0] == "format nlpkit-rnng 2" and "featurizer word" in lines
+    lines = ["format nlpkit-rnng 1", *(line for line in lines[1:] if line != "featurizer word")]
+    (old / "model.txt").write_text("\n".join(lines) + "\n")
+    texts = ["weather in paris today", "how long to the gym"]
+    with NativeParser(old) as parser, NativeParser(run["native"]) as current:
+        assert parser.predict(texts) == current.predict(texts)
+
+
+# ------------------------------------------------------------------ featurizer=wordpiece (model=rnng_minilm)
+
+#: tokenizer stress texts for the piece checks (besides the gate's own edge cases)
+PIECE_TEXTS = [
+    "Ünïcode İstanbul ÉCOLE straße café cafe\u0301",
+    "北京天气 weather東京 한국어",
+    "what's (the) weather?! e-mail:a@b.com 3:30pm",
+    "x" * 99 + " " + "y" * 100 + " " + "z" * 101,
+    "zero\u200bwidth \u200b \u00ad soft\u00adhyphen",
+    "[CLS] [SEP] ## ##s",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(builtin_dir, tmp_path_factory) -> Path:
+    """The tiny random-weight BERT checkpoint of test_transformer.py (its WordPiece trained on the
+    built-in texts)."""
+    from tests.test_transformer import make_tiny_bert
+
+    lines = (Path(builtin_dir) / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), [json.loads(line)["text"] for line in lines])
+
+
+@pytest.fixture(scope="module")
+def wp_run(tmp_path_factory, builtin_dir, binary, tiny_bert) -> dict:
+    """``model=rnng_minilm`` over the tiny BERT (pieces cut at 32), trained by ``nlpkit.train`` and
+    exported by ``python -m nlpkit.export``'s ``main``."""
+    from nlpkit.export.__main__ import main
+
+    data = tmp_path_factory.mktemp("native_wp")
+    files = {
+        split: sp.write_top(data / f"{split}.tsv", sp.generated_top(i, n))
+        for i, (split, n) in enumerate([("train", 48), ("eval", 12), ("test", 12)])
+    }
+    paths = [f"data.{k}_path={files[s]}" for k, s in (("train", "train"), ("val", "eval"), ("test", "test"))]
+    overrides = [
+        "task=semantic_parse",
+        "model=rnng_minilm",
+        "data.featurizer.max_length=32",
+        "data.batch_size=8",
+    ]
+    cfg = nlpkit.compose(
+        [*overrides, *paths, f"data.featurizer.path={tiny_bert}", *TaskCase.trainer],
+        output_dir=str(data / "run"),
+    )
+    run_dir = Path(nlpkit.train(cfg)["run_dir"])
+    assert main([f"run_dir={run_dir}"]) == 0
+    return {"run_dir": run_dir, "native": run_dir / "export" / "native"}
+
+
+def test_wordpiece_export_passes_its_gate_and_the_binary_gives_the_python_trees(wp_run):
+    report = json.loads((wp_run["run_dir"] / "export" / "export_report.json").read_text())
+    assert report["passed"] and report["files_written"] == ["native"]
+    meta = json.loads((wp_run["native"] / "metadata.json").read_text())
+    parity = meta["parity"]
+    assert meta["featurizer"] == "wordpiece" and meta["format"] == "nlpkit-rnng 2"
+    assert parity["passed"] and parity["split_trees"] == 12 and parity["identical_trees"] == parity["of"]
+    assert parity["too_long_refused"] >= 2  # the gate's texts past max_length, refused by both sides
+    pieces = parity["pieces"]
+    assert pieces["passed"] and pieces["groups"]["test"] == {"identical": 12, "of": 12}
+    assert pieces["groups"]["vocabulary_and_code_points"]["of"] > 2000  # every code point, 500 a text
+    assert sorted(p.name for p in wp_run["native"].iterdir()) == [
+        "metadata.json", "model.txt", "pieces.txt", "weights.bin"
+    ]  # fmt: skip
+    texts = ["weather in paris today", "how long to the gym", "hello", *PIECE_TEXTS[:3]]
+    with NativeParser(wp_run["native"]) as parser:
+        assert parser.predict(texts) == nlpkit.load(wp_run["run_dir"]).predict(texts)
+
+
+def test_wordpiece_random_parser_weights_deep_trees_are_identical(wp_run, tmp_path):
+    """The tiny run's BERT under a parser of random weights: deep, slot-filled trees over word pieces.
+
+    The reference is the Python parser one text at a time, as the binary runs: under these chaotic
+    weights a 40-step stack amplifies the last-bit difference between BERT's states in a padded batch
+    (sdpa with a padding mask) and alone, so Python's own batch-64 trees differ from its batch-1 trees
+    on a text or two; the trained parsers' trees do not (9,075 / 9,075 on TOP at batch 64)."""
+    task = get_task("semantic_parse")
+    cfg = load_run_config(wp_run["run_dir"])
+    predictor = task.predictor(cfg, wp_run["run_dir"])
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in predictor.model.named_parameters():
+            if not name.startswith("embedding."):
+                parameter.normal_(0, 0.5)
+    texts = [*edge_texts(predictor.features), *PIECE_TEXTS]
+    fits = [t for t, cut in zip(texts, native._over_max_length(predictor.features, texts)) if not cut]
+    want = [predictor.predict([text], beam_size=1)[0] for text in fits]
+    assert max(tree.count("[SL:") for tree in want) > 5
+    with NativeParser(write_native_model(predictor, tmp_path / "native")) as parser:
+        assert parser.predict(fits) == want
+
+
+def test_wordpiece_pieces_and_the_max_length_refusal_match_the_featurizer(wp_run):
+    """``--pieces``: HF's pieces per word, the [CLS]..[SEP] row cut at max_length - 2 and the first
+    pieces; a text past the cut is refused with the Python predictor's reason."""
+    from nlpkit.errors import DataError
+
+    features = nlpkit.load(wp_run["run_dir"]).features
+    long_words = " ".join(["weather"] * 40)  # > 30 pieces: cut, and refused by the parser
+    texts = [*PIECE_TEXTS, long_words, " ".join(["supercalifragilistic"] * 9)]
+    with NativeParser(wp_run["native"], pieces=True) as parser:
+        assert parser.predict(texts) == native.piece_lines(features, texts)
+    assert " 0 0" in native.piece_lines(features, [long_words])[0]  # words past the cut: start 0
+    with pytest.raises(DataError) as python:
+        nlpkit.load(wp_run["run_dir"]).predict([long_words])
+    with NativeParser(wp_run["native"]) as parser, pytest.raises(ValueError) as binary_side:
+        parser.parse(long_words)
+    reason = "its 40 tokens need more word pieces than the featurizer's max_length"
+    assert reason in str(binary_side.value)
+    assert str(python.value).split(": ", 1)[1] == str(binary_side.value).split(": ", 1)[1]
+    with NativeParser(wp_run["native"]) as parser:  # a refused text in a batch: the pipe stays in step
+        with pytest.raises(ValueError, match=reason):
+            parser.predict(["weather in paris today", long_words, "hello"])
+        assert parser.predict(["how long to the gym"]) == nlpkit.load(wp_run["run_dir"]).predict(
+            ["how long to the gym"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "pieces.txt").write_text("[PAD]\n"), "pieces.txt: checksum mismatch"),
+        (lambda d: (d / "pieces.txt").unlink(), "pieces.txt: cannot be read"),
+        (
+            lambda d: _edit(d, "transformer_activation gelu", "transformer_activation gelu_new"),
+            "model.txt: transformer_activation must be gelu",
+        ),
+        (lambda d: _edit(d, "featurizer wordpiece", "featurizer bpe"), "model.txt: featurizer must be word"),
+        (lambda d: _edit(d, "transformer_layers ", "transformer_layers 9"), "no tensor embedding.encoder"),
+    ],
+    ids=["other-pieces", "missing-pieces", "activation", "featurizer", "more-layers"],
+)
+def test_a_damaged_wordpiece_folder_is_a_clear_error_naming_the_file(wp_run, tmp_path, damage, message):
+    broken = tmp_path / "native"
+    shutil.copytree(wp_run["native"], broken)
+    damage(broken)
+    with pytest.raises(ArtifactError, match=message), NativeParser(broken) as parser:
+        parser.predict(["weather in paris today"])
+
+
+def _edit(folder: Path, old: str, new: str) -> None:
+    manifest = folder / "model.txt"
+    text = manifest.read_text()
+    assert old in text
+    manifest.write_text(text.replace(old, new, 1))
+
+
+def test_the_export_refuses_an_encoder_the_binary_does_not_implement(wp_run):
+    from nlpkit.errors import ExportError
+
+    predictor = get_task("semantic_parse").predictor(load_run_config(wp_run["run_dir"]), wp_run["run_dir"])
+    predictor.model.embedding.encoder.config.hidden_act = "gelu_new"
+    with pytest.raises(ExportError, match="hidden_act='gelu'.*says 'gelu_new'"):
+        native.native_files(predictor.model, predictor.features, predictor.actions.names, {})
+
+
+def test_nlpkit_serve_serves_a_wordpiece_folder(wp_run):
+    from nlpkit.serving.native_parser import NativeParserPredictor, find_native_dir
+
+    texts = ["weather in paris today", "İstanbul café ?"]
+    served = NativeParserPredictor(find_native_dir(wp_run["run_dir"]))
+    try:
+        want = nlpkit.load(wp_run["run_dir"]).predict(texts)
+        assert served.predict(texts) == [{"tree": tree} for tree in want]
+    finally:
+        served.parser.close()

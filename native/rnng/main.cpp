@@ -1,4 +1,4 @@
-// nlpkit-rnng MODEL_DIR [--threads N]: one sentence a line on stdin -> its bracketed TOP tree a line on
+// nlpkit-rnng MODEL_DIR [--threads N] [--pieces]: one sentence a line on stdin -> its bracketed TOP tree a line on
 // stdout, flushed per line (a long-running serving process behind a pipe). A line that cannot be
 // parsed (blank, not UTF-8) answers "ERROR: <why>", so answers stay in step with the questions.
 // A model directory that cannot be loaded: the reason on stderr, exit status 2.
@@ -12,8 +12,10 @@
 namespace {
 
 const char* USAGE =
-    "usage: nlpkit-rnng MODEL_DIR [--threads N]\n"
+    "usage: nlpkit-rnng MODEL_DIR [--threads N] [--pieces]\n"
     "  reads one sentence a line on stdin, writes one bracketed TOP tree a line on stdout\n"
+    "  --pieces: a featurizer=wordpiece folder's word pieces instead (each word's piece ids | the\n"
+    "            encoder's input row | each word's first-piece index), without running the encoder\n"
     "  MODEL_DIR: the native/ folder python -m nlpkit.export writes for a task=semantic_parse run\n";
 
 }  // namespace
@@ -21,11 +23,14 @@ const char* USAGE =
 int main(int argc, char** argv) {
   std::string model_dir;
   int threads = 1;
+  bool pieces = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       std::cout << USAGE;
       return 0;
+    } else if (arg == "--pieces") {
+      pieces = true;
     } else if (arg == "--threads" && i + 1 < argc) {
       char* end = nullptr;
       long n = std::strtol(argv[++i], &end, 10);
@@ -51,7 +56,7 @@ int main(int argc, char** argv) {
     std::string line;
     while (std::getline(std::cin, line)) {
       try {
-        std::cout << parser.parse(line) << std::endl;  // endl flushes: one answer per question
+        std::cout << (pieces ? parser.pieces(line) : parser.parse(line)) << std::endl;  // endl flushes: one answer per question
       } catch (const std::invalid_argument& err) {
         std::cout << "ERROR: " << err.what() << std::endl;
       }

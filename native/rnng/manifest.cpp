@@ -56,8 +56,11 @@ Manifest Manifest::read(const std::string& path) {
     fields >> key;
     Record values;
     while (fields >> value) values.push_back(value);
-    if (number == 1 && !(key == "format" && values == Record{"nlpkit-rnng", "1"}))
-      m.fail("not an nlpkit-rnng model manifest of format 1 (first line: '" + line + "')");
+    if (number == 1) {  // format 1: featurizer=word only; format 2 adds the 'featurizer' line
+      if (key == "format" && values == Record{"nlpkit-rnng", "1"}) m.format = 1;
+      else if (key == "format" && values == Record{"nlpkit-rnng", "2"}) m.format = 2;
+      else m.fail("not an nlpkit-rnng model manifest of format 1 or 2 (first line: '" + line + "')");
+    }
     if (key == "end") ended = true;
     m.records[key].push_back(values);
   }

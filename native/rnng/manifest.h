@@ -13,6 +13,7 @@ using Record = std::vector<std::string>;  // the values after the key
 
 struct Manifest {
   std::string path;                               // for error messages
+  int format = 0;                                 // nlpkit-rnng 1 or 2
   std::map<std::string, std::vector<Record>> records;  // key -> its lines, in file order
 
   static Manifest read(const std::string& path);

@@ -8,18 +8,24 @@
 #include <ATen/ops/conv1d.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/lstm.h>
 #include <ATen/ops/lstm_cell.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/rsub.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/tanh.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -27,6 +33,7 @@
 #include "manifest.h"
 #include "model.h"
 #include "text.h"
+#include "wordpiece.h"
 
 namespace nlpkit {
 namespace {
@@ -74,6 +81,46 @@ struct Cell {  // nn.LSTMCell
   }
 };
 
+struct LayerNorm {
+  at::Tensor weight, bias;
+  double eps = 1e-12;
+  at::Tensor operator()(const at::Tensor& x) const { return at::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
+};
+
+struct BertLayer {  // HF BertLayer in eval mode
+  Linear query, key, value, attention_out, intermediate, out;
+  LayerNorm attention_norm, out_norm;
+};
+
+// HF BertModel's last hidden state, eval mode (dropout off), one sequence without padding: embeddings
+// (word + token type 0, + absolute positions, LayerNorm), then per layer scaled-dot-product
+// self-attention, dense + residual + LayerNorm, exact (erf) GELU feed-forward, dense + residual +
+// LayerNorm: the ops, and their order, of modeling_bert.py with attn_implementation=sdpa
+struct Bert {
+  at::Tensor word, position, token_type;
+  LayerNorm embedding_norm;
+  std::vector<BertLayer> layers;
+  int64_t heads = 1, hidden = 0;
+  // ids [T] -> [T, hidden]
+  at::Tensor run(const std::vector<long>& ids) const {
+    const int64_t steps = ids.size(), head_dim = hidden / heads;
+    at::Tensor x = at::embedding(word, long_tensor(ids).unsqueeze(0));  // [1, T, H]
+    x = x + token_type.narrow(0, 0, 1);
+    x = x + position.narrow(0, 0, steps);
+    x = embedding_norm(x);
+    const double scale = std::pow(static_cast<double>(head_dim), -0.5);
+    for (const BertLayer& layer : layers) {
+      auto heads_of = [&](const at::Tensor& t) { return t.view({1, steps, heads, head_dim}).transpose(1, 2); };
+      at::Tensor attended = at::scaled_dot_product_attention(heads_of(layer.query(x)), heads_of(layer.key(x)),
+                                                             heads_of(layer.value(x)), {}, 0.0, false, scale);
+      attended = attended.transpose(1, 2).contiguous().reshape({1, steps, hidden}).contiguous();
+      at::Tensor h = layer.attention_norm(layer.attention_out(attended) + x);
+      x = layer.out_norm(layer.out(at::gelu(layer.intermediate(h))) + h);
+    }
+    return x.squeeze(0);
+  }
+};
+
 struct Embedder {
   std::string kind;  // word, char or shape
   at::Tensor weight;
@@ -87,7 +134,9 @@ struct Embedder {
 
 struct Parser::Impl {
   Manifest manifest;
-  TextTables text;
+  std::unique_ptr<TextTables> text;     // featurizer=word
+  std::unique_ptr<PieceTables> pieces;  // featurizer=wordpiece
+  Bert bert;
   std::vector<Embedder> embedders;
   BiLstm encoder;
   Linear token_to_stack, project, scorer1, scorer2;
@@ -100,7 +149,11 @@ struct Parser::Impl {
   long max_open = 0, stack_dim = 0;
   std::map<std::string, at::Tensor> tensors;
 
-  Impl(const std::string& dir) : manifest(Manifest::read(dir + "/model.txt")), text(manifest, dir) {
+  Impl(const std::string& dir) : manifest(Manifest::read(dir + "/model.txt")) {
+    const std::string featurizer = manifest.format == 1 ? "word" : manifest.text("featurizer");
+    if (featurizer == "word") text.reset(new TextTables(manifest, dir));
+    else if (featurizer == "wordpiece") pieces.reset(new PieceTables(manifest, dir));
+    else manifest.fail("featurizer must be word or wordpiece, not " + featurizer);
     load_tensors(dir);
     max_open = manifest.integer("max_open");
     compose = manifest.text("compose");
@@ -112,10 +165,14 @@ struct Parser::Impl {
       manifest.fail("the actions must be SHIFT, REDUCE and at least one non-terminal");
     for (size_t a = FIRST_NT; a < actions.size(); ++a) nt_is_intent.push_back(actions[a].rfind("IN:", 0) == 0);
 
-    for (const Record& r : manifest.all("embedding")) load_embedder(r);
-    if (embedders.empty()) manifest.fail("no 'embedding' line");
-    long layers = manifest.integer("encoder_layers");
-    encoder = bilstm("representation.encoder", layers);
+    if (text) {
+      for (const Record& r : manifest.all("embedding")) load_embedder(r);
+      if (embedders.empty()) manifest.fail("no 'embedding' line");
+      long layers = manifest.integer("encoder_layers");
+      encoder = bilstm("representation.encoder", layers);
+    } else {
+      load_bert();
+    }
     token_to_stack = linear("token_to_stack");
     nt_embedding = get("nt_embedding.weight");
     action_embedding = get("action_embedding.weight");
@@ -185,6 +242,56 @@ struct Parser::Impl {
       out.backward.push_back(lstm(p + ".backward_layers." + std::to_string(l)));
     }
     return out;
+  }
+
+  void load_bert() {
+    const Record& kind = manifest.one("transformer");  // KIND PREFIX
+    if (kind.size() != 2 || kind[0] != "bert") manifest.fail("'transformer' takes bert PREFIX");
+    if (manifest.text("transformer_activation") != "gelu")
+      manifest.fail("transformer_activation must be gelu (the exact erf GELU of HF's 'gelu')");
+    const std::string p = kind[1];
+    bert.heads = manifest.integer("transformer_heads");
+    bert.hidden = manifest.integer("transformer_hidden");
+    const long intermediate = manifest.integer("transformer_intermediate");
+    const long positions = manifest.integer("transformer_positions");
+    double eps = 0;
+    try {
+      eps = std::stod(manifest.text("transformer_eps"));
+    } catch (const std::exception&) {
+      manifest.fail("transformer_eps is not a number");
+    }
+    if (bert.heads < 1 || bert.hidden % bert.heads) manifest.fail("transformer_hidden is not a multiple of transformer_heads");
+    if (pieces->max_length() > positions)
+      manifest.fail("wordpiece_max_length exceeds the encoder's transformer_positions");
+    const std::string e = p + ".embeddings.";
+    bert.word = get(e + "word_embeddings.weight");
+    bert.position = get(e + "position_embeddings.weight");
+    bert.token_type = get(e + "token_type_embeddings.weight");
+    bert.embedding_norm = {get(e + "LayerNorm.weight"), get(e + "LayerNorm.bias"), eps};
+    if (bert.word.size(1) != bert.hidden || bert.position.size(0) != positions)
+      manifest.fail(e + "*: the embeddings do not match transformer_hidden / transformer_positions");
+    for (long l = 0; l < manifest.integer("transformer_layers"); ++l) {
+      const std::string q = p + ".encoder.layer." + std::to_string(l) + ".";
+      BertLayer layer;
+      layer.query = linear(q + "attention.self.query");
+      layer.key = linear(q + "attention.self.key");
+      layer.value = linear(q + "attention.self.value");
+      layer.attention_out = linear(q + "attention.output.dense");
+      layer.attention_norm = {get(q + "attention.output.LayerNorm.weight"), get(q + "attention.output.LayerNorm.bias"), eps};
+      layer.intermediate = linear(q + "intermediate.dense");
+      layer.out = linear(q + "output.dense");
+      layer.out_norm = {get(q + "output.LayerNorm.weight"), get(q + "output.LayerNorm.bias"), eps};
+      if (layer.intermediate.weight.size(0) != intermediate || layer.query.weight.size(0) != bert.hidden)
+        manifest.fail(q + "*: the layer does not match transformer_hidden / transformer_intermediate");
+      bert.layers.push_back(layer);
+    }
+    if (bert.layers.empty()) manifest.fail("transformer_layers must be at least 1");
+  }
+
+  // the --pieces answer for one line (featurizer=wordpiece only)
+  std::string piece_line(const std::string& sentence) const {
+    if (!pieces) throw std::invalid_argument("this model folder reads featurizer=word: it has no word pieces");
+    return PieceTables::describe(pieces->featurize(sentence));
   }
 
   void load_embedder(const Record& r) {  // KIND PREFIX
@@ -260,9 +367,23 @@ struct Parser::Impl {
 
   std::string parse(const std::string& sentence) const {
     c10::InferenceMode guard;
-    const Features f = text.featurize(sentence);
-    const long length = f.tokens.size();
-    at::Tensor states = encoder.run(embed(f)).squeeze(0);  // [T, R]
+    if (text) {
+      const Features f = text->featurize(sentence);
+      return decode(encoder.run(embed(f)).squeeze(0), f.tokens);  // [T, R]
+    }
+    const PieceFeatures f = pieces->featurize(sentence);
+    const long words = f.tokens.size();
+    if (f.kept < words)  // SemanticParsePredictor.predict's refusal, word for word
+      throw std::invalid_argument("its " + std::to_string(words) +
+                                  " tokens need more word pieces than the featurizer's max_length (the parser would see " +
+                                  std::to_string(f.kept) + "); shorten the text");
+    // each word's first-piece state (TokenEncoderModel.encode; representation=passthrough)
+    return decode(bert.run(f.row).index_select(0, long_tensor(f.starts)), f.tokens);  // [W, H]
+  }
+
+  // the transition loop over per-word states [T, R] (RNNGParser.decode, greedy, batch size 1)
+  std::string decode(const at::Tensor& states, const std::vector<std::string>& tokens) const {
+    const long length = tokens.size();
 
     // the stack: position 0 is the empty sentinel (zero LSTM state); entries above top are dead
     std::vector<at::Tensor> h{at::zeros({1, stack_dim})}, c{at::zeros({1, stack_dim})}, x{at::zeros({1, stack_dim})};
@@ -272,7 +393,7 @@ struct Parser::Impl {
     auto start = at::embedding(action_embedding, long_tensor({static_cast<long>(actions.size())}));
     auto zeros = at::zeros({1, action_embedding.size(1)});
     auto history = history_cell(start, zeros, zeros);
-    std::vector<std::string> pieces;
+    std::vector<std::string> out;
     const long max_steps = length * (2 * max_open + 1) + 2;
     for (long step = 0; step < max_steps; ++step) {
       long open_pos = 0;
@@ -305,15 +426,15 @@ struct Parser::Impl {
       long pos = top + 1;
       if (action == SHIFT) {
         input = token_to_stack(states.narrow(0, std::min(ptr, length - 1), 1));
-        pieces.push_back(f.tokens[ptr]);
+        out.push_back(tokens[ptr]);
       } else if (action == REDUCE) {
         std::vector<at::Tensor> kids(x.begin() + open_pos + 1, x.begin() + top + 1);
         input = composition(x[open_pos], at::cat(kids, 0).unsqueeze(0));
         pos = open_pos;
-        pieces.push_back("]");
+        out.push_back("]");
       } else {
         input = at::embedding(nt_embedding, long_tensor({action - FIRST_NT}));
-        pieces.push_back("[" + actions[action]);
+        out.push_back("[" + actions[action]);
       }
       auto next = stack_cell(input, h[pos - 1 < 0 ? 0 : pos - 1], c[pos - 1 < 0 ? 0 : pos - 1]);
       h.resize(pos + 1);
@@ -333,7 +454,7 @@ struct Parser::Impl {
                              std::get<1>(history));
       if (top > 0 && n_open == 0) {  // the root closed
         std::string tree;
-        for (size_t k = 0; k < pieces.size(); ++k) tree += (k ? " " : "") + pieces[k];
+        for (size_t k = 0; k < out.size(); ++k) tree += (k ? " " : "") + out[k];
         return tree;
       }
     }
@@ -344,6 +465,7 @@ struct Parser::Impl {
 Parser::Parser(const std::string& model_dir) : impl_(new Impl(model_dir)) {}
 Parser::~Parser() = default;
 std::string Parser::parse(const std::string& text) const { return impl_->parse(text); }
+std::string Parser::pieces(const std::string& text) const { return impl_->piece_line(text); }
 
 }  // namespace nlpkit
 

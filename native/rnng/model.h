@@ -19,6 +19,8 @@ class Parser {
   // One sentence (raw UTF-8 text, split on whitespace as Python's str.split()) -> its bracketed TOP
   // tree. Throws std::invalid_argument for text that has no parse (blank, not UTF-8).
   std::string parse(const std::string& text) const;
+  // featurizer=wordpiece: the text's word pieces ("p,p p | [CLS] .. [SEP] | first pieces"), no encoder
+  std::string pieces(const std::string& text) const;
 
  private:
   struct Impl;

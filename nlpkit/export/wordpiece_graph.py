@@ -94,8 +94,17 @@ def read_wordpiece_spec(path: str | Path, pad_token: str) -> WordPieceSpec:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ExportError(f"{path}: cannot read the tokenizer ({err})") from err
+    return parse_wordpiece_spec(text, pad_token, str(path))
+
+
+def parse_wordpiece_spec(text: str, pad_token: str, path: str = "tokenizer.json") -> WordPieceSpec:
+    """:func:`read_wordpiece_spec` of a ``tokenizer.json``'s text (``path`` names it in errors): what a
+    loaded ``WordPieceFeaturizer`` holds (``tokenizer.to_str()``) without a file."""
+    try:
         spec = json.loads(text)
-    except (OSError, json.JSONDecodeError) as err:
+    except json.JSONDecodeError as err:
         raise ExportError(f"{path}: cannot read the tokenizer ({err})") from err
     model = spec.get("model") or {}
     if model.get("type") != "WordPiece":

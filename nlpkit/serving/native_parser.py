@@ -2,7 +2,8 @@
 for a ``task=semantic_parse`` export (``RUN/export/native/``) and what the export's parity gate drives.
 
 The binary reads one sentence a line on stdin and writes one tree a line on stdout (``ERROR: why`` for a
-line it cannot parse), flushed per line; the model folder's format is described in
+line it cannot parse), flushed per line (with ``--pieces``, a ``featurizer=wordpiece`` folder's word
+pieces instead of the tree); the model folder's format is described in
 ``nlpkit.tasks.semantic_parse.native``.
 """
 
@@ -55,9 +56,13 @@ class NativeParser:
     binary cannot parse (blank) raises ``ValueError``; a model folder it refuses, ``ArtifactError`` with
     the binary's reason. One caller at a time (a lock keeps questions and answers paired)."""
 
-    def __init__(self, model_dir: str | Path, threads: int = 1, binary: str | Path | None = None):
+    def __init__(
+        self, model_dir: str | Path, threads: int = 1, binary: str | Path | None = None, pieces: bool = False
+    ):
         self.model_dir = Path(model_dir)
         command = [str(binary or native_binary()), str(self.model_dir), "--threads", str(int(threads))]
+        if pieces:  # the tokenizer only: each text's word pieces (the export gate's piece check)
+            command.append("--pieces")
         env = {**os.environ, "OMP_NUM_THREADS": str(int(threads))}
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -90,7 +95,9 @@ class NativeParser:
             return self._answer(text)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        """Every text's tree; a thread writes the lines while the answers are read (no pipe deadlock)."""
+        """Every text's tree; a thread writes the lines while the answers are read (no pipe deadlock).
+        A text the binary refuses raises ``ValueError`` after every answer is read, so the next call's
+        answers stay in step with its questions."""
 
         def write() -> None:
             try:
@@ -103,10 +110,18 @@ class NativeParser:
         with self.lock:
             writer = threading.Thread(target=write, daemon=True)
             writer.start()
+            answers, refused = [], None
             try:
-                return [self._answer(text) for text in texts]
+                for text in texts:
+                    try:
+                        answers.append(self._answer(text))
+                    except ValueError as err:
+                        refused = refused or err
             finally:
                 writer.join()
+            if refused is not None:
+                raise refused
+            return answers
 
     def close(self) -> None:
         if self.process.poll() is None:
