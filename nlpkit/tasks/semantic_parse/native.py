@@ -585,7 +585,7 @@ def export_native(run_dir: Path, cfg, out_dir: Path, quantize: bool = False) -> 
     import nlpkit
     from nlpkit.export.parity import check_result, first_few
     from nlpkit.registry import get_task
-    from nlpkit.tasks.semantic_parse.data import read_top
+    from nlpkit.tasks.semantic_parse.data import SemanticParseDataModule, read_top
     from nlpkit.training.checkpoint import best_checkpoint
     from nlpkit.utils.io import sha256_file
 
@@ -621,7 +621,8 @@ def export_native(run_dir: Path, cfg, out_dir: Path, quantize: bool = False) -> 
             ((s, cfg.data.get(f"{s}_path")) for s in ("test", "val") if cfg.data.get(f"{s}_path")),
             (None, None),
         )
-        dm = task.datamodule(cfg.data, run_dir)
+        # the predictor's featurizer and actions: the run's vocabularies are not read a second time
+        dm = SemanticParseDataModule(cfg.data, features, predictor.actions)
         gold = [] if path is None else read_top(path, predictor.model.max_open, dm.policy)
         texts = [" ".join(example.tokens) for example in gold]
         edge = edge_texts(features)
