@@ -254,7 +254,10 @@ def main() -> None:
         torch.set_num_threads(threads)
         out: dict[str, Predict] = {} if eager is None else {"pytorch_eager": eager.predict}
         out.update(
-            {name: OnnxPredictor(path, threads=1, batch_threads=threads).predict for name, path in files.items()}
+            {
+                name: OnnxPredictor(path, threads=1, batch_threads=threads).predict
+                for name, path in files.items()
+            }
         )
         return out
 

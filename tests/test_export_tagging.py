@@ -277,9 +277,12 @@ def assert_same_answers(got: list[dict], want: list[dict]) -> None:
     follows the batch shape, so other batch compositions may differ in the last bits)."""
     assert len(got) == len(want)
     for one, other in zip(got, want):
-        assert (one["tokens"], one["intent"], one["slots"]) == (other["tokens"], other["intent"], other["slots"])
-        assert one["intent_scores"].keys() == other["intent_scores"].keys()
-        assert all(abs(one["intent_scores"][k] - other["intent_scores"][k]) <= 1e-5 for k in one["intent_scores"])
+        assert [one[key] for key in ("tokens", "intent", "slots")] == [
+            other[key] for key in ("tokens", "intent", "slots")
+        ]
+        scores, want = one["intent_scores"], other["intent_scores"]
+        assert scores.keys() == want.keys()
+        assert all(abs(scores[k] - want[k]) <= 1e-5 for k in scores)
 
 
 def test_batch_paths_sort_by_length_and_answer_in_input_order(word_runs):
@@ -321,7 +324,9 @@ def test_server_micro_batches_answer_each_request_in_its_order(word_runs):
         async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-                replies = await asyncio.gather(*(client.post("/predict", json={"texts": t}) for t in requests))
+                replies = await asyncio.gather(
+                    *(client.post("/predict", json={"texts": t}) for t in requests)
+                )
                 health = (await client.get("/health")).json()
         return replies, health
 
