@@ -87,11 +87,13 @@ class OnnxPredictor:
         batch_threads: intra-op threads for a call on several texts; ``None``: ``threads`` when that
             is given (one session for everything, as before), else onnxruntime's count (one per
             physical core) with its threads' spin-waiting off, in a second session made at the
-            first such call. Measured on the ATIS BiLSTM-CRF file, 2 cores both busy with other
-            work (README, Serving latency): batch-64 calls as fast as on one thread (median
-            per-call ratio 1.00) and 1.35x the sentences/s of two spinning threads (what
-            ``threads=None`` gave before); one text 1.27x slower on two non-spinning threads than
-            on one, so a single text keeps one thread.
+            first such call. ``threads=2`` alone gives one spinning two-thread session (the
+            fastest on an idle machine, the slowest on a busy one). Measured on the ATIS
+            BiLSTM-CRF file, 2 cores, length-sorted batch-64 calls, sentences/s relative to one
+            thread (README, Serving latency, 2026-12-04): idle, two non-spinning threads 1.05x
+            and two spinning ones 1.24x; both cores busy with other jobs, 1.00x and 0.75x; one
+            other job, 0.83x and 0.68x. One text: two non-spinning threads 1.55x slower than one,
+            two spinning ones no faster (0.98x), so a single text keeps one thread.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, batch_threads: int | None = None):
@@ -152,7 +154,8 @@ class OnnxPredictor:
     def _session(self, threads: int, spin: bool) -> ort.InferenceSession:
         """An onnxruntime session of the file: ``threads`` intra-op threads (0: onnxruntime's count),
         ``spin=False``: idle pool threads sleep instead of spin-waiting (on a busy machine two
-        spinning threads ran batch-64 calls at 0.74x the sentences/s of non-spinning ones)."""
+        spinning threads ran batch-64 calls at 0.74x the sentences/s of non-spinning ones; on an
+        idle one at 1.18x)."""
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
