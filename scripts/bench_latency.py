@@ -10,7 +10,8 @@ labels out.
   rotates per request), over ``--requests`` real test texts, ``--repeats`` times. Per repeat, each
   backend's P50/P90/P99; printed: the median over repeats (and the min of P50), and each backend's
   P50 ratio to ``onnx_fp32`` (min / median over repeats).
-- Batch 64, two threads: ``predict(512 texts, batch_size=64)`` calls interleaved the same way
+- Batch 64, two threads (``--batch-threads``; ONNX: ``OnnxPredictor``'s non-spinning batch session):
+  ``predict(512 texts, batch_size=64)`` calls interleaved the same way
   (a predictor sorts by length inside a call); sentences/s per backend (median, min).
 - Noise: an A/A run (``--baseline copy=`` the fp32 file itself) measured 0.94 between the two copies
   on a loaded machine; ratios within ~6 % of 1 are not differences.
@@ -221,6 +222,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-threads", type=int, default=2, help="threads of the batch calls")
     parser.add_argument(
         "--baseline", action="append", default=[], help="LABEL=FILE.onnx, another file to compare"
     )
@@ -247,9 +249,16 @@ def main() -> None:
     eager = None if args.no_eager else nlpkit.load(args.run_dir)
 
     def backends(threads: int) -> dict[str, Predict]:
+        """Eager on ``threads`` torch threads; each file as ``OnnxPredictor`` runs it: one text on one
+        thread, several on a non-spinning session of ``threads`` threads."""
         torch.set_num_threads(threads)
         out: dict[str, Predict] = {} if eager is None else {"pytorch_eager": eager.predict}
-        out.update({name: OnnxPredictor(path, threads=threads).predict for name, path in files.items()})
+        out.update(
+            {
+                name: OnnxPredictor(path, threads=1, batch_threads=threads).predict
+                for name, path in files.items()
+            }
+        )
         return out
 
     single = backends(1)
@@ -260,7 +269,7 @@ def main() -> None:
         {name: percentiles(samples) for name, samples in interleaved_single(single, requests).items()}
         for _ in range(args.repeats)
     ]
-    batch = backends(2)
+    batch = backends(args.batch_threads)
     interleaved_batches(batch, texts[: args.batch_size * 4], args.batch_size)  # warm-up
     throughputs = [interleaved_batches(batch, texts, args.batch_size) for _ in range(args.repeats)]
 
@@ -281,7 +290,8 @@ def main() -> None:
 
     print(
         f"run: {args.run_dir}  ({cfg.task.name}, model {cfg.model.name}; {len(requests)} requests x "
-        f"{args.repeats} repeats, interleaved; batch {args.batch_size} over {len(texts)} texts)"
+        f"{args.repeats} repeats, interleaved; batch {args.batch_size} on {args.batch_threads} threads over "
+        f"{len(texts)} texts)"
     )
     if flops is not None:
         print(

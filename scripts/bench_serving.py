@@ -6,7 +6,10 @@ Starts two servers in turn on 127.0.0.1 (free ports), each in its own process:
     in the same web framework (FastAPI + uvicorn), one request at a time.
 For each concurrency level (default 1, 16, 64) a closed-loop async client (aiohttp) sends
 ``{"texts": [one sentence]}`` requests cycling through the test sentences, bounded both in count
-(``--requests``) and in time (``--max-seconds``), after a short warm-up. Prints a table and one JSON line.
+(``--requests``) and in time (``--max-seconds``), after a short warm-up. Prints a table, the floor
+(with ``--run-dir``: FLOPs per sentence of the PyTorch model ÷ the measured GEMM rate on ``--threads``
+threads, as ``bench_latency`` prints it; the rate no server could pass on this machine's arithmetic),
+and one JSON line.
 
     python scripts/bench_serving.py --run-dir RUN [--texts seq.in] [--requests 4000] [--max-seconds 20]
 """
@@ -195,6 +198,27 @@ def measure(url: str, texts: list[str], levels: list[int], requests: int, max_se
     return rows
 
 
+def compute_floor(run_dir: Path, texts: list[str], threads: int) -> dict | None:
+    """What ``bench_latency`` prints as the floor: FLOPs per sentence of the run's PyTorch model over
+    these texts ÷ this machine's measured GEMM rate on ``threads`` threads. Measured after the servers
+    have stopped, so it does not load the machine during the run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_latency import flops_per_sentence, gemm_rate
+
+    import nlpkit
+
+    flops = flops_per_sentence(nlpkit.load(run_dir), texts[:512])
+    if flops is None:
+        return None
+    rate = gemm_rate(threads)
+    return {
+        "flops_per_sentence": flops,
+        "gemm_flops_per_s": rate,
+        "ms_per_sentence": flops / rate * 1000.0,
+        "sentences_per_s": rate / flops,
+    }
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -252,6 +276,7 @@ def main() -> None:
             stop_server(proc)
 
     load_after = os.getloadavg()
+    floor = compute_floor(args.run_dir, texts, args.threads) if args.run_dir is not None else None
     print(f"\nmachine: {cpu_description()}; client, server and baseline share it; loopback HTTP")
     print(f"1-min load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     print(f"nlpkit.serve mean batch: {mean_batch} texts ({stats['batches']} onnxruntime calls)")
@@ -268,6 +293,22 @@ def main() -> None:
                 f"{name:<16}{row['concurrency']:>5}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p90_ms']:>9.2f}"
                 f"{row['p99_ms']:>9.2f}{row['errors']:>8}{row['requests']:>7}"
             )
+    if floor is not None:
+        print(
+            f"\nfloor: {floor['flops_per_sentence'] / 1e6:.2f} MFLOP/sentence; GEMM "
+            f"{floor['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s on {args.threads} thread(s) -> "
+            f"{floor['ms_per_sentence']:.3f} ms/sentence, {floor['sentences_per_s']:,.0f} sentences/s "
+            "(the model's arithmetic alone: no HTTP, no string ops, no dispatch)"
+        )
+        for row in served:  # the time ratio only without queueing (concurrency 1)
+            alone = (
+                f"; P50 {row['p50_ms'] / floor['ms_per_sentence']:.1f}x the floor's time"
+                if row["concurrency"] == 1
+                else ""
+            )
+            print(
+                f"  nlpkit.serve c={row['concurrency']}: {row['rps'] / floor['sentences_per_s']:.0%} of the floor's rate{alone}"
+            )
     ratios = {}
     for mine, theirs in zip(served, baseline):
         ratios[str(mine["concurrency"])] = round(mine["rps"] / max(theirs["rps"], 1e-9), 2)
@@ -282,6 +323,7 @@ def main() -> None:
         "nlpkit_serve": served,
         "naive_baseline": baseline,
         "speedup": ratios,
+        "floor": floor,
     }
     print(json.dumps(summary))
 

@@ -102,12 +102,14 @@ def test_bilstm_export_forward_equals_forward():
     assert torch.allclose(lstm.forward_for_export(x, mask), lstm(x, mask), atol=1e-6)
 
 
+@pytest.mark.parametrize("filters", [(2, 3, 4), 3], ids=["unequal banks", "equal banks"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_char_cnn_merged_bank_equals_the_per_width_convolutions(activation):
-    """One convolution over kernels left-padded to the widest width, masked per filter, gives each
-    word the per-width banks' vector: words shorter than a kernel, full-width words, and padding."""
+def test_char_cnn_merged_bank_equals_the_per_width_convolutions(activation, filters):
+    """One convolution over kernels left-padded to the widest width, masked per filter (equal banks:
+    per bank, added), gives each word the per-width banks' vector: words shorter than a kernel,
+    full-width words, and padding."""
     torch.manual_seed(0)
-    cnn = CharCNNEmbedding(11, 5, (1, 3, 4), (2, 3, 4), highway_layers=1, activation=activation).eval()
+    cnn = CharCNNEmbedding(11, 5, (1, 3, 4), filters, highway_layers=1, activation=activation).eval()
     chars = torch.randint(1, 11, (3, 4, 6))
     lengths = torch.tensor([[6, 1, 2, 0], [3, 4, 5, 0], [1, 0, 0, 0]])  # characters per word
     chars[torch.arange(6).view(1, 1, -1) >= lengths.unsqueeze(-1)] = 0

@@ -268,6 +268,23 @@ def test_viterbi_graph_equals_crf_decode_including_ties_and_one_step():
             assert got.tolist() == want.tolist(), (batch, steps)
 
 
+#: mixed lengths, repeated, so a batch of 3 cut from the sorted order mixes texts from far apart
+MIXED = ["a b c d e f g h", "wake me", "play some jazz by miles davis", "up", "set an alarm for 6"] * 2
+
+
+def assert_same_answers(got: list[dict], want: list[dict]) -> None:
+    """The same tokens, intent and slots; intent scores equal to float rounding (GEMM blocking
+    follows the batch shape, so other batch compositions may differ in the last bits)."""
+    assert len(got) == len(want)
+    for one, other in zip(got, want):
+        assert [one[key] for key in ("tokens", "intent", "slots")] == [
+            other[key] for key in ("tokens", "intent", "slots")
+        ]
+        scores, want = one["intent_scores"], other["intent_scores"]
+        assert scores.keys() == want.keys()
+        assert all(abs(scores[k] - want[k]) <= 1e-5 for k in scores)
+
+
 def test_batch_paths_sort_by_length_and_answer_in_input_order(word_runs):
     """predict (PyTorch) and OnnxPredictor batch texts shortest first (less padding); each answer
     must still land at its text's position, equal to asking for that text alone."""
@@ -276,9 +293,45 @@ def test_batch_paths_sort_by_length_and_answer_in_input_order(word_runs):
 
     assert list(length_sorted_chunks([3, 1, 2, 1], 3)) == [[1, 3, 2], [0]]
     run_dir, _ = word_runs["joint_crf"]
-    texts = ["a b c d e f g h", "wake me", "play some jazz by miles davis", "up", "set an alarm for 6"] * 2
     for predictor in (nlpkit.load(run_dir), OnnxPredictor(run_dir / "export" / "model.onnx")):
-        batched = predictor.predict(texts, batch_size=3)
-        alone = [predictor.predict([text])[0] for text in texts]
-        assert [r["tokens"] for r in batched] == [text.split() for text in texts]
-        assert [(r["intent"], r["slots"]) for r in batched] == [(r["intent"], r["slots"]) for r in alone]
+        alone = [predictor.predict([text])[0] for text in MIXED]
+        batched = predictor.predict(MIXED, batch_size=3)
+        assert [r["tokens"] for r in batched] == [text.split() for text in MIXED]
+        assert_same_answers(batched, alone)
+        assert_same_answers(predictor.predict(MIXED[::-1], batch_size=4)[::-1], alone)  # other cuts
+        assert_same_answers(predictor.predict(MIXED), alone)  # one batch of all
+
+
+def test_server_micro_batches_answer_each_request_in_its_order(word_runs):
+    """Through the server app (ASGI, real batcher): one request larger than ``max_batch_size`` (cut
+    into length-sorted batches) and concurrent requests merged into shared batches each get, in their
+    own order, what the file answers for each text alone."""
+    import asyncio
+
+    import httpx
+
+    from nlpkit.serving.app import create_app
+    from nlpkit.serving.config import ServeConfig
+    from nlpkit.serving.onnx_predictor import OnnxPredictor
+
+    run_dir, _ = word_runs["joint_crf"]
+    model = run_dir / "export" / "model.onnx"
+    alone = {text: OnnxPredictor(model, threads=1).predict([text])[0] for text in MIXED}
+    app = create_app(ServeConfig(model=str(model), max_batch_size=3, max_wait_ms=50))
+    requests = [MIXED, MIXED[1:3][::-1], *([text] for text in MIXED)]  # 10 texts, 2, then 1 each
+
+    async def main() -> tuple[list, dict]:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+                replies = await asyncio.gather(
+                    *(client.post("/predict", json={"texts": t}) for t in requests)
+                )
+                health = (await client.get("/health")).json()
+        return replies, health
+
+    replies, health = asyncio.run(main())
+    for texts, reply in zip(requests, replies):
+        assert reply.status_code == 200, reply.text
+        assert_same_answers(reply.json()["predictions"], [alone[text] for text in texts])
+    assert health["batches"] < len(requests)  # some requests did share a batch

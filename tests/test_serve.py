@@ -150,6 +150,24 @@ def test_predictions_match_the_onnx_and_eager_models(doc_cls_server, doc_cls_run
     assert "torch" not in doc_cls_server.log_text().lower()  # it ran with torch blocked
 
 
+def test_single_texts_run_on_one_thread_and_batches_on_a_non_spinning_session(doc_cls_run, reference):
+    """``OnnxPredictor(path)``: one text on a one-thread session; several on a second session
+    (onnxruntime's thread count, spin-waiting off) made at the first such call; ``threads=N`` alone
+    keeps one session for both, as the server runs it (``ort_threads``)."""
+    predictor = OnnxPredictor(model_path(doc_cls_run))
+    single = predictor.session.get_session_options()
+    assert single.intra_op_num_threads == 1 and predictor._batch_session is None
+    assert_same_predictions(predictor.predict(TEXTS[:1]), reference.predict(TEXTS[:1]))
+    assert predictor._batch_session is None  # a single text never makes the batch session
+    assert_same_predictions(predictor.predict(TEXTS), reference.predict(TEXTS))
+    batch = predictor.batch_session.get_session_options()
+    assert batch.intra_op_num_threads == 0  # onnxruntime's count: one per physical core
+    assert batch.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    shared = OnnxPredictor(model_path(doc_cls_run), threads=2)
+    assert shared.batch_session is shared.session
+    assert OnnxPredictor(model_path(doc_cls_run), threads=1, batch_threads=2).batch_threads == 2
+
+
 def test_metadata_health_and_openapi(doc_cls_server, doc_cls_run):
     meta = httpx.get(f"{doc_cls_server.url}/metadata").json()
     labels = json.loads((doc_cls_run / "labels.json").read_text())["labels"]

@@ -83,10 +83,20 @@ class OnnxPredictor:
 
     Args:
         path: the ``.onnx`` file, or a run's ``export`` directory / run directory holding one.
-        threads: onnxruntime intra-op threads (``None``: onnxruntime's default).
+        threads: onnxruntime intra-op threads for a call on one text (a single request); ``None``: 1.
+        batch_threads: intra-op threads for a call on several texts; ``None``: ``threads`` when that
+            is given (one session for everything, as before), else onnxruntime's count (one per
+            physical core) with its threads' spin-waiting off, in a second session made at the
+            first such call. ``threads=2`` alone gives one spinning two-thread session (the
+            fastest on an idle machine, the slowest on a busy one). Measured on the ATIS
+            BiLSTM-CRF file, 2 cores, length-sorted batch-64 calls, sentences/s relative to one
+            thread (README, Serving latency, 2026-12-04): idle, two non-spinning threads 1.05x
+            and two spinning ones 1.24x; both cores busy with other jobs, 1.00x and 0.75x; one
+            other job, 0.83x and 0.68x. One text: two non-spinning threads 1.55x slower than one,
+            two spinning ones no faster (0.98x), so a single text keeps one thread.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, batch_threads: int | None = None):
         path = Path(path)
         if path.is_dir():
             candidates = [path / "model.onnx", path / "export" / "model.onnx"]
@@ -103,18 +113,12 @@ class OnnxPredictor:
                 f"{path}: exported model not found (run python -m nlpkit.export run_dir=...; "
                 "a multi-task run: ... task=SUBTASK)"
             )
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         self.path = path
-        needs_extensions = _declares_extensions(path)
-        if needs_extensions:
-            _register_extensions(options, path)
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types: not a model, corrupt file
-            raise ArtifactError(f"{path}: onnxruntime cannot load it: {err}") from err
+        self.threads = threads or 1
+        #: threads of the session for calls on several texts (0: onnxruntime's count, no spinning)
+        self.batch_threads = batch_threads if batch_threads is not None else (threads or 0)
+        self.session = self._session(self.threads, spin=True)
+        self._batch_session = self.session if self.batch_threads == self.threads else None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = meta
         fields = ModelFields(path, meta)
@@ -147,6 +151,31 @@ class OnnxPredictor:
         self.verified_files = fields.verify_hashes(find_run_dir(path))
         self.check_model()
 
+    def _session(self, threads: int, spin: bool) -> ort.InferenceSession:
+        """An onnxruntime session of the file: ``threads`` intra-op threads (0: onnxruntime's count),
+        ``spin=False``: idle pool threads sleep instead of spin-waiting (on a busy machine two
+        spinning threads ran batch-64 calls at 0.74x the sentences/s of non-spinning ones; on an
+        idle one at 1.18x)."""
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if _declares_extensions(self.path):
+            _register_extensions(options, self.path)
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types: not a model, corrupt file
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it: {err}") from err
+
+    @property
+    def batch_session(self) -> ort.InferenceSession:
+        """The session for calls on several texts (``batch_threads``), made at the first such call."""
+        if self._batch_session is None:
+            self._batch_session = self._session(self.batch_threads, spin=False)
+        return self._batch_session
+
     def check_model(self) -> None:
         """The graph has the string inputs its metadata names and every output the heads read (with the
         type and rank of their kind), and one probe batch agrees with the metadata: a row per text in
@@ -162,7 +191,7 @@ class OnnxPredictor:
         if problem is not None:
             raise ArtifactError(f"{path}: {problem}")
         try:
-            probe = dict(zip(self.output_names, self.run(self.probe)))
+            probe = dict(zip(self.output_names, self.run(self.probe, self.session)))
         except Exception as err:  # onnxruntime's own exception types
             raise ArtifactError(f"{path}: the graph fails on a probe batch: {err}") from err
         for name, value in probe.items():
@@ -191,9 +220,10 @@ class OnnxPredictor:
             return list(PROBE_TEXTS)
         return list(zip(PROBE_TEXTS, PROBE_TEXTS[1:] + PROBE_TEXTS[:1]))
 
-    def run(self, examples: Sequence) -> list[np.ndarray]:
+    def run(self, examples: Sequence, session: ort.InferenceSession | None = None) -> list[np.ndarray]:
         """Raw graph outputs, in ``self.output_names`` order (doc_cls: ``label [N]``, ``scores [N, L]``);
-        ``examples``: texts, or for a two-input file ``(a, b)`` pairs."""
+        ``examples``: texts, or for a two-input file ``(a, b)`` pairs; run on ``session``, else on
+        ``self.session`` for one example and ``self.batch_session`` for several."""
         if not self.takes_pairs:
             feed = {self.inputs[0]: np.array(list(examples), dtype=object)}
         else:
@@ -201,7 +231,9 @@ class OnnxPredictor:
                 name: np.array([example[i] for example in examples], dtype=object)
                 for i, name in enumerate(self.inputs)
             }
-        return self.session.run(self.output_names, feed)
+        if session is None:
+            session = self.session if len(examples) == 1 else self.batch_session
+        return session.run(self.output_names, feed)
 
     def predict(self, texts: Sequence, batch_size: int = 64) -> list[dict]:
         """One prediction dict per text (a pair model: per ``(a, b)`` pair), in order; an empty or

@@ -117,11 +117,22 @@ class CharCNNEmbedding(TokenEmbedding):
         x = self.embedding(flat).transpose(1, 2)  # [N, E, C]
         weight, bias, reach = self._export_bank or self._merged_bank()  # [F, E, K], [F], [F]
         features = self.activation(nn.functional.conv1d(x, weight, bias, padding=weight.size(-1) - 1))
-        positions = torch.arange(features.size(-1), device=chars.device).view(
-            1, 1, -1
-        )  # features [N, F, C+K-1]
-        valid = positions < (lengths.unsqueeze(-1) + reach.view(1, -1, 1))  # [N, F, C+K-1]
-        words = features.masked_fill(~valid, -1e4).max(dim=-1).values  # [N, F]
+        banks, per_bank = len(self.convs), self.convs[0].out_channels
+        if all(conv.out_channels == per_bank for conv in self.convs):
+            # Equal banks: the mask is per bank, [N, banks, 1, C+K-1], a filter count smaller than
+            # the features, and added rather than selected. An empty window scores at most
+            # (activation's bound) - 1e4, below any window over a real character, so the max is the
+            # one of ``forward``'s masked_fill wherever a word has characters; a word without
+            # characters is zeroed by ``has_chars`` in both.
+            positions = torch.arange(features.size(-1), device=chars.device).view(1, 1, 1, -1)
+            reach_bank = reach.view(banks, per_bank)[:, :1].view(1, banks, 1, 1)
+            empty = positions >= lengths.view(-1, 1, 1, 1) + reach_bank  # [N, banks, 1, C+K-1]
+            scored = features.unflatten(1, (banks, per_bank)) + empty.to(features.dtype) * -1e4
+            words = scored.amax(dim=-1).flatten(1)  # [N, F]
+        else:
+            positions = torch.arange(features.size(-1), device=chars.device).view(1, 1, -1)
+            valid = positions < (lengths.unsqueeze(-1) + reach.view(1, -1, 1))  # [N, F, C+K-1]
+            words = features.masked_fill(~valid, -1e4).max(dim=-1).values  # [N, F]
         has_chars = (lengths > 0).to(x.dtype)  # padding tokens get a zero vector
         words = self.projection(self.highway(words * has_chars)) * has_chars
         return words.reshape(batch, steps, -1)
