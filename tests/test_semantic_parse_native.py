@@ -141,8 +141,13 @@ def test_the_gate_refuses_weights_that_disagree_and_removes_the_old_folder(run, 
     ],
 )
 def test_a_damaged_model_directory_is_a_clear_error_naming_the_file(run, tmp_path, damage, message):
+    _assert_damage_is_named(run["native"], tmp_path, damage, message)
+
+
+def _assert_damage_is_named(folder: Path, tmp_path: Path, damage, message: str) -> None:
+    """A copy of ``folder``, damaged, fails to load or parse with ``message`` (naming the file)."""
     broken = tmp_path / "native"
-    shutil.copytree(run["native"], broken)
+    shutil.copytree(folder, broken)
     damage(broken)
     with pytest.raises(ArtifactError, match=message), NativeParser(broken) as parser:
         parser.predict(["weather in paris today"])
@@ -349,11 +354,7 @@ def test_wordpiece_pieces_and_the_max_length_refusal_match_the_featurizer(wp_run
     ids=["other-pieces", "missing-pieces", "activation", "featurizer", "more-layers"],
 )
 def test_a_damaged_wordpiece_folder_is_a_clear_error_naming_the_file(wp_run, tmp_path, damage, message):
-    broken = tmp_path / "native"
-    shutil.copytree(wp_run["native"], broken)
-    damage(broken)
-    with pytest.raises(ArtifactError, match=message), NativeParser(broken) as parser:
-        parser.predict(["weather in paris today"])
+    _assert_damage_is_named(wp_run["native"], tmp_path, damage, message)
 
 
 def _edit(folder: Path, old: str, new: str) -> None:

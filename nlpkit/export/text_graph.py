@@ -185,7 +185,8 @@ def all_characters() -> str:
     return "".join(map(chr, ALL_CODEPOINTS))
 
 
-def _ranges(codepoints: list[int]) -> list[tuple[int, int]]:
+def codepoint_ranges(codepoints) -> list[tuple[int, int]]:
+    """Sorted code points as inclusive ``(first, last)`` runs of consecutive values."""
     out: list[tuple[int, int]] = []
     for c in sorted(codepoints):
         if out and c == out[-1][1] + 1:
@@ -197,7 +198,7 @@ def _ranges(codepoints: list[int]) -> list[tuple[int, int]]:
 
 def _char_class(codepoints: list[int]) -> str:
     return "".join(
-        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ranges(codepoints)
+        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in codepoint_ranges(codepoints)
     )
 
 

@@ -267,22 +267,13 @@ def _transformer_lines(model) -> list[str]:
     ]
 
 
-def _ranges(points: Sequence[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for c in sorted(points):
-        if out and c == out[-1][1] + 1:
-            out[-1] = (out[-1][0], c)
-        else:
-            out.append((c, c))
-    return out
-
-
 def wordpiece_lines(featurizer) -> tuple[list[str], dict[str, bytes]]:
     """``featurizer=wordpiece``'s records and pieces.txt: the checkpoint's WordPiece settings, and HF's
     normalizer + BertPreTokenizer as one per-code-point table (``nlpkit.export.wordpiece_graph``'s,
     the ONNX export's): ``wordpiece_remove START END`` (what clean_text drops: control and format
     characters), ``wordpiece_alone START END`` (unchanged but a word of their own: punctuation, CJK
     ideographs), ``wordpiece_map CP CP...`` (case, accents, whitespace as 32, spaced-out punctuation)."""
+    from nlpkit.export.text_graph import codepoint_ranges
     from nlpkit.export.wordpiece_graph import codepoint_table, parse_wordpiece_spec
 
     where = f"{featurizer.checkpoint}/tokenizer.json"
@@ -320,8 +311,8 @@ def wordpiece_lines(featurizer) -> tuple[list[str], dict[str, bytes]]:
         f"wordpiece_max_length {spec.max_length}",
         "wordpiece_normalizer " + " ".join(f"{k} {int(v)}" for k, v in settings.items()),
         next(line for line in unicode_lines() if line.startswith("space ")),  # str.split's words
-        *(f"wordpiece_remove {a} {b}" for a, b in _ranges(removed)),
-        *(f"wordpiece_alone {a} {b}" for a, b in _ranges(alone)),
+        *(f"wordpiece_remove {a} {b}" for a, b in codepoint_ranges(removed)),
+        *(f"wordpiece_alone {a} {b}" for a, b in codepoint_ranges(alone)),
         *(
             f"wordpiece_map {ord(ch)} {' '.join(str(ord(c)) for c in image)}"
             for ch, image in sorted(table.items())
