@@ -173,28 +173,10 @@ def test_the_cli_answers_every_line_and_flushes_each(run, binary):
 def test_nlpkit_serve_serves_the_parser_through_the_binary(run, tmp_path):
     """``nlpkit.serve model=RUN`` on a semantic_parse run: the native folder behind a pipe, one ``tree``
     per text, the Python parser's trees; ``/metadata`` names the task and the served manifest."""
-    import asyncio
-
-    import httpx
-
-    from nlpkit.serving.app import create_app
-    from nlpkit.serving.config import ServeConfig
     from nlpkit.serving.native_parser import NativeParserPredictor
 
     texts = ["weather in paris today", "how long to the gym", "İstanbul café ?"]
-    app = create_app(ServeConfig(model=str(run["run_dir"]), max_wait_ms=1))
-
-    async def main() -> list:
-        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-                return [
-                    await client.post("/predict", json={"texts": texts}),
-                    await client.post("/predict", json={"texts": ["  "]}),
-                    await client.get("/metadata"),
-                ]
-
-    predicted, blank, metadata = asyncio.run(main())
+    predicted, blank, metadata = _served(run["run_dir"], [{"texts": texts}, {"texts": ["  "]}, None])
     assert predicted.status_code == 200
     want = nlpkit.load(run["run_dir"]).predict(texts)
     assert predicted.json()["predictions"] == [{"tree": tree} for tree in want]
@@ -373,13 +355,48 @@ def test_the_export_refuses_an_encoder_the_binary_does_not_implement(wp_run):
         native.native_files(predictor.model, predictor.features, predictor.actions.names, {})
 
 
-def test_nlpkit_serve_serves_a_wordpiece_folder(wp_run):
-    from nlpkit.serving.native_parser import NativeParserPredictor, find_native_dir
-
+def test_nlpkit_serve_serves_a_wordpiece_folder_and_answers_a_too_long_text_with_422(wp_run):
+    """The app over the wordpiece folder: the Python trees; a text past max_length pieces is the
+    caller's input error (422 naming its place, the featurizer's reason), not a 500, and the requests
+    batched with it are answered."""
     texts = ["weather in paris today", "İstanbul café ?"]
-    served = NativeParserPredictor(find_native_dir(wp_run["run_dir"]))
-    try:
-        want = nlpkit.load(wp_run["run_dir"]).predict(texts)
-        assert served.predict(texts) == [{"tree": tree} for tree in want]
-    finally:
-        served.parser.close()
+    too_long = " ".join(["weather"] * 40)
+    good, refused, neighbour = _served(
+        wp_run["run_dir"],
+        [{"texts": texts}, {"texts": ["hello", too_long]}, {"texts": ["how long to the gym"]}],
+        concurrent=True,
+    )
+    want = nlpkit.load(wp_run["run_dir"]).predict([*texts, "how long to the gym"])
+    assert good.status_code == 200 and good.json()["predictions"] == [{"tree": t} for t in want[:2]]
+    assert refused.status_code == 422, refused.text
+    (problem,) = refused.json()["detail"]
+    assert problem["loc"] == "body.texts.1" and problem["type"] == "text_refused"
+    assert "need more word pieces than the featurizer's max_length" in problem["msg"]
+    assert neighbour.status_code == 200 and neighbour.json()["predictions"] == [{"tree": want[2]}]
+
+
+def _served(run_dir: Path, bodies: list, concurrent: bool = False) -> list:
+    """``nlpkit.serve``'s app on ``run_dir`` through its ASGI client: ``POST /predict`` each body
+    (``None``: ``GET /metadata``), one after another or all at once (micro-batched together)."""
+    import asyncio
+
+    import httpx
+
+    from nlpkit.serving.app import create_app
+    from nlpkit.serving.config import ServeConfig
+
+    app = create_app(ServeConfig(model=str(run_dir), max_wait_ms=20 if concurrent else 1))
+
+    async def main() -> list:
+        async with app.api.router.lifespan_context(app.api):  # starts and stops the batcher
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+                calls = [
+                    client.get("/metadata") if body is None else client.post("/predict", json=body)
+                    for body in bodies
+                ]
+                if concurrent:
+                    return list(await asyncio.gather(*calls))
+                return [await call for call in calls]
+
+    return asyncio.run(main())

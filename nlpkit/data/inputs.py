@@ -20,6 +20,17 @@ class EmptyTextError(DataError, ValueError):
     """A text to predict on is empty or only whitespace: no model was trained on such input."""
 
 
+class TextRefusedError(DataError, ValueError):
+    """A non-blank text this model cannot take (e.g. more word pieces than its featurizer's
+    ``max_length``): the caller's input, not a model failure (``POST /predict`` answers 422).
+    ``index`` is the text's position in the call's list."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"texts[{index}]: {reason}")
+        self.index = index
+        self.reason = reason
+
+
 def blank_text_indices(texts: Sequence[str]) -> list[int]:
     """Positions of the texts with nothing but whitespace (``str.split()`` finds no token in them)."""
     return [index for index, text in enumerate(texts) if not text.strip()]

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 import nlpkit
+from nlpkit.data.inputs import TextRefusedError
 from nlpkit.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
 from nlpkit.serving.config import ServeConfig
 from nlpkit.serving.schemas import (
@@ -46,7 +47,8 @@ ERRORS = {
     422: {
         "model": ErrorResponse,
         "description": "malformed JSON, wrong types, no texts or too many, a text empty or only whitespace, "
-        "a pair that is not two texts, texts sent to a pair model or pairs to a single-text one",
+        "a pair that is not two texts, texts sent to a pair model or pairs to a single-text one, a text the "
+        "model cannot take (more word pieces than its max_length)",
     },
     503: {"model": ErrorResponse, "description": "queue full (see Retry-After) or shutting down"},
 }
@@ -124,6 +126,11 @@ class PredictService:
             return _reply(503, str(err), [(b"retry-after", b"1")])
         except ShuttingDown as err:
             return _reply(503, str(err), [(b"connection", b"close")])
+        except TextRefusedError as err:  # this request's text, not the model: its place, as for a blank one
+            field = "pairs" if self.pairs else "texts"
+            return _reply(
+                422, [{"loc": f"body.{field}.{err.index}", "msg": err.reason, "type": "text_refused"}]
+            )
         except Exception as err:  # noqa: BLE001 - a model failure on this request alone
             log.exception("prediction failed")
             return _reply(500, f"prediction failed: {type(err).__name__}: {err}")

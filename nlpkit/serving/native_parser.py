@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from nlpkit.data.inputs import TextRefusedError
 from nlpkit.errors import ArtifactError, ExportError
 
 MANIFEST, METADATA, NATIVE_DIR = "model.txt", "metadata.json", "native"
@@ -53,7 +54,8 @@ class NativeParser:
     """The binary as a long-running process behind a pipe: ``predict(texts) -> trees``.
 
     A text goes as one line (its newlines become spaces: the same ``str.split()`` tokens); a text the
-    binary cannot parse (blank) raises ``ValueError``; a model folder it refuses, ``ArtifactError`` with
+    binary cannot parse (blank, or more pieces than max_length) raises ``TextRefusedError`` (a
+    ``ValueError``); a model folder it refuses, ``ArtifactError`` with
     the binary's reason. One caller at a time (a lock keeps questions and answers paired)."""
 
     def __init__(
@@ -81,7 +83,7 @@ class NativeParser:
             raise ArtifactError(f"{self.model_dir}: the native parser stopped: {reason or 'no reason given'}")
         answer = raw.decode("utf-8").rstrip("\n")
         if answer.startswith("ERROR: "):
-            raise ValueError(f"{text!r}: {answer[len('ERROR: ') :]}")
+            raise TextRefusedError(0, answer[len("ERROR: ") :])
         return answer
 
     def parse(self, text: str) -> str:
@@ -96,8 +98,8 @@ class NativeParser:
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """Every text's tree; a thread writes the lines while the answers are read (no pipe deadlock).
-        A text the binary refuses raises ``ValueError`` after every answer is read, so the next call's
-        answers stay in step with its questions."""
+        A text the binary refuses raises ``TextRefusedError`` (its position in ``texts``) after every
+        answer is read, so the next call's answers stay in step with its questions."""
 
         def write() -> None:
             try:
@@ -112,11 +114,11 @@ class NativeParser:
             writer.start()
             answers, refused = [], None
             try:
-                for text in texts:
+                for index, text in enumerate(texts):
                     try:
                         answers.append(self._answer(text))
-                    except ValueError as err:
-                        refused = refused or err
+                    except TextRefusedError as err:
+                        refused = refused or TextRefusedError(index, err.reason)
             finally:
                 writer.join()
             if refused is not None:

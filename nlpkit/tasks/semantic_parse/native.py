@@ -538,19 +538,20 @@ def piece_lines(featurizer, texts: Sequence[str]) -> list[str]:
 
 def _refused_texts(predictor, parser, texts: Sequence[str]) -> list[dict]:
     """The texts of more pieces than ``max_length`` allows: both sides must refuse each with the same
-    reason (the Python predictor's ``DataError``, the binary's ``ERROR:`` line); the disagreements."""
-    from nlpkit.errors import DataError
+    reason (``TextRefusedError`` from the Python predictor and from the binary's ``ERROR:`` line); the
+    disagreements."""
+    from nlpkit.data.inputs import TextRefusedError
 
     bad = []
     for text in texts:
         try:
             python = f"parsed: {predictor.predict([text], beam_size=1)[0]}"
-        except DataError as err:
-            python = str(err).split(": ", 1)[1]  # without "texts[0]"
+        except TextRefusedError as err:
+            python = err.reason
         try:
             native = f"parsed: {parser.parse(text)}"
-        except ValueError as err:
-            native = str(err)[len(repr(text)) + 2 :]
+        except TextRefusedError as err:
+            native = err.reason
         if python != native or python.startswith("parsed: "):
             bad.append({"text": text[:200], "python": python, "native": native})
     return bad

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from nlpkit.data.featurizers import WordFeaturizer
-from nlpkit.data.inputs import check_texts
-from nlpkit.errors import DataError
+from nlpkit.data.inputs import TextRefusedError, check_texts
 from nlpkit.tasks.semantic_parse.data import ActionVocab
 from nlpkit.tasks.semantic_parse.model import RNNGParser
 from nlpkit.tasks.semantic_parse.module import actions_to_tree
@@ -39,9 +38,10 @@ class SemanticParsePredictor:
             if "word_lengths" in batch:  # a piece featurizer: every word must fit in max_length pieces
                 for row, seen in zip(chunk, batch["word_lengths"].tolist()):
                     if seen < len(sentences[row]):
-                        raise DataError(
-                            f"texts[{row}]: its {len(sentences[row])} tokens need more word pieces than the "
-                            f"featurizer's max_length (the parser would see {seen}); shorten the text"
+                        raise TextRefusedError(
+                            row,
+                            f"its {len(sentences[row])} tokens need more word pieces than the "
+                            f"featurizer's max_length (the parser would see {seen}); shorten the text",
                         )
             for row, ids in zip(chunk, self.model.decode(batch, beam_size)):
                 tree = actions_to_tree(ids, self.actions.names, sentences[row], self.model.max_open)
