@@ -12,7 +12,14 @@ import torch
 
 import nlpkit
 from nlpkit.config import validate
-from nlpkit.data.featurizers import SubwordConfig, SubwordFeaturizer, WordConfig, WordFeaturizer
+from nlpkit.data.featurizers import (
+    NgramConfig,
+    NgramFeaturizer,
+    SubwordConfig,
+    SubwordFeaturizer,
+    WordConfig,
+    WordFeaturizer,
+)
 from nlpkit.data.inputs import EmptyTextError
 from nlpkit.errors import ConfigError
 from nlpkit.registry import FEATURIZERS, get_featurizer, register_featurizer
@@ -43,6 +50,12 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     ("cls", "config", "files", "batch_keys"),
     [
         (SubwordFeaturizer, SubwordConfig(), {"tokenizer.json"}, {"tokens", "lengths"}),
+        (
+            NgramFeaturizer,
+            NgramConfig(min_ngram_freq=1),
+            {"tokenizer.json", "ngrams.json"},
+            {"tokens", "lengths"},
+        ),
         (
             WordFeaturizer,
             WordConfig(max_word_length=5),

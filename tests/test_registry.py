@@ -107,7 +107,7 @@ SHIPPED_TASKS = {
     "lm",
     "semantic_parse",
 }
-SHIPPED_FEATURIZERS = {"subword", "word", "wordpiece"}
+SHIPPED_FEATURIZERS = {"subword", "ngram", "word", "wordpiece"}
 SHIPPED_COMPONENTS = {
     "nlpkit.modules.decoder.composed.ComposedLabelDecoder",
     "nlpkit.modules.decoder.mlp.MLPDecoder",

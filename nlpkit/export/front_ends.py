@@ -6,6 +6,9 @@
   (normalize, pre-tokenize, WordLevel lookup, truncation) as built by :mod:`nlpkit.export.text_graph`;
   checked against HF on every code point and against ``Featurizer.encode_batch`` token id by token id
   (``featurizer=subword``, :class:`nlpkit.data.featurizers.SubwordFeaturizer`).
+* ``ngram`` (:class:`NgramFrontEnd`): the same graph, then each adjacent pair of word ids looked up as
+  a bigram id and interleaved (``featurizer=ngram``, :class:`nlpkit.data.featurizers.NgramFeaturizer`);
+  the same checks against its ``with_bigrams`` encoding, every bigram included.
 * ``word`` (:class:`WordFrontEnd`): ``text.split()`` + word ids, character ids and casing classes of the
   word-level tasks (and ``task=doc_cls featurizer=word``), as built by :mod:`nlpkit.export.word_graph`;
   checked against :class:`nlpkit.data.featurizers.WordFeaturizer` on every code point and feature by
@@ -174,6 +177,91 @@ class SubwordFrontEnd(FrontEnd):
                 lambda: check_token_ids(session, self.python_featurizer, groups, [1, MIXED_BATCH]),
             ),
         }
+
+
+class _NgramIds:
+    """The ids ``featurizer=ngram`` gives, in the ``Featurizer`` shape the subword checks read
+    (``encode_batch -> [[id, ...]]``, ``vocab``, ``pad_id``, ``unk_id``): words and bigrams interleaved,
+    and the bigrams as ``"first second"`` texts in the vocabulary group."""
+
+    def __init__(self, featurizer: Any):
+        self.featurizer = featurizer
+        self.pad_id, self.unk_id = featurizer.pad_id, featurizer.unk_id
+        self.vocab = featurizer.vocab
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        rows = self.featurizer.tokenizer.encode_batch(texts)
+        return [self.featurizer.with_bigrams(ids) for ids in rows]
+
+
+class NgramFrontEnd(SubwordFrontEnd):
+    """``text [B]`` -> ``tokens [B, 2n - 1]`` (``u1 b12 u2 ... un``), ``lengths [B]`` as
+    ``NgramFeaturizer.encode_batch``: the subword graph's word ids, then the pair key ``ui * words +
+    uj`` through one int64 ``LabelEncoder`` (``<unk-bigram>`` by default), interleaved."""
+
+    kind = "ngram"
+
+    @property
+    def python_featurizer(self):
+        return _NgramIds(self.featurizer)
+
+    def build(self, b, text, reads, suffix=""):
+        self.check_reads(reads)
+        tokens, lengths = (G.MODEL_PREFIX + name + suffix for name in ("tokens", "lengths"))
+        words, counts = b.name("word_ids"), b.name("word_lengths")
+        build_text_nodes(b, self.tokenizer, text, words, counts)  # [B, L] pad-padded, [B] >= 1
+        f = self.featurizer
+        int64 = functools.partial(b.const, dtype=np.int64)
+        pad = int64(f.pad_id)
+        batch = b.op("Slice", [b.op("Shape", [words]), b.const([0]), b.const([1])], "batch")
+        pad_column = b.op(
+            "ConstantOfShape",
+            [b.op("Concat", [batch, b.const([1])], axis=0)],
+            "pad_column",
+            value=helper.make_tensor("v", TensorProto.INT64, [1], [f.pad_id]),
+        )
+        following = b.op(
+            "Slice",
+            [
+                b.op("Concat", [words, pad_column], axis=1),
+                b.const([1]),
+                b.const([np.iinfo(np.int64).max]),
+                b.const([1]),
+            ],
+            "following",
+        )  # [B, L]: each word's successor (pad after the last)
+        key = b.op("Add", [b.op("Mul", [words, int64(f.words)]), following], "pair_key")
+        pairs = sorted(f.bigram_ids.items())
+        bigram = b.op(
+            "LabelEncoder",
+            [key],
+            "bigram_ids",
+            domain="ai.onnx.ml",
+            keys_int64s=[k for k, _ in pairs],
+            values_int64s=[v for _, v in pairs],
+            default_int64=f.unk_bigram_id,
+        )
+        width = b.op(
+            "Squeeze", [b.op("Slice", [b.op("Shape", [words]), b.const([1]), b.const([2])])], "width"
+        )
+        position = b.op("Unsqueeze", [b.op("Range", [int64(0), width, int64(1)]), b.const([0])], "position")
+        real_pair = b.op(
+            "Less",
+            [b.op("Add", [position, int64(1)]), b.op("Unsqueeze", [counts, b.const([1])])],
+            "real_pair",
+        )  # [B, L]: word i has a successor
+        bigram = b.op("Where", [real_pair, bigram, pad], "bigram_or_pad")
+        stacked = b.op(
+            "Concat",
+            [b.op("Unsqueeze", [words, b.const([2])]), b.op("Unsqueeze", [bigram, b.const([2])])],
+            "stacked",
+            axis=2,
+        )  # [B, L, 2]
+        interleaved = b.op("Reshape", [stacked, b.const([0, -1])], "interleaved")  # [B, 2L]
+        both = b.op("Sub", [b.op("Mul", [counts, int64(2)]), int64(1)], outputs=[lengths])
+        longest = b.op("ReduceMax", [both], "longest", keepdims=1)
+        b.op("Slice", [interleaved, b.const([0]), longest, b.const([1])], outputs=[tokens])
+        return FrontEndValues()
 
 
 def debug_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -780,6 +868,7 @@ class WordPieceWordFrontEnd(WordPieceFrontEnd):
 #: featurizer kind -> its front end (``wordpiece_words``: ``featurizer=wordpiece`` in a word-level task)
 FRONT_ENDS: dict[str, type[FrontEnd]] = {
     "subword": SubwordFrontEnd,
+    "ngram": NgramFrontEnd,
     "word": WordFrontEnd,
     "wordpiece": WordPieceFrontEnd,
     "wordpiece_words": WordPieceWordFrontEnd,
