@@ -64,7 +64,9 @@ class NgramFeaturizer(SubwordFeaturizer):
         self.words = tokenizer.vocab_size
         #: word-id pairs in bigram-id order; pair i has id ``unk_bigram_id + 1 + i``
         self.bigrams = [tuple(pair) for pair in bigrams]
-        self.bigram_ids = {self.key(a, b): self.unk_bigram_id + 1 + i for i, (a, b) in enumerate(self.bigrams)}
+        self.bigram_ids = {
+            self.key(a, b): self.unk_bigram_id + 1 + i for i, (a, b) in enumerate(self.bigrams)
+        }
 
     @property
     def unk_bigram_id(self) -> int:
