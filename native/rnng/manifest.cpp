@@ -95,4 +95,24 @@ std::string Manifest::text(const std::string& key) const {
 
 void Manifest::fail(const std::string& what) const { throw std::runtime_error(path + ": " + what); }
 
+std::unordered_map<std::string, long> read_vocabulary(const Manifest& m, const std::string& key,
+                                                      const std::string& model_dir, const std::string& what) {
+  const Record& record = m.one(key);  // FILE COUNT CRC32
+  if (record.size() != 3) m.fail("'" + key + "' takes FILE COUNT CRC32");
+  const std::string path = model_dir + "/" + record[0];
+  const std::string data = read_binary(path);
+  if (std::to_string(crc32(data)) != record[2])
+    throw std::runtime_error(path + ": checksum mismatch (the file is damaged or not this model's)");
+  std::unordered_map<std::string, long> entries;
+  std::istringstream lines(data);
+  std::string line;
+  long id = 0;
+  while (std::getline(lines, line))
+    if (!entries.emplace(line, id++).second)
+      throw std::runtime_error(path + ": line " + std::to_string(id) + " repeats an earlier entry");
+  if (id != to_long(record[1], m.path + ": " + key))
+    throw std::runtime_error(path + ": " + std::to_string(id) + " " + what + ", the manifest says " + record[1]);
+  return entries;
+}
+
 }  // namespace nlpkit

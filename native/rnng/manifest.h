@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace nlpkit {
@@ -28,5 +29,9 @@ struct Manifest {
 long to_long(const std::string& value, const std::string& where);
 std::string read_binary(const std::string& path);  // the whole file; an error naming it if unreadable
 uint32_t crc32(const std::string& data);           // zlib's CRC-32, what Python's zlib.crc32 computes
+// The vocabulary file the record `key` names (FILE COUNT CRC32): one entry a line, in id order, checked
+// against the CRC and the count (`what`: the entries' name in the error, e.g. "words"); entries are unique.
+std::unordered_map<std::string, long> read_vocabulary(const Manifest& m, const std::string& key,
+                                                      const std::string& model_dir, const std::string& what);
 
 }  // namespace nlpkit

@@ -67,18 +67,7 @@ std::string encode_utf8(const std::u32string& text) {
 
 TextTables::TextTables(const Manifest& m, const std::string& model_dir)
     : pad_id_(m.integer("pad_id")), unk_id_(m.integer("unk_id")), max_word_length_(m.integer("max_word_length")) {
-  const Record& words = m.one("words");  // FILE COUNT CRC32
-  if (words.size() != 3) m.fail("'words' takes FILE COUNT CRC32");
-  const std::string path = model_dir + "/" + words[0];
-  const std::string data = read_binary(path);
-  if (std::to_string(crc32(data)) != words[2])
-    throw std::runtime_error(path + ": checksum mismatch (the file is damaged or not this model's)");
-  std::istringstream lines(data);
-  std::string line;
-  long id = 0;
-  while (std::getline(lines, line)) words_.emplace(line, id++);
-  if (id != to_long(words[1], m.path + ": words"))
-    throw std::runtime_error(path + ": " + std::to_string(id) + " words, the manifest says " + words[1]);
+  words_ = read_vocabulary(m, "words", model_dir, "words");
 
   long char_id = 2;
   for (const Record& r : m.all("chars"))

@@ -24,25 +24,14 @@ std::vector<std::pair<char32_t, char32_t>> ranges(const Manifest& m, const std::
 }  // namespace
 
 PieceTables::PieceTables(const Manifest& m, const std::string& model_dir) {
-  const Record& vocab = m.one("wordpiece_vocab");  // FILE COUNT CRC32
-  if (vocab.size() != 3) m.fail("'wordpiece_vocab' takes FILE COUNT CRC32");
-  const std::string path = model_dir + "/" + vocab[0];
-  const std::string data = read_binary(path);
-  if (std::to_string(crc32(data)) != vocab[2])
-    throw std::runtime_error(path + ": checksum mismatch (the file is damaged or not this model's)");
-  std::istringstream lines(data);
-  std::string line;
-  long id = 0;
-  while (std::getline(lines, line)) vocab_.emplace(line, id++);
-  if (id != to_long(vocab[1], m.path + ": wordpiece_vocab"))
-    throw std::runtime_error(path + ": " + std::to_string(id) + " pieces, the manifest says " + vocab[1]);
+  vocab_ = read_vocabulary(m, "wordpiece_vocab", model_dir, "pieces");
 
   const Record& ids = m.one("wordpiece_ids");  // CLS SEP UNK PAD
   if (ids.size() != 4) m.fail("'wordpiece_ids' takes CLS SEP UNK PAD");
   long* targets[] = {&cls_, &sep_, &unk_, &pad_};
   for (int k = 0; k < 4; ++k) {
     *targets[k] = to_long(ids[k], m.path + ": wordpiece_ids");
-    if (*targets[k] < 0 || *targets[k] >= id) m.fail("wordpiece_ids " + ids[k] + " is not a piece id");
+    if (*targets[k] < 0 || *targets[k] >= static_cast<long>(vocab_.size())) m.fail("wordpiece_ids " + ids[k] + " is not a piece id");
   }
   prefix_ = m.text("wordpiece_prefix");
   max_chars_ = m.integer("wordpiece_max_chars");
